@@ -1,0 +1,68 @@
+"""Backends by name. Heavy libraries (torch, openai, anthropic) are imported only when used."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Any, Callable
+
+from workbench.backends.base import (
+    Backend,
+    BackendError,
+    EngineInfo,
+    Generation,
+    GenerationRequest,
+    SampleSlot,
+    ScoredContinuation,
+    TokenProb,
+    TopLogprob,
+)
+from workbench.errors import MissingPackageError, WorkbenchError
+from workbench.registry import ModelSpec
+
+# name -> (module, class, packages it needs, the install command to name when one is missing)
+_BACKENDS: dict[str, tuple[str, str, tuple[str, ...], str]] = {
+    "hf": ("workbench.backends.hf", "HFBackend", ("torch", "transformers"), "pip install 'workbench[hf]'"),
+}
+
+_EXTRA_BACKENDS: dict[str, Callable[[ModelSpec], Backend]] = {}
+
+
+def register_backend(name: str, factory: Callable[[ModelSpec], Backend]) -> None:
+    """Add a backend from outside the package (a plugin, or a test double)."""
+    _EXTRA_BACKENDS[name] = factory
+
+
+def create_backend(spec: ModelSpec, **settings: Any) -> Backend:
+    """Instantiate the backend a registry entry names, with a clear error if its package is missing."""
+    if spec.backend in _EXTRA_BACKENDS:
+        return _EXTRA_BACKENDS[spec.backend](spec, **settings)
+    if spec.backend not in _BACKENDS:
+        raise WorkbenchError(
+            f"model {spec.name!r}: backend {spec.backend!r} is not available yet "
+            f"(available: {', '.join(sorted([*_BACKENDS, *_EXTRA_BACKENDS]))})"
+        )
+    module_name, class_name, packages, install = _BACKENDS[spec.backend]
+    for package in packages:
+        if importlib.util.find_spec(package) is None:
+            raise MissingPackageError(
+                f"model {spec.name!r} needs the {spec.backend!r} backend, but {package!r} is not installed; "
+                f"run: {install}"
+            )
+    module = importlib.import_module(module_name)
+    return getattr(module, class_name)(spec, **settings)
+
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "EngineInfo",
+    "Generation",
+    "GenerationRequest",
+    "SampleSlot",
+    "ScoredContinuation",
+    "TokenProb",
+    "TopLogprob",
+    "create_backend",
+    "register_backend",
+]

@@ -1,0 +1,131 @@
+"""The one sampling-config object. Every field says what it means and which backends honour it.
+
+Fields here are exactly the ones that change what a backend returns, so the whole object (in
+its normalised form) is part of the cache key. Knobs that only change speed (batch size,
+threads, concurrency) live on the Sampler and the backends, never here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from workbench.errors import ConfigError
+
+
+class SamplingConfig(BaseModel):
+    """How continuations are drawn. Backends that cannot honour a field say so by capability."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = Field(
+        1.0,
+        ge=0.0,
+        description="Softmax temperature; 0 means greedy (argmax). Honoured by hf, openai, anthropic "
+        "(anthropic caps it at 1).",
+    )
+    top_p: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="Nucleus sampling: keep the smallest set of tokens whose mass reaches top_p; "
+        "1 means no truncation. Honoured by hf, openai, anthropic.",
+    )
+    top_k: int = Field(
+        0,
+        ge=0,
+        description="Keep only the k most likely tokens; 0 means no truncation (true ancestral "
+        "sampling; transformers' own default of 50 is never applied). Honoured by hf, "
+        "OpenAI-compatible servers that accept it (vLLM, llama.cpp), anthropic; not by the OpenAI API.",
+    )
+    min_p: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Drop tokens whose probability is below min_p times the top token's; 0 = off. "
+        "Honoured by hf, vLLM, llama.cpp.",
+    )
+    repetition_penalty: float = Field(
+        1.0,
+        gt=0.0,
+        description="CTRL-style penalty on tokens already in the input or continuation; 1 = off. "
+        "Honoured by hf, vLLM, llama.cpp (whose server default is 1.1, so it is always sent).",
+    )
+    max_tokens: int = Field(
+        64, ge=1, le=32768, description="Most new tokens per continuation. Honoured by every backend."
+    )
+    stop: tuple[str, ...] = Field(
+        (),
+        description="Strings that end a continuation; the text is cut before the first one found. "
+        "Honoured by every backend.",
+    )
+    top_logprobs: int = Field(
+        0,
+        ge=0,
+        le=20,
+        description="Also record the k most likely tokens (true distribution) at each position; "
+        "0 = only the sampled token's logprob. Honoured by hf and servers that return logprobs.",
+    )
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_as_tuple(cls, value: Any) -> Any:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            return (value,)
+        return tuple(value)
+
+    @field_validator("stop")
+    @classmethod
+    def _no_empty_stop(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(s == "" for s in value):
+            raise ValueError("an empty stop string would end every continuation at once; remove it")
+        return value
+
+    @property
+    def greedy(self) -> bool:
+        """True when temperature is 0: every sample is the argmax continuation."""
+        return self.temperature == 0.0
+
+    def cache_fields(self) -> dict[str, Any]:
+        """The fields that change the output, normalised: greedy ignores truncation; stop order is irrelevant."""
+        fields = self.model_dump()
+        fields["stop"] = sorted(set(self.stop))
+        if self.greedy:
+            for name in ("top_p", "top_k", "min_p"):
+                fields.pop(name)
+        return fields
+
+    def cache_digest(self) -> str:
+        """A short stable hash of `cache_fields()`."""
+        blob = json.dumps(self.cache_fields(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def with_extra_stops(self, stops: tuple[str, ...] | list[str]) -> "SamplingConfig":
+        """A copy with more stop strings (e.g. a transcript template's turn marker), without duplicates."""
+        merged = tuple(dict.fromkeys((*self.stop, *stops)))
+        return self.model_copy(update={"stop": merged})
+
+
+def make_config(**fields: Any) -> SamplingConfig:
+    """Build a SamplingConfig, turning validation errors into one readable line per field."""
+    cleaned = {k: v for k, v in fields.items() if v is not None}
+    try:
+        return SamplingConfig(**cleaned)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, "sampling config")) from None
+
+
+def describe_validation_error(exc: ValidationError, where: str) -> str:
+    """One line per problem: the field, what was given and what is allowed."""
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        given = err.get("input")
+        given_text = "" if isinstance(given, dict) else f" (got {given!r})"
+        parts.append(f"{field}: {err['msg']}{given_text}")
+    return f"invalid {where}: " + "; ".join(parts)

