@@ -1,0 +1,296 @@
+"""`workbench` on the command line: the same public functions a notebook calls.
+
+User mistakes print one line and exit with status 2; nothing already sampled is lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from workbench.errors import WorkbenchError
+
+EXIT_USER_ERROR = 2
+
+
+def _read_prompt(value: str) -> str:
+    """A prompt from the command line, or from a file with @path."""
+    if value.startswith("@"):
+        path = Path(value[1:]).expanduser()
+        if not path.is_file():
+            raise WorkbenchError(f"prompt file {path} does not exist")
+        try:
+            return path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise WorkbenchError(f"cannot read prompt file {path}: {exc}") from None
+    return value
+
+
+def _config_fields(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "top_k": args.top_k,
+        "max_tokens": args.max_tokens,
+        "stop": args.stop or None,
+    }
+
+
+def _sampler(args: argparse.Namespace):
+    from workbench.sampler import Sampler
+
+    return Sampler(batch_size=args.batch_size, progress=not args.quiet)
+
+
+def _one_line(text: str, width: int = 90) -> str:
+    return textwrap.shorten(text.replace("\n", "\\n"), width, placeholder="…") if text.strip() else repr(text)
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def cmd_models_list(args: argparse.Namespace) -> None:
+    from workbench.registry import load_registry
+
+    registry = load_registry()
+    frame = registry.frame()
+    if args.json:
+        print(frame.to_json(orient="records", indent=2))
+        return
+    for model in registry.models.values():
+        status = ""
+        if model.backend == "hf":
+            from workbench.backends import hf
+
+            status = "prepared" if not hf.needs_preparation(model) or hf.is_prepared(model) else "not prepared"
+        chat = "chat template" if model.has_chat_template else f"transcript: {model.transcript_template}"
+        print(f"{model.name}  [{model.kind}, {model.family} family, backend {model.backend}, {chat}] {status}")
+        for note in model.notes:
+            print(f"    - {note}")
+    for pair in registry.pairs.values():
+        print(f"pair {pair.name}: {pair.base} (base) vs {pair.tuned} (tuned) — "
+              f"{registry.describe_pair([pair.base, pair.tuned])}")
+
+
+def cmd_models_prepare(args: argparse.Namespace) -> None:
+    from workbench.registry import load_registry
+
+    registry = load_registry()
+    names = args.names or [m.name for m in registry.models.values() if m.backend == "hf" and m.source.gguf_package]
+    specs = [registry.get(n) for n in names]
+    for spec in specs:
+        if spec.backend != "hf":
+            raise WorkbenchError(f"model {spec.name!r} uses the {spec.backend} backend; only hf models are prepared")
+    from workbench.backends import create_backend, hf
+
+    for spec in specs:
+        create_backend(spec)  # checks that torch and transformers are installed
+        if not hf.needs_preparation(spec):
+            print(f"{spec.name}: a transformers checkpoint, nothing to prepare")
+            continue
+        if hf.is_prepared(spec) and not args.force:
+            print(f"{spec.name}: already prepared in {hf.prepared_dir(spec)}")
+            continue
+        path = hf.prepare_model(spec, force=args.force)
+        print(f"{spec.name}: prepared in {path}")
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    sampler = _sampler(args)
+    run = sampler.sample(args.model, _read_prompt(args.prompt), args.n, seed=args.seed, chat=args.chat,
+                         **_config_fields(args))
+    if args.json:
+        print(run.samples[["sample_index", "text", "finish_reason", "logprob"]].to_json(orient="records", indent=2))
+        return
+    print(f"run {run.run_id}: {run.n} samples of {run.model} ({run.drawn} drawn, {run.cached} from the store)")
+    print(f"input ({run.rendered.template}): {_one_line(run.rendered.display(), 200)}")
+    for row in run.samples.itertuples():
+        print(f"[{row.sample_index:>3}] ({row.finish_reason:<6}) {_one_line(row.text)}")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from workbench.analysis import answer_extractor, compare_frame
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if len(models) < 2:
+        raise WorkbenchError("--models needs two or more comma-separated model names")
+    answer = answer_extractor(args.answer)
+    sampler = _sampler(args)
+    for m in models:
+        sampler.model(m)  # unknown names fail before anything is sampled
+    runs = sampler.compare(models, _read_prompt(args.prompt), args.n, seed=args.seed, chat=args.chat,
+                           **_config_fields(args))
+    samples = pd.concat([r.samples for r in runs], ignore_index=True)
+    table = compare_frame(samples, answer)
+    print(f"{', '.join(models)}: {sampler.registry.describe_pair(models)}")
+    print(f"answer = {args.answer}; entropy over answers in bits (max {table['max_entropy_bits'].iloc[0]})")
+    print(table.drop(columns=["max_entropy_bits"]).to_string(index=False))
+    print("runs: " + ", ".join(f"{r.model}={r.run_id}" for r in runs))
+
+
+def cmd_runs_list(args: argparse.Namespace) -> None:
+    from workbench.store import Store
+
+    with Store() as store:
+        frame = store.runs(model=args.model).head(args.limit)
+    if frame.empty:
+        print(f"no runs yet in {store.path}")
+        return
+    frame["input"] = [
+        _one_line(text if text is not None else str(messages), 50)
+        for text, messages in zip(frame["input_text"], frame["input_messages"])
+    ]
+    print(frame[["id", "created_at", "model", "model_kind", "input_mode", "n_samples", "seed", "input"]]
+          .to_string(index=False))
+
+
+def cmd_runs_show(args: argparse.Namespace) -> None:
+    from workbench.store import Store
+
+    with Store() as store:
+        run = store.run(args.run_id)
+        samples = store.samples(run["id"])
+        environments = store.environments(samples["environment_id"])
+    print(f"run {run['id']} created {run['created_at']}")
+    print(f"model {run['model']} ({run['model_kind']}, {run['model_family']} family), backend {run['backend']}, "
+          f"dtype {run['dtype']}, endpoint {run['endpoint'] or '-'}")
+    print(f"identity {json.dumps(run['model_identity'], sort_keys=True)}")
+    print(f"input [{run['input_mode']}, {run['template']}]:")
+    print(textwrap.indent(run["input_text"] if run["input_text"] is not None else json.dumps(run["input_messages"]), "    "))
+    print(f"config {json.dumps(run['config'], sort_keys=True)}; seed {run['seed']}")
+    print(f"{len(samples)} samples; finish reasons {samples['finish_reason'].value_counts().to_dict()}; "
+          f"tokens {int(samples['completion_tokens'].fillna(0).sum())}")
+    for env in environments.values():
+        print(f"environment {json.dumps(env, sort_keys=True)}")
+    for row in samples.head(args.samples).itertuples():
+        print(f"[{row.sample_index:>3}] ({row.finish_reason:<6}) {_one_line(row.text)}")
+
+
+def cmd_runs_export(args: argparse.Namespace) -> None:
+    from workbench.home import exports_dir
+    from workbench.store import Store
+
+    with Store() as store:
+        run_id = store.resolve_run_id(args.run_id)
+        out = Path(args.out) if args.out else exports_dir() / "runs" / f"{run_id}.{args.format}"
+        path = store.export_run(run_id, out, args.format)
+    print(f"exported run {run_id} to {path}")
+
+
+def cmd_runs_import(args: argparse.Namespace) -> None:
+    from workbench.store import Store
+
+    with Store() as store:
+        run_id, added, present = store.import_bundle(args.file)
+    print(f"imported run {run_id}: {added} samples added, {present} already present")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from workbench.demo import run_demo
+
+    run_demo(n=args.n, seed=args.seed, sampler=_sampler(args))
+
+
+# -- parser -------------------------------------------------------------------------------
+
+
+def _add_sampling_flags(parser: argparse.ArgumentParser, n_default: int) -> None:
+    parser.add_argument("--n", type=int, default=n_default, help="samples per model (default %(default)s)")
+    parser.add_argument("--temperature", type=float, help="0 = greedy (default 1)")
+    parser.add_argument("--top-p", type=float, dest="top_p", help="nucleus mass (default 1: off)")
+    parser.add_argument("--top-k", type=int, dest="top_k", help="keep k most likely tokens (default 0: off)")
+    parser.add_argument("--max-tokens", type=int, dest="max_tokens", help="new tokens per sample (default 64)")
+    parser.add_argument("--stop", action="append", help="stop string (repeatable)")
+    parser.add_argument("--seed", type=int, default=0, help="run seed; sample i uses (seed, i) (default 0)")
+    parser.add_argument("--chat", action="store_true", help="send the prompt as a user chat message")
+    _add_run_flags(parser)
+
+
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-size", type=int, default=32, dest="batch_size", help="samples per batch")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(
+        prog="workbench",
+        description="Probe base versus fine-tuned language models. Store: $WORKBENCH_HOME/workbench.sqlite.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    models = sub.add_parser("models", help="the model registry").add_subparsers(dest="action", required=True)
+    p = models.add_parser("list", help="registered models, their kind, family and notes")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models_list)
+    p = models.add_parser("prepare", help="convert GGUF models once to bf16 safetensors (fast loads)")
+    p.add_argument("names", nargs="*", help="models to prepare (default: every GGUF-shipped hf model)")
+    p.add_argument("--force", action="store_true", help="prepare again even if prepared")
+    p.set_defaults(func=cmd_models_prepare)
+
+    p = sub.add_parser("sample", help="draw n continuations of a prompt from one model")
+    p.add_argument("prompt", help="prompt text, or @file")
+    p.add_argument("--model", required=True, help="a registry name (see `workbench models list`)")
+    p.add_argument("--json", action="store_true", help="print samples as JSON")
+    _add_sampling_flags(p, n_default=8)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("compare", help="one prompt on two or more models: distinct answers, entropy, mode")
+    p.add_argument("prompt", help="prompt text, or @file")
+    p.add_argument("--models", required=True, help="comma-separated registry names, e.g. A,B")
+    p.add_argument("--answer", default="first-line",
+                   help="how a continuation maps to an answer: first-line (default), first-word, first-number, "
+                        "first-3-words, full")
+    _add_sampling_flags(p, n_default=32)
+    p.set_defaults(func=cmd_compare)
+
+    runs = sub.add_parser("runs", help="stored runs").add_subparsers(dest="action", required=True)
+    p = runs.add_parser("list", help="runs, newest first")
+    p.add_argument("--model", help="only this model's runs")
+    p.add_argument("--limit", type=int, default=30)
+    p.set_defaults(func=cmd_runs_list)
+    p = runs.add_parser("show", help="one run: model, input, config, versions, samples")
+    p.add_argument("run_id", help="a run id or a unique prefix")
+    p.add_argument("--samples", type=int, default=10, help="how many samples to print")
+    p.set_defaults(func=cmd_runs_show)
+    p = runs.add_parser("export", help="write a run bundle (Parquet, CSV or JSONL) to share")
+    p.add_argument("run_id")
+    p.add_argument("--format", choices=["parquet", "csv", "jsonl"], default="parquet")
+    p.add_argument("--out", help="output file (default $WORKBENCH_HOME/exports/runs/<id>.<format>)")
+    p.set_defaults(func=cmd_runs_export)
+    p = runs.add_parser("import", help="load an exported run bundle into this store")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_runs_import)
+
+    p = sub.add_parser("demo", help="the main job: built-in probes on the embedded base/tuned pair")
+    p.add_argument("--n", type=int, default=32, help="samples per model and prompt (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    _add_run_flags(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `workbench` command."""
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], None] = args.func
+    try:
+        func(args)
+    except WorkbenchError as exc:
+        print(f"workbench: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("workbench: interrupted; every finished sample is stored, run the same command to continue",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
