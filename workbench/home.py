@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 HOME_ENV = "WORKBENCH_HOME"
+STORE_ENV = "WORKBENCH_STORE"
 
 
 def _checkout_data_dir() -> Path | None:
@@ -33,7 +34,10 @@ def workbench_home() -> Path:
 
 
 def store_path() -> Path:
-    """The SQLite run store inside the home."""
+    """The SQLite run store: `$WORKBENCH_STORE` if set (one store per project), else inside the home."""
+    configured = os.environ.get(STORE_ENV)
+    if configured:
+        return Path(configured).expanduser().resolve()
     return workbench_home() / "workbench.sqlite"
 
 

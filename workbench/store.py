@@ -149,7 +149,8 @@ class Store:
             row[name] = _dumps(row[name])
         columns = ", ".join(row)
         marks = ", ".join("?" for _ in row)
-        self.db.execute(f"INSERT OR IGNORE INTO runs ({columns}) VALUES ({marks})", tuple(row.values()))
+        # ON CONFLICT (not OR IGNORE): uniqueness conflicts are expected, NOT NULL violations are bugs.
+        self.db.execute(f"INSERT INTO runs ({columns}) VALUES ({marks}) ON CONFLICT DO NOTHING", tuple(row.values()))
         found = self.db.execute("SELECT id FROM runs WHERE cache_key = ?", (run.cache_key,)).fetchone()
         return found[0]
 
@@ -157,7 +158,7 @@ class Store:
         """The id of an environment description (library versions, device), stored once."""
         blob = json.dumps(info, sort_keys=True, separators=(",", ":"))
         env_id = hashlib.sha256(blob.encode()).hexdigest()[:16]
-        self.db.execute("INSERT OR IGNORE INTO environments (id, info) VALUES (?, ?)", (env_id, blob))
+        self.db.execute("INSERT INTO environments (id, info) VALUES (?, ?) ON CONFLICT DO NOTHING", (env_id, blob))
         return env_id
 
     def add_generations(self, run_id: str, generations: Iterable[Generation], environment_id: str | None) -> int:
@@ -181,8 +182,8 @@ class Store:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             self.db.executemany(
-                f"INSERT OR IGNORE INTO samples ({', '.join(_SAMPLE_COLUMNS)}) "
-                f"VALUES ({', '.join('?' for _ in _SAMPLE_COLUMNS)})",
+                f"INSERT INTO samples ({', '.join(_SAMPLE_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in _SAMPLE_COLUMNS)}) ON CONFLICT DO NOTHING",
                 rows,
             )
             self.db.execute("COMMIT")
@@ -310,7 +311,7 @@ class Store:
         run_id = self.ensure_run(record)
         for env_id, info in (header.get("environments") or {}).items():
             self.db.execute(
-                "INSERT OR IGNORE INTO environments (id, info) VALUES (?, ?)",
+                "INSERT INTO environments (id, info) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 (env_id, json.dumps(info, sort_keys=True, separators=(",", ":"))),
             )
         before = self.db.total_changes
@@ -330,8 +331,8 @@ class Store:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             self.db.executemany(
-                f"INSERT OR IGNORE INTO samples ({', '.join(_SAMPLE_COLUMNS)}) "
-                f"VALUES ({', '.join('?' for _ in _SAMPLE_COLUMNS)})",
+                f"INSERT INTO samples ({', '.join(_SAMPLE_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in _SAMPLE_COLUMNS)}) ON CONFLICT DO NOTHING",
                 rows,
             )
             self.db.execute("COMMIT")

