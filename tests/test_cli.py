@@ -1,0 +1,109 @@
+"""The command line: happy paths on the embedded models, and one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from tests.conftest import run_cli
+from workbench import cli
+
+
+def run_main(capsys, *args: str) -> tuple[int, str, str]:
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("sample", "hi", "--model", "gemma-270m"), "did you mean gemma-3-270m"),
+        (("sample", "   ", "--model", "gemma-3-270m"), "prompt is empty"),
+        (("sample", "hi", "--model", "gemma-3-270m", "--n", "0"), "n must be"),
+        (("sample", "hi", "--model", "gemma-3-270m", "--temperature", "-1"), "temperature"),
+        (("sample", "hi", "--model", "gemma-3-270m", "--top-p", "2"), "top_p"),
+        (("sample", "@/no/such/file.txt", "--model", "gemma-3-270m"), "/no/such/file.txt"),
+        (("compare", "hi", "--models", "gemma-3-270m"), "two or more"),
+        (("compare", "hi", "--models", "gemma-3-270m,nope"), "unknown model 'nope'"),
+        (("compare", "hi", "--models", "gemma-3-270m,smollm2-135m-instruct", "--answer", "x"), "answer extractor"),
+        (("runs", "show", "NOSUCHRUN"), "no run"),
+        (("runs", "import", "/no/such/bundle.parquet"), "no such bundle"),
+        (("models", "prepare", "nope"), "unknown model"),
+    ],
+)
+def test_user_mistakes_print_one_line_and_exit_2(capsys, args, message):
+    code, out, err = run_main(capsys, *args)
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1 and err.startswith("workbench: error: ")
+    assert "Traceback" not in err + out
+
+
+def test_a_store_that_cannot_be_opened_exits_2(capsys, tmp_path, monkeypatch):
+    blocked = tmp_path / "store-is-a-dir"
+    blocked.mkdir()
+    monkeypatch.setenv("WORKBENCH_STORE", str(blocked))
+    code, _, err = run_main(capsys, "runs", "list")
+    assert code == 2 and "cannot open the run store" in err
+
+
+def test_a_missing_backend_package_names_the_pip_install(capsys, monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "transformers" else real_find_spec(name, *a)
+    )
+    code, _, err = run_main(capsys, "sample", "hi", "--model", "gemma-3-270m")
+    assert code == 2 and "pip install 'workbench[hf]'" in err
+
+
+def test_a_broken_user_registry_names_the_file(capsys, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models.yaml").write_text("models:\n  x: {backend: hf, kind: base}\n")
+    monkeypatch.setenv("WORKBENCH_HOME", str(home))
+    code, _, err = run_main(capsys, "models", "list")
+    assert code == 2 and str(home / "models.yaml") in err and "family" in err
+
+
+def test_argparse_mistakes_also_exit_2():
+    result = run_cli("sample", "hi")  # --model missing
+    assert result.returncode == 2 and "--model" in result.stderr
+
+
+def test_sample_compare_and_runs_round_trip(embedded_models, tmp_path):
+    result = run_cli("sample", "Once upon a time,", "--model", "gemma-3-270m", "--n", "3", "--max-tokens", "6",
+                     "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "3 samples of gemma-3-270m (3 drawn, 0 from the store)" in result.stdout
+    again = run_cli("sample", "Once upon a time,", "--model", "gemma-3-270m", "--n", "3", "--max-tokens", "6",
+                    "--quiet")
+    assert "(0 drawn, 3 from the store)" in again.stdout
+
+    prompt_file = tmp_path / "prompt.txt"
+    prompt_file.write_text("Name a colour.")
+    compare = run_cli("compare", f"@{prompt_file}", "--models", "gemma-3-270m,smollm2-135m-instruct", "--chat",
+                      "--n", "4", "--max-tokens", "5", "--answer", "first-word", "--quiet")
+    assert compare.returncode == 0, compare.stderr
+    assert "different families" in compare.stdout
+    for column in ("distinct_continuations", "entropy_bits", "top_answer", "top_share"):
+        assert column in compare.stdout
+
+    listing = run_cli("runs", "list")
+    run_ids = [line.split()[0] for line in listing.stdout.splitlines()[1:]]
+    assert len(run_ids) == 3
+    show = run_cli("runs", "show", run_ids[-1][:20])
+    assert show.returncode == 0 and "transformers" in show.stdout and "config" in show.stdout
+    bundle = tmp_path / "run.jsonl"
+    assert run_cli("runs", "export", run_ids[-1], "--format", "jsonl", "--out", str(bundle)).returncode == 0
+    imported = run_cli("runs", "import", str(bundle), env={"WORKBENCH_STORE": str(tmp_path / "colleague.sqlite")})
+    assert imported.returncode == 0 and "3 samples added" in imported.stdout
+
+
+def test_models_list_shows_kind_family_and_notes(capsys):
+    code, out, _ = run_main(capsys, "models", "list")
+    assert code == 0
+    assert "gemma-3-270m  [base, gemma-3 family" in out
+    assert "smollm2-135m-instruct  [tuned, smollm2 family" in out
+    assert "default system prompt" in out and "different families" in out
