@@ -107,3 +107,39 @@ def test_models_list_shows_kind_family_and_notes(capsys):
     assert "gemma-3-270m  [base, gemma-3 family" in out
     assert "smollm2-135m-instruct  [tuned, smollm2 family" in out
     assert "default system prompt" in out and "different families" in out
+
+
+def test_prompts_validate_list_and_show(capsys, tmp_path):
+    code, out, _ = run_main(capsys, "prompts", "validate")
+    assert code == 0 and out.startswith("ok: ")
+    code, out, _ = run_main(capsys, "prompts", "list", "--tag", "personas")
+    assert code == 0 and "personas/self-preservation-01" in out and "mode-collapse/" not in out
+    code, out, _ = run_main(capsys, "prompts", "show", "personas/self-preservation-01", "--model", "gemma-3-270m",
+                            "--framing", "questionnaire-transcript")
+    assert code == 0 and "Respondent:" in out and "(raw)" in out
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.yaml").write_text("name: x\ndescription: d\nversion: 1\nprompts:\n"
+                                "  - {id: a, kind: completion, text: 'Hi {{ who }}'}\n"
+                                "  - {id: a, kind: completion, text: y}\n")
+    code, _, err = run_main(capsys, "prompts", "validate", str(bad))
+    assert code == 2
+    assert "x.yaml:6" in err and "duplicate id" in err and "'who' is undefined" in err
+    assert "2 problem(s) found" in err and "Traceback" not in err
+
+
+def test_sample_and_compare_run_library_prompts_on_both_models(embedded_models):
+    result = run_cli("sample", "attractors/wedding-toast", "--model", "smollm2-135m-instruct", "--n", "2",
+                     "--perturbation", "murderer", "--max-tokens", "8", "--quiet")
+    assert result.returncode == 0, result.stderr
+    show = run_cli("runs", "list")
+    assert "smollm2-135m-instruct" in show.stdout
+    compare = run_cli("compare", "mode-collapse/coin-flip", "--models", "gemma-3-270m,smollm2-135m-instruct",
+                      "--n", "4", "--quiet")
+    assert compare.returncode == 0, compare.stderr
+    assert "answer = answer-space" in compare.stdout
+    rows = [line for line in compare.stdout.splitlines()
+            if line.split() and line.split()[0] in ("gemma-3-270m", "smollm2-135m-instruct")]
+    assert len(rows) == 2 and all(any(a in row for a in ("heads", "tails", "(other)")) for row in rows)
+    bad = run_cli("sample", "mode-collapse/coin-flip", "--model", "gemma-3-270m", "--framing", "nope")
+    assert bad.returncode == 2 and "no framing 'nope'" in bad.stderr

@@ -37,6 +37,8 @@ def start_sampling(store: Path, n: int, extra: tuple[str, ...] = ()) -> subproce
         # One thread each: several processes on two cores collapse with more (DESIGN.md).
         env={**os.environ, "WORKBENCH_STORE": str(store), "WORKBENCH_THREADS": "1"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A shell's background job starts children with SIGINT ignored; a user's terminal does not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

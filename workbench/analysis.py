@@ -79,7 +79,7 @@ def entropy_bits(counts: Iterable[int]) -> float:
     total = sum(counts)
     if total == 0:
         return float("nan")
-    return -sum((c / total) * math.log2(c / total) for c in counts)
+    return max(0.0, -sum((c / total) * math.log2(c / total) for c in counts))  # no "-0.0" for one answer
 
 
 def answer_distribution(texts: Iterable[str], answer: AnswerFn = first_line) -> pd.DataFrame:

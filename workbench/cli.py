@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -15,6 +16,37 @@ from typing import Any, Callable, Sequence
 from workbench.errors import WorkbenchError
 
 EXIT_USER_ERROR = 2
+
+
+LIBRARY_REF = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*$")
+
+
+def _resolve_prompt(value: str, sampler):
+    """Prompt text, @file, or a library address collection/prompt-id (when the library has it)."""
+    if LIBRARY_REF.match(value) and value in sampler.library:
+        return sampler.library.get(value)
+    return _read_prompt(value)
+
+
+def _choices(args: argparse.Namespace) -> dict[str, Any]:
+    """--var, --perturbation and --framing, which apply to library prompts."""
+    variables = {}
+    for item in args.var or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise WorkbenchError(f"--var expects NAME=VALUE, got {item!r}")
+        variables[name] = _parse_value(value)
+    return {"variables": variables or None, "perturbation": args.perturbation, "framing": args.framing}
+
+
+def _parse_value(value: str) -> Any:
+    """A --var value: an integer or number when it reads as one (grid values are often numbers), else text."""
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
 
 
 def _read_prompt(value: str) -> str:
@@ -101,7 +133,8 @@ def cmd_models_prepare(args: argparse.Namespace) -> None:
 
 def cmd_sample(args: argparse.Namespace) -> None:
     sampler = _sampler(args)
-    run = sampler.sample(args.model, _read_prompt(args.prompt), args.n, seed=args.seed, chat=args.chat,
+    prompt = _resolve_prompt(args.prompt, sampler)
+    run = sampler.sample(args.model, prompt, args.n, seed=args.seed, chat=args.chat, **_choices(args),
                          **_config_fields(args))
     if args.json:
         print(run.samples[["sample_index", "text", "finish_reason", "logprob"]].to_json(orient="records", indent=2))
@@ -120,18 +153,113 @@ def cmd_compare(args: argparse.Namespace) -> None:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if len(models) < 2:
         raise WorkbenchError("--models needs two or more comma-separated model names")
-    answer = answer_extractor(args.answer)
+    answer = answer_extractor(args.answer) if args.answer else None
     sampler = _sampler(args)
     for m in models:
         sampler.model(m)  # unknown names fail before anything is sampled
-    runs = sampler.compare(models, _read_prompt(args.prompt), args.n, seed=args.seed, chat=args.chat,
+    prompt = _resolve_prompt(args.prompt, sampler)
+    if args.answer is None:
+        # A library prompt with an answer space maps continuations onto its candidates.
+        answer = _answer_space_extractor(prompt) or answer_extractor("first-line")
+    runs = sampler.compare(models, prompt, args.n, seed=args.seed, chat=args.chat, **_choices(args),
                            **_config_fields(args))
     samples = pd.concat([r.samples for r in runs], ignore_index=True)
     table = compare_frame(samples, answer)
     print(f"{', '.join(models)}: {sampler.registry.describe_pair(models)}")
-    print(f"answer = {args.answer}; entropy over answers in bits (max {table['max_entropy_bits'].iloc[0]})")
+    answer_name = args.answer or getattr(answer, "__name__", "first-line").replace("_", "-")
+    print(f"answer = {answer_name}; entropy over answers in bits (max {table['max_entropy_bits'].iloc[0]})")
     print(table.drop(columns=["max_entropy_bits"]).to_string(index=False))
     print("runs: " + ", ".join(f"{r.model}={r.run_id}" for r in runs))
+
+
+def _answer_space_extractor(prompt: Any):
+    from workbench.prompts import LibraryPrompt
+
+    if isinstance(prompt, LibraryPrompt) and prompt.spec.answer_space is not None:
+        space = prompt.spec.answer_space
+
+        def answer_space(text: str) -> str:
+            return space.normalise(text)
+
+        return answer_space
+    return None
+
+
+def cmd_prompts_list(args: argparse.Namespace) -> None:
+    from workbench.prompts import load_library
+
+    library = load_library()
+    found = library.filter(tag=args.tag, kind=args.kind, text=args.search, collection=args.collection)
+    if not found:
+        print("no prompts match")
+        return
+    for prompt in found:
+        spec = prompt.spec
+        extras = []
+        if spec.answer_space:
+            extras.append(f"{len(spec.answer_space.values())} answers")
+        if len(spec.variants()) > 1:
+            extras.append(f"{len(spec.variants())} variants")
+        if spec.perturbations:
+            extras.append("perturbations: " + ",".join(spec.perturbations))
+        if spec.framings:
+            extras.append("framings: " + ",".join(spec.framings))
+        detail = f" [{'; '.join(extras)}]" if extras else ""
+        print(f"{prompt.ref}  ({spec.kind}){detail}  {_one_line(spec.description, 70) if spec.description else ''}")
+    print(f"{len(found)} prompts")
+
+
+def cmd_prompts_show(args: argparse.Namespace) -> None:
+    from workbench.prompts import fill, load_library
+    from workbench.registry import load_registry
+
+    library = load_library()
+    prompt = library.get(args.ref)
+    choices = _choices(args)
+    spec = prompt.spec
+    print(f"{prompt.ref} ({spec.kind}) from {prompt.path}")
+    if spec.description:
+        print(spec.description)
+    if args.model:
+        registry = load_registry()
+        from workbench.prompts import render
+
+        rendered = render(prompt, registry.get(args.model), registry, **choices)
+        print(f"--- exactly what {args.model} receives ({rendered.template}):")
+        print(rendered.text if rendered.text is not None else json.dumps(list(rendered.messages or ()), indent=2))
+        print("---")
+    else:
+        filled = fill(prompt, **choices)
+        print("--- filled prompt (give --model M to see the exact model input):")
+        print(filled.text if filled.text is not None else json.dumps(list(filled.messages or ()), indent=2))
+        print("---")
+    if spec.answer_space:
+        values = spec.answer_space.values()
+        shown = ", ".join(values[:12]) + (f", ... ({len(values)} in all)" if len(values) > 12 else "")
+        print(f"answer space: {shown}; normaliser {spec.answer_space.normaliser}")
+    if spec.grid:
+        print("grid: " + "; ".join(f"{k} in {v}" for k, v in spec.grid.items()))
+    if spec.perturbations:
+        print("perturbations: " + "; ".join(f"{k}: {v.strip()!r}" for k, v in spec.perturbations.items()))
+    if spec.labels:
+        print("labels: " + ", ".join(spec.labels) + (f" (home: {spec.home_label})" if spec.home_label else ""))
+    if spec.framings:
+        print("framings: " + ", ".join(spec.framings))
+    if spec.trait:
+        print(f"trait: {spec.trait}; matching answer: {spec.matching_answer}")
+    if spec.sampling:
+        print(f"suggested sampling: {json.dumps(spec.sampling)}")
+
+
+def cmd_prompts_validate(args: argparse.Namespace) -> None:
+    from workbench.prompts import validate_paths
+
+    count, problems = validate_paths(args.paths or None)
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        raise WorkbenchError(f"{len(problems)} problem(s) found; fix them and run `workbench prompts validate` again")
+    print(f"ok: {count} prompts valid")
 
 
 def cmd_runs_list(args: argparse.Namespace) -> None:
@@ -143,8 +271,8 @@ def cmd_runs_list(args: argparse.Namespace) -> None:
         print(f"no runs yet in {store.path}")
         return
     frame["input"] = [
-        _one_line(text if text is not None else str(messages), 50)
-        for text, messages in zip(frame["input_text"], frame["input_messages"])
+        ref if isinstance(ref, str) and ref else _one_line(text if text is not None else str(messages), 50)
+        for ref, text, messages in zip(frame["prompt_ref"], frame["input_text"], frame["input_messages"])
     ]
     print(frame[["id", "created_at", "model", "model_kind", "input_mode", "n_samples", "seed", "input"]]
           .to_string(index=False))
@@ -161,7 +289,7 @@ def cmd_runs_show(args: argparse.Namespace) -> None:
     print(f"model {run['model']} ({run['model_kind']}, {run['model_family']} family), backend {run['backend']}, "
           f"dtype {run['dtype']}, endpoint {run['endpoint'] or '-'}")
     print(f"identity {json.dumps(run['model_identity'], sort_keys=True)}")
-    print(f"input [{run['input_mode']}, {run['template']}]:")
+    print(f"input [{run['input_mode']}, {run['template']}]" + (f" from {run['prompt_ref']}" if run["prompt_ref"] else "") + ":")
     print(textwrap.indent(run["input_text"] if run["input_text"] is not None else json.dumps(run["input_messages"]), "    "))
     print(f"config {json.dumps(run['config'], sort_keys=True)}; seed {run['seed']}")
     print(f"{len(samples)} samples; finish reasons {samples['finish_reason'].value_counts().to_dict()}; "
@@ -209,7 +337,15 @@ def _add_sampling_flags(parser: argparse.ArgumentParser, n_default: int) -> None
     parser.add_argument("--stop", action="append", help="stop string (repeatable)")
     parser.add_argument("--seed", type=int, default=0, help="run seed; sample i uses (seed, i) (default 0)")
     parser.add_argument("--chat", action="store_true", help="send the prompt as a user chat message")
+    _add_choice_flags(parser)
     _add_run_flags(parser)
+
+
+def _add_choice_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--var", action="append", metavar="NAME=VALUE",
+                        help="library prompts: a template variable or grid choice (repeatable)")
+    parser.add_argument("--perturbation", help="library prompts: the named segue for the {{ segue }} slot")
+    parser.add_argument("--framing", help="library prompts: render under this framing")
 
 
 def _add_run_flags(parser: argparse.ArgumentParser) -> None:
@@ -235,20 +371,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models_prepare)
 
     p = sub.add_parser("sample", help="draw n continuations of a prompt from one model")
-    p.add_argument("prompt", help="prompt text, or @file")
+    p.add_argument("prompt", help="prompt text, @file, or a library prompt collection/prompt-id")
     p.add_argument("--model", required=True, help="a registry name (see `workbench models list`)")
     p.add_argument("--json", action="store_true", help="print samples as JSON")
     _add_sampling_flags(p, n_default=8)
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("compare", help="one prompt on two or more models: distinct answers, entropy, mode")
-    p.add_argument("prompt", help="prompt text, or @file")
+    p.add_argument("prompt", help="prompt text, @file, or a library prompt collection/prompt-id")
     p.add_argument("--models", required=True, help="comma-separated registry names, e.g. A,B")
-    p.add_argument("--answer", default="first-line",
-                   help="how a continuation maps to an answer: first-line (default), first-word, first-number, "
-                        "first-3-words, full")
+    p.add_argument("--answer",
+                   help="how a continuation maps to an answer: first-line, first-word, first-number, "
+                        "first-3-words, full (default: a library prompt's answer space, else first-line)")
     _add_sampling_flags(p, n_default=32)
     p.set_defaults(func=cmd_compare)
+
+    prompts = sub.add_parser("prompts", help="the prompt library").add_subparsers(dest="action", required=True)
+    p = prompts.add_parser("list", help="library prompts, filtered")
+    p.add_argument("--tag", help="only prompts with this tag (theirs or their collection's)")
+    p.add_argument("--kind", choices=["completion", "chat"])
+    p.add_argument("--collection", help="only this collection")
+    p.add_argument("--search", help="only prompts whose id, description or text contains this")
+    p.set_defaults(func=cmd_prompts_list)
+    p = prompts.add_parser("show", help="a prompt, and with --model exactly what that model receives")
+    p.add_argument("ref", help="collection/prompt-id")
+    p.add_argument("--model", help="render for this model")
+    _add_choice_flags(p)
+    p.set_defaults(func=cmd_prompts_show)
+    p = prompts.add_parser("validate", help="check collections; reports every problem and exits 2 if any")
+    p.add_argument("paths", nargs="*", help="files or folders (default: prompts/ and $WORKBENCH_PROMPTS)")
+    p.set_defaults(func=cmd_prompts_validate)
 
     runs = sub.add_parser("runs", help="stored runs").add_subparsers(dest="action", required=True)
     p = runs.add_parser("list", help="runs, newest first")

@@ -12,7 +12,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Union
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -33,6 +33,12 @@ from workbench.errors import WorkbenchError
 from workbench.registry import ModelSpec, Registry, load_registry
 from workbench.rendering import Message, RenderedInput, render
 from workbench.store import RunRecord, Store
+
+if TYPE_CHECKING:
+    from workbench.prompts import Library, LibraryPrompt
+
+# Text (a completion, or a user message with chat=True), messages, or a library prompt.
+PromptInput = Union[str, list[Message], "LibraryPrompt"]
 
 DEFAULT_BATCH_SIZE = 32
 MAX_RETRIES = 6
@@ -91,6 +97,7 @@ class Sampler:
         self.progress = progress
         self.backend_settings = backend_settings
         self._backends: dict[str, Backend] = {}
+        self._library: Library | None = None
 
     # -- models --------------------------------------------------------------------------
 
@@ -113,34 +120,77 @@ class Sampler:
         identity["algorithm"] = getattr(backend, "cache_version", None)
         return identity
 
-    def render(self, prompt: str | list[Message], model: str | ModelSpec, chat: bool = False) -> RenderedInput:
-        """Exactly what `model` receives for `prompt` (see workbench.rendering)."""
-        return render(prompt, self.model(model), self.registry, chat=chat)
+    @property
+    def library(self) -> "Library":
+        """The prompt library (prompts/ plus $WORKBENCH_PROMPTS), loaded on first use."""
+        if self._library is None:
+            from workbench.prompts import load_library
+
+            self._library = load_library()
+        return self._library
+
+    def render(
+        self,
+        prompt: PromptInput,
+        model: str | ModelSpec,
+        chat: bool = False,
+        variables: dict[str, Any] | None = None,
+        perturbation: str | None = None,
+        framing: str | None = None,
+    ) -> RenderedInput:
+        """Exactly what `model` receives for `prompt` (text, messages, or a library prompt with its choices)."""
+        from workbench.prompts import LibraryPrompt
+        from workbench.prompts import render as render_library_prompt
+
+        spec = self.model(model)
+        if isinstance(prompt, LibraryPrompt):
+            return render_library_prompt(prompt, spec, self.registry, variables, perturbation, framing)
+        if variables or perturbation or framing:
+            raise WorkbenchError("variables, perturbation and framing apply to library prompts only")
+        return render(prompt, spec, self.registry, chat=chat)
 
     # -- sampling ------------------------------------------------------------------------
 
     def sample(
         self,
         model: str | ModelSpec,
-        prompt: str | list[Message] | RenderedInput,
+        prompt: PromptInput | RenderedInput,
         n: int,
         config: SamplingConfig | None = None,
         seed: int = 0,
         chat: bool = False,
+        variables: dict[str, Any] | None = None,
+        perturbation: str | None = None,
+        framing: str | None = None,
         prompt_ref: str | None = None,
         tags: list[str] | None = None,
         **config_fields: Any,
     ) -> SampleRun:
-        """n samples of `prompt` from `model`; only indices missing from the store are drawn."""
+        """n samples of `prompt` from `model`; only indices missing from the store are drawn.
+
+        `prompt` is text (a completion, or a user message with chat=True), a list of messages,
+        or a library prompt (`sampler.library.get("collection/id")`) with its variables,
+        perturbation and framing; a library prompt's suggested sampling fields apply unless
+        `config` or explicit fields say otherwise.
+        """
+        from workbench.prompts import LibraryPrompt, fill
+
         if not isinstance(n, int) or n < 1:
             raise WorkbenchError(f"n must be a whole number of at least 1, got {n!r}")
         if not isinstance(seed, int) or seed < 0:
             raise WorkbenchError(f"seed must be a non-negative whole number, got {seed!r}")
         spec = self.model(model)
-        if config_fields or config is None:
-            base = config.model_dump() if config is not None else {}
-            config = make_config(**{**base, **config_fields})
-        rendered = prompt if isinstance(prompt, RenderedInput) else self.render(prompt, spec, chat=chat)
+        if config is None:
+            suggested = prompt.spec.sampling if isinstance(prompt, LibraryPrompt) else {}
+            config = make_config(**{**suggested, **{k: v for k, v in config_fields.items() if v is not None}})
+        elif config_fields:
+            config = make_config(**{**config.model_dump(), **config_fields})
+        if isinstance(prompt, LibraryPrompt):
+            prompt_ref = prompt_ref or fill(prompt, variables, perturbation, framing).ref
+        if isinstance(prompt, RenderedInput):
+            rendered = prompt
+        else:
+            rendered = self.render(prompt, spec, chat, variables, perturbation, framing)
         if rendered.extra_stop:
             config = config.with_extra_stops(rendered.extra_stop)
         backend = self.backend(spec)
@@ -207,36 +257,47 @@ class Sampler:
     def compare(
         self,
         models: list[str],
-        prompt: str | list[Message],
+        prompt: PromptInput,
         n: int,
         config: SamplingConfig | None = None,
         seed: int = 0,
         chat: bool = False,
+        variables: dict[str, Any] | None = None,
+        perturbation: str | None = None,
+        framing: str | None = None,
         **config_fields: Any,
     ) -> list[SampleRun]:
         """The same prompt on several models (each rendered for its own model), same config and seed."""
         if not models:
             raise WorkbenchError("give at least one model")
-        return [self.sample(m, prompt, n, config, seed=seed, chat=chat, **config_fields) for m in models]
+        return [
+            self.sample(m, prompt, n, config, seed=seed, chat=chat, variables=variables, perturbation=perturbation,
+                        framing=framing, **config_fields)
+            for m in models
+        ]
 
     # -- scoring -------------------------------------------------------------------------
 
     def score(
-        self, model: str | ModelSpec, prompt: str | list[Message], continuations: list[str], chat: bool = False
+        self, model: str | ModelSpec, prompt: PromptInput | RenderedInput, continuations: list[str],
+        chat: bool = False, **choices: Any,
     ) -> list[ScoredContinuation]:
-        """Logprob of each continuation right after the rendered prompt."""
+        """Logprob of each continuation right after the rendered prompt (choices: variables, perturbation, framing)."""
         spec = self.model(model)
         backend = self.backend(spec)
         if not backend.supports_score:
             raise WorkbenchError(f"model {spec.name!r} ({spec.backend}) cannot score given continuations exactly")
-        return backend.score(self.render(prompt, spec, chat=chat), continuations)
+        rendered = prompt if isinstance(prompt, RenderedInput) else self.render(prompt, spec, chat, **choices)
+        return backend.score(rendered, continuations)
 
     def next_token_topk(
-        self, model: str | ModelSpec, prompt: str | list[Message], k: int = 10, chat: bool = False
+        self, model: str | ModelSpec, prompt: PromptInput | RenderedInput, k: int = 10, chat: bool = False,
+        **choices: Any,
     ) -> list[TokenProb]:
         """The k most likely next tokens after the rendered prompt."""
         spec = self.model(model)
         backend = self.backend(spec)
         if not backend.supports_next_token_topk:
             raise WorkbenchError(f"model {spec.name!r} ({spec.backend}) gives no next-token distribution")
-        return backend.next_token_topk(self.render(prompt, spec, chat=chat), k)
+        rendered = prompt if isinstance(prompt, RenderedInput) else self.render(prompt, spec, chat, **choices)
+        return backend.next_token_topk(rendered, k)
