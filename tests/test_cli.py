@@ -137,9 +137,11 @@ def test_sample_and_compare_run_library_prompts_on_both_models(embedded_models):
     compare = run_cli("compare", "mode-collapse/coin-flip", "--models", "gemma-3-270m,smollm2-135m-instruct",
                       "--n", "4", "--quiet")
     assert compare.returncode == 0, compare.stderr
-    assert "answer = answer-space" in compare.stdout
+    assert "answer = the prompt's answer space" in compare.stdout
+    assert "exact distribution of gemma-3-270m" in compare.stdout and "permutation test" in compare.stdout
     rows = [line for line in compare.stdout.splitlines()
-            if line.split() and line.split()[0] in ("gemma-3-270m", "smollm2-135m-instruct")]
+            if line.split() and line.split()[0] in ("gemma-3-270m", "smollm2-135m-instruct")
+            and line.split()[1] in ("base", "tuned")]
     assert len(rows) == 2 and all(any(a in row for a in ("heads", "tails", "(other)")) for row in rows)
     bad = run_cli("sample", "mode-collapse/coin-flip", "--model", "gemma-3-270m", "--framing", "nope")
     assert bad.returncode == 2 and "no framing 'nope'" in bad.stderr

@@ -146,43 +146,154 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    import pandas as pd
+    from workbench.analysis import answer_extractor
+    from workbench.comparisons import compare_prompt
 
-    from workbench.analysis import answer_extractor, compare_frame
+    models = _models(args)
+    answer = answer_extractor(args.answer) if args.answer else None
+    sampler = _sampler(args)
+    prompt = _resolve_prompt(args.prompt, sampler)
+    report = compare_prompt(sampler, models, prompt, args.n, seed=args.seed, answer=answer, chat=args.chat,
+                            **_choices(args), **_config_fields(args))
+    space = getattr(getattr(prompt, "spec", None), "answer_space", None)
+    answer_name = args.answer or ("the prompt's answer space (" + space.normaliser + ")" if space else "first-line")
+    print(f"{', '.join(models)}: {report.family_note}")
+    print(f"answer = {answer_name}; entropy in bits over answers, 95% bootstrap CIs")
+    print(report.summary.to_string(index=False))
+    for dist in report.distributions:
+        if dist.method == "exact":
+            top = ", ".join(f"{a}: {p:.3f}" for a, p in zip(dist.table["answer"][:6], dist.table["probability"][:6]))
+            print(f"exact distribution of {dist.model} (T={dist.temperature:g}; {dist.in_space_mass:.1%} in the "
+                  f"answer space): {top}")
+    print("divergence between models (on answers, permutation test):")
+    print(report.divergence[["pair", "jsd", "kl_ab", "kl_ba", "p_value"]].round(4).to_string(index=False))
+    print("runs: " + ", ".join(f"{r.model}={r.run_id}" for r in report.runs))
 
+
+def _models(args: argparse.Namespace) -> list[str]:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if len(models) < 2:
         raise WorkbenchError("--models needs two or more comma-separated model names")
-    answer = answer_extractor(args.answer) if args.answer else None
-    sampler = _sampler(args)
+    from workbench.registry import load_registry
+
+    registry = load_registry()
     for m in models:
-        sampler.model(m)  # unknown names fail before anything is sampled
+        registry.get(m)  # unknown names fail before anything is sampled
+    return models
+
+
+def _temperatures(value: str) -> list[float]:
+    try:
+        temperatures = [float(t) for t in value.split(",") if t.strip()]
+    except ValueError:
+        raise WorkbenchError(f"--temperatures expects numbers separated by commas, got {value!r}") from None
+    if not temperatures:
+        raise WorkbenchError("--temperatures is empty; give e.g. 0.5,1.0,1.5")
+    return temperatures
+
+
+def _figure_stem(args: argparse.Namespace, kind: str, name: str) -> Path:
+    from workbench.home import exports_dir
+
+    if args.out:
+        return Path(args.out)
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60] or "prompt"
+    return exports_dir() / "figures" / f"{kind}-{slug}"
+
+
+def _export(args: argparse.Namespace, fig, kind: str, name: str, provenance: dict) -> None:
+    from workbench.plots import export_figure
+
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    paths = export_figure(fig, _figure_stem(args, kind, name), provenance, formats=formats)
+    print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def cmd_figure_distribution(args: argparse.Namespace) -> None:
+    from workbench.analysis import answer_extractor
+    from workbench.comparisons import compare_prompt
+    from workbench.distributions import distribution_table
+    from workbench.plots import answer_distribution_figure
+
+    models = _models(args)
+    sampler = _sampler(args)
     prompt = _resolve_prompt(args.prompt, sampler)
-    if args.answer is None:
-        # A library prompt with an answer space maps continuations onto its candidates.
-        answer = _answer_space_extractor(prompt) or answer_extractor("first-line")
+    answer = answer_extractor(args.answer) if args.answer else None
+    report = compare_prompt(sampler, models, prompt, args.n, seed=args.seed, answer=answer, exact=not args.sampled,
+                            chat=args.chat, **_choices(args), **_config_fields(args))
+    table = distribution_table(report.distributions)
+    name = getattr(prompt, "ref", None) or args.prompt
+    fig = answer_distribution_figure(table, title=f"Answer distributions: {name}", note=report.family_note)
+    print(table.groupby("model").head(5).round(3).to_string(index=False))
+    _export(args, fig, "distribution", name, {
+        "prompt": name, "models": models, "runs": [r.run_id for r in report.runs],
+        "configs": [r.config.model_dump(mode="json") for r in report.runs], "seed": args.seed,
+        "methods": {d.model: d.method for d in report.distributions}, "families": report.family_note,
+    })
+
+
+def cmd_figure_sweep(args: argparse.Namespace) -> None:
+    from workbench.plots import temperature_sweep_figure
+    from workbench.sweeps import temperature_sweep
+
+    models = _models(args)
+    sampler = _sampler(args)
+    prompt = _resolve_prompt(args.prompt, sampler)
+    frame = temperature_sweep(sampler, models, prompt, _temperatures(args.temperatures), n=args.n, seed=args.seed,
+                              method="sampled" if args.sampled else "auto", **_choices(args))
+    name = getattr(prompt, "ref", None) or args.prompt
+    print(frame[frame["metric"] == args.metric].round(3).to_string(index=False))
+    fig = temperature_sweep_figure(frame, args.metric, title=f"{args.metric} against temperature: {name}",
+                                   note=sampler.registry.describe_pair(models))
+    _export(args, fig, "sweep", name, {"prompt": name, "models": models, "temperatures": args.temperatures,
+                                       "n": args.n, "seed": args.seed, "metric": args.metric,
+                                       "families": sampler.registry.describe_pair(models)})
+
+
+def cmd_figure_embedding(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from workbench.metrics import semantic_clusters
+    from workbench.plots import embedding_map_figure
+
+    models = _models(args)
+    sampler = _sampler(args)
+    prompt = _resolve_prompt(args.prompt, sampler)
     runs = sampler.compare(models, prompt, args.n, seed=args.seed, chat=args.chat, **_choices(args),
                            **_config_fields(args))
-    samples = pd.concat([r.samples for r in runs], ignore_index=True)
-    table = compare_frame(samples, answer)
-    print(f"{', '.join(models)}: {sampler.registry.describe_pair(models)}")
-    answer_name = args.answer or getattr(answer, "__name__", "first-line").replace("_", "-")
-    print(f"answer = {answer_name}; entropy over answers in bits (max {table['max_entropy_bits'].iloc[0]})")
-    print(table.drop(columns=["max_entropy_bits"]).to_string(index=False))
-    print("runs: " + ", ".join(f"{r.model}={r.run_id}" for r in runs))
+    clusters = semantic_clusters(pd.concat([r.samples for r in runs], ignore_index=True))
+    name = getattr(prompt, "ref", None) or args.prompt
+    shown = clusters.clusters.head(8)
+    print(shown[["cluster", "size", *[c for c in shown.columns if c.startswith("share_")], "label"]]
+          .assign(label=lambda f: f["label"].map(lambda t: _one_line(t, 50))).round(3).to_string(index=False))
+    fig = embedding_map_figure(clusters.points, clusters.clusters, title=f"Continuations of {name}",
+                               note=sampler.registry.describe_pair(models))
+    _export(args, fig, "embedding", name, {"prompt": name, "models": models, "runs": [r.run_id for r in runs],
+                                           "seed": args.seed, "families": sampler.registry.describe_pair(models)})
 
 
-def _answer_space_extractor(prompt: Any):
-    from workbench.prompts import LibraryPrompt
+def cmd_figure_heatmap(args: argparse.Namespace) -> None:
+    from workbench.comparisons import collection_summary
+    from workbench.plots import divergence_heatmap_figure
 
-    if isinstance(prompt, LibraryPrompt) and prompt.spec.answer_space is not None:
-        space = prompt.spec.answer_space
-
-        def answer_space(text: str) -> str:
-            return space.normalise(text)
-
-        return answer_space
-    return None
+    models = _models(args)
+    if len(models) != 2:
+        raise WorkbenchError("the heatmap compares a pair: give --models BASE,TUNED")
+    sampler = _sampler(args)
+    prompts = [p.strip() for p in args.prompts.split(",")] if args.prompts else None
+    frame = collection_summary(sampler, models, args.collection, n=args.n, temperature=args.temperature or 1.0,
+                               seed=args.seed, correction=args.correction, prompts=prompts)
+    shown = frame[["prompt", "jsd", "p_value", "p_adjusted", "entropy_diff"]]
+    print(shown.round(4).to_string(index=False))
+    print(f"p-values: permutation tests, adjusted with {frame['correction'].iloc[0]} across {len(frame)} prompts")
+    stem = _figure_stem(args, "heatmap", args.collection)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(stem.with_suffix(".csv"), index=False)
+    fig = divergence_heatmap_figure(frame, title=f"{args.collection}: divergence between models",
+                                    note=sampler.registry.describe_pair(models) + f"; p adjusted ({frame['correction'].iloc[0]})")
+    _export(args, fig, "heatmap", args.collection, {"collection": args.collection, "models": models, "n": args.n,
+                                                    "seed": args.seed, "correction": args.correction,
+                                                    "families": sampler.registry.describe_pair(models)})
 
 
 def cmd_prompts_list(args: argparse.Namespace) -> None:
@@ -348,6 +459,11 @@ def _add_choice_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--framing", help="library prompts: render under this framing")
 
 
+def _add_figure_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", help="output path without extension (default $WORKBENCH_HOME/exports/figures/...)")
+    parser.add_argument("--formats", default="png,svg,pdf", help="comma-separated (default %(default)s)")
+
+
 def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, dest="batch_size", help="samples per batch")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -401,6 +517,46 @@ def build_parser() -> argparse.ArgumentParser:
     p = prompts.add_parser("validate", help="check collections; reports every problem and exits 2 if any")
     p.add_argument("paths", nargs="*", help="files or folders (default: prompts/ and $WORKBENCH_PROMPTS)")
     p.set_defaults(func=cmd_prompts_validate)
+
+    figure = sub.add_parser("figure", help="publication figures (PNG, SVG, PDF with provenance)").add_subparsers(
+        dest="action", required=True)
+    p = figure.add_parser("distribution", help="answer distributions side by side (exact where possible)")
+    p.add_argument("prompt", help="prompt text, @file, or a library prompt collection/prompt-id")
+    p.add_argument("--models", required=True, help="comma-separated registry names")
+    p.add_argument("--answer", help="answer extractor (default: the prompt's answer space, else first-line)")
+    p.add_argument("--sampled", action="store_true", help="use sampled distributions even where exact ones exist")
+    _add_sampling_flags(p, n_default=100)
+    _add_figure_flags(p)
+    p.set_defaults(func=cmd_figure_distribution)
+    p = figure.add_parser("sweep", help="a metric against temperature for each model")
+    p.add_argument("prompt", help="prompt text, @file, or a library prompt collection/prompt-id")
+    p.add_argument("--models", required=True)
+    p.add_argument("--temperatures", required=True, help="comma-separated, e.g. 0.5,1.0,1.5")
+    p.add_argument("--metric", default="entropy_bits", choices=["entropy_bits", "top1_mass", "distinct_answers"])
+    p.add_argument("--sampled", action="store_true", help="sample even where exact distributions exist")
+    p.add_argument("--n", type=int, default=100, help="samples per model and temperature when sampled")
+    p.add_argument("--seed", type=int, default=0)
+    _add_choice_flags(p)
+    _add_run_flags(p)
+    _add_figure_flags(p)
+    p.set_defaults(func=cmd_figure_sweep)
+    p = figure.add_parser("embedding", help="a 2-D map of continuation embeddings with semantic clusters")
+    p.add_argument("prompt", help="prompt text, @file, or a library prompt collection/prompt-id")
+    p.add_argument("--models", required=True)
+    _add_sampling_flags(p, n_default=50)
+    _add_figure_flags(p)
+    p.set_defaults(func=cmd_figure_embedding)
+    p = figure.add_parser("heatmap", help="divergence between a model pair across a collection")
+    p.add_argument("--collection", required=True)
+    p.add_argument("--models", required=True, help="BASE,TUNED")
+    p.add_argument("--prompts", help="only these prompt ids (comma-separated)")
+    p.add_argument("--correction", default="holm", choices=["holm", "bh"], help="multiple-comparison correction")
+    p.add_argument("--n", type=int, default=50)
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--seed", type=int, default=0)
+    _add_run_flags(p)
+    _add_figure_flags(p)
+    p.set_defaults(func=cmd_figure_heatmap)
 
     runs = sub.add_parser("runs", help="stored runs").add_subparsers(dest="action", required=True)
     p = runs.add_parser("list", help="runs, newest first")

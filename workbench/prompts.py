@@ -32,6 +32,7 @@ from workbench.rendering import render as render_for_model
 PROMPTS_ENV = "WORKBENCH_PROMPTS"
 SEGUE_SLOT = "segue"
 OTHER_ANSWER = "(other)"
+LEADING = "leading"  # normaliser: the candidate at the very start, then a terminator (what exact scoring computes)
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 
 _SANDBOX = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
@@ -88,7 +89,8 @@ class AnswerSpace(_Strict):
     normaliser: str = Field(
         "first-line",
         description="Maps a free continuation to an answer: one of the extractors in workbench.analysis "
-        "(first-line, first-word, first-number, ...), or 'regex:<pattern>' (first group, else whole match).",
+        "(first-line, first-word, first-number, ...), 'leading' (the candidate at the very start followed by a "
+        "terminator: the reading exact scoring computes), or 'regex:<pattern>' (first group, else whole match).",
     )
     case_sensitive: bool = Field(False, description="Whether 'Red' and 'red' are different answers.")
 
@@ -117,8 +119,10 @@ class AnswerSpace(_Strict):
             except re.error as exc:
                 raise ValueError(f"normaliser regex does not compile: {exc}") from None
             return value
-        if value not in ANSWER_EXTRACTORS:
-            raise ValueError(f"unknown normaliser {value!r}; use one of {', '.join(ANSWER_EXTRACTORS)} or regex:...")
+        if value not in ANSWER_EXTRACTORS and value != LEADING:
+            raise ValueError(
+                f"unknown normaliser {value!r}; use one of {', '.join([LEADING, *ANSWER_EXTRACTORS])} or regex:..."
+            )
         return value
 
     @field_validator("terminators")
@@ -147,8 +151,24 @@ class AnswerSpace(_Strict):
         needs_space = bool(after) and not after[-1].isspace()
         return (" " if needs_space else "") + answer
 
+    def leading_answer(self, continuation: str) -> str:
+        """The candidate the continuation starts with (after its scored-as whitespace), followed by a terminator
+        or the end; else '(other)'. This is the reading exact scoring computes."""
+        text = continuation.lstrip(" ")
+        if not self.case_sensitive:
+            text = text.lower()
+        for value in sorted(self.values(), key=len, reverse=True):
+            key = self._key(value)
+            if text.startswith(key):
+                rest = text[len(key):]
+                if not rest or rest.startswith(tuple(self.terminators)):
+                    return value
+        return OTHER_ANSWER
+
     def normalise(self, continuation: str) -> str:
         """Map a free continuation to a candidate, or '(other)' when it names none."""
+        if self.normaliser == LEADING:
+            return self.leading_answer(continuation)
         if self.normaliser.startswith("regex:"):
             match = re.search(self.normaliser[len("regex:"):], continuation)
             raw = (match.group(1) if match and match.groups() else match.group(0)) if match else NO_ANSWER

@@ -9,6 +9,7 @@ from typing import Any, Callable
 from workbench.backends.base import (
     Backend,
     BackendError,
+    CandidateScores,
     EngineInfo,
     Generation,
     GenerationRequest,
@@ -56,6 +57,7 @@ def create_backend(spec: ModelSpec, **settings: Any) -> Backend:
 __all__ = [
     "Backend",
     "BackendError",
+    "CandidateScores",
     "EngineInfo",
     "Generation",
     "GenerationRequest",

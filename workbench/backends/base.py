@@ -78,6 +78,22 @@ class ScoredContinuation:
 
 
 @dataclass
+class CandidateScores:
+    """Exact scores of candidate continuations at several temperatures, from one batched pass.
+
+    For temperature T, the tempered probability of a token is softmax(logits / T) over the full
+    vocabulary at its position (not the T=1 logprob divided by T, which is wrong for
+    multi-token continuations).
+    """
+
+    continuations: list[str]
+    token_ids: list[list[int]]
+    temperatures: list[float]
+    logprobs: list[list[float]]  # [temperature][candidate]: sum of tempered token logprobs
+    end_logprobs: list[list[float]]  # [temperature][candidate]: log mass of tokens that end an answer next
+
+
+@dataclass
 class TokenProb:
     """One candidate next token."""
 
@@ -117,6 +133,7 @@ class Backend(Protocol):
     supports_logprobs: ClassVar[bool]
     supports_score: ClassVar[bool]
     supports_next_token_topk: ClassVar[bool]
+    supports_candidate_scoring: ClassVar[bool]
 
     def engine_info(self) -> EngineInfo:
         """Backend, dtype, device, endpoint and library versions."""
@@ -136,4 +153,10 @@ class Backend(Protocol):
 
     def next_token_topk(self, rendered: RenderedInput, k: int) -> list[TokenProb]:
         """The k most likely next tokens after the input."""
+        ...
+
+    def score_candidates(
+        self, rendered: RenderedInput, continuations: list[str], temperatures: list[float], terminators: list[str]
+    ) -> CandidateScores:
+        """Tempered logprobs of each continuation and of an answer ending right after it (terminator or EOS)."""
         ...

@@ -9,6 +9,7 @@ a run never repeats or shifts earlier randomness.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from workbench.backends.base import (
+    CandidateScores,
     EngineInfo,
     Generation,
     GenerationRequest,
@@ -42,6 +44,7 @@ PREPARED_MARKER = "workbench-prepared.json"
 SAMPLING_ALGORITHM = "inverse-cdf-v1"
 THREADS_ENV = "WORKBENCH_THREADS"
 MIN_DECODE_ROWS = 2
+SCORE_CHUNK = 64  # continuations per scoring batch: bounds the [batch, length, vocab] logits in memory
 
 
 # --------------------------------------------------------------------------------------------
@@ -300,6 +303,7 @@ class HFBackend:
     supports_logprobs: ClassVar[bool] = True
     supports_score: ClassVar[bool] = True
     supports_next_token_topk: ClassVar[bool] = True
+    supports_candidate_scoring: ClassVar[bool] = True
     cache_version: ClassVar[str] = SAMPLING_ALGORITHM
 
     def __init__(self, spec: ModelSpec, device: str | None = None, threads: int | None = None) -> None:
@@ -308,6 +312,8 @@ class HFBackend:
         self.dtype = resolve_dtype(spec, self.device)
         apply_thread_setting(threads)
         self.calls = 0  # generate/score/topk calls: lets tests prove a cache hit touched no model
+        self._end_masks: dict[tuple[str, ...], torch.Tensor] = {}
+        self._texts: list[str] | None = None
 
     # -- identity and provenance ---------------------------------------------------------
 
@@ -492,34 +498,85 @@ class HFBackend:
             out = model(input_ids=inputs, position_ids=position, past_key_values=cache, use_cache=True)
             cache, logits = out.past_key_values, out.logits[: len(rows), -1, :].float()
 
-    @torch.inference_mode()
-    def score(self, rendered: RenderedInput, continuations: list[str]) -> list[ScoredContinuation]:
-        """Run the prompt once and reuse its KV cache for every continuation (right-padded batch)."""
-        self.calls += 1
-        if not continuations:
-            return []
+    def _continuation_logits(
+        self, rendered: RenderedInput, continuations: list[str], chunk: int = SCORE_CHUNK
+    ) -> Iterator[tuple[int, list[int], torch.Tensor]]:
+        """(index, token ids, logits [len + 1, V] fp32) per continuation: the prompt runs once and its KV
+        cache is reused for every continuation, in right-padded batches of `chunk`."""
         model = self._model()
         prompt_text = self._text_of(rendered)
         prompt_ids = self.encode_prompt(prompt_text)
         cont_ids = [self._continuation_ids(prompt_text, prompt_ids, c) for c in continuations]
-        if any(not ids for ids in cont_ids):
-            empty = [c for c, ids in zip(continuations, cont_ids) if not ids]
-            raise WorkbenchError(f"cannot score empty continuation(s): {empty!r}")
-        cache, first_logits = self._prefill(prompt_ids)
-        width = max(len(ids) for ids in cont_ids)
-        pad = 0
-        batch = torch.tensor([ids + [pad] * (width - len(ids)) for ids in cont_ids], device=self.device)
-        cache.batch_repeat_interleave(len(cont_ids))
-        positions = torch.arange(len(prompt_ids), len(prompt_ids) + width, device=self.device)
-        positions = positions.unsqueeze(0).expand(len(cont_ids), -1)
-        # Right padding needs no mask: under causal attention, pads come after every real token.
-        out = model(input_ids=batch, position_ids=positions, past_key_values=cache, use_cache=True)
-        logits = torch.cat([first_logits.expand(len(cont_ids), -1).unsqueeze(1), out.logits[:, :-1, :].float()], 1)
-        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, batch.unsqueeze(-1)).squeeze(-1)
-        results = []
-        for i, (text, ids) in enumerate(zip(continuations, cont_ids)):
-            results.append(ScoredContinuation(text, ids, logprobs[i, : len(ids)].tolist()))
-        return results
+        empty = [c for c, ids in zip(continuations, cont_ids) if not ids]
+        if empty:
+            raise WorkbenchError(
+                f"cannot score continuation(s) that tokenise to nothing: {empty!r}; give each candidate some text"
+            )
+        prompt_cache, first_logits = self._prefill(prompt_ids)
+        for start in range(0, len(cont_ids), chunk):
+            group = cont_ids[start:start + chunk]
+            width = max(len(ids) for ids in group)
+            rows = max(len(group), MIN_DECODE_ROWS)
+            padded = [ids + [ids[-1]] * (width - len(ids)) for ids in group]
+            padded += [padded[0]] * (rows - len(group))
+            batch = torch.tensor(padded, device=self.device)
+            cache = copy.deepcopy(prompt_cache)
+            cache.batch_repeat_interleave(rows)
+            positions = torch.arange(len(prompt_ids), len(prompt_ids) + width, device=self.device)
+            # Right padding needs no mask: under causal attention, pads come after every real token.
+            out = model(input_ids=batch, position_ids=positions.unsqueeze(0).expand(rows, -1),
+                        past_key_values=cache, use_cache=False)
+            for i, ids in enumerate(group):
+                logits = torch.cat([first_logits, out.logits[i, : len(ids), :].float()], 0)  # [len + 1, V]
+                yield start + i, ids, logits
+
+    @torch.inference_mode()
+    def score(self, rendered: RenderedInput, continuations: list[str]) -> list[ScoredContinuation]:
+        """Logprobs (T=1) of each continuation's tokens; the prompt runs once for all of them."""
+        self.calls += 1
+        results: list[ScoredContinuation | None] = [None] * len(continuations)
+        for i, ids, logits in self._continuation_logits(rendered, continuations):
+            logprobs = torch.log_softmax(logits[:-1], dim=-1).gather(-1, torch.tensor(ids)[:, None])[:, 0]
+            results[i] = ScoredContinuation(continuations[i], ids, logprobs.tolist())
+        return [r for r in results if r is not None]
+
+    def answer_end_mask(self, terminators: list[str]) -> torch.Tensor:
+        """[V] bool: tokens whose text starts with a terminator, and the end-of-sequence tokens."""
+        key = tuple(sorted(terminators))
+        if key not in self._end_masks:
+            texts = self._token_texts()
+            mask = torch.tensor([bool(t) and t.startswith(key) for t in texts]) if key else torch.zeros(len(texts),
+                                                                                                        dtype=torch.bool)
+            mask[list(self._stop_token_ids())] = True
+            self._end_masks[key] = mask.to(self.device)
+        return self._end_masks[key]
+
+    def _token_texts(self) -> list[str]:
+        if self._texts is None:
+            tokenizer = self._tokenizer()
+            size = self._model().get_output_embeddings().weight.shape[0]
+            self._texts = tokenizer.batch_decode([[i] for i in range(size)])
+        return self._texts
+
+    @torch.inference_mode()
+    def score_candidates(
+        self, rendered: RenderedInput, continuations: list[str], temperatures: list[float], terminators: list[str]
+    ) -> CandidateScores:
+        self.calls += 1
+        if not temperatures or any(t <= 0 for t in temperatures):
+            raise WorkbenchError(f"exact scoring needs temperatures above 0, got {temperatures}")
+        end_mask = self.answer_end_mask(terminators)
+        logprobs = [[0.0] * len(continuations) for _ in temperatures]
+        end_logprobs = [[0.0] * len(continuations) for _ in temperatures]
+        token_ids: list[list[int]] = [[] for _ in continuations]
+        for i, ids, logits in self._continuation_logits(rendered, continuations):
+            token_ids[i] = ids
+            index = torch.tensor(ids)[:, None]
+            for t, temperature in enumerate(temperatures):
+                tempered = torch.log_softmax(logits / temperature, dim=-1)  # full vocabulary at every position
+                logprobs[t][i] = float(tempered[:-1].gather(-1, index).sum())
+                end_logprobs[t][i] = float(torch.logsumexp(tempered[-1][end_mask], dim=0))
+        return CandidateScores(list(continuations), token_ids, list(temperatures), logprobs, end_logprobs)
 
     @torch.inference_mode()
     def next_token_topk(self, rendered: RenderedInput, k: int) -> list[TokenProb]:

@@ -1,0 +1,248 @@
+"""Figures from small synthetic frames (no models): each renders, exports with its provenance
+embedded, never writes a secret, and bad input gives an error that says what to change."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import PIL.Image
+import pytest
+from matplotlib.figure import Figure
+
+from workbench import __version__
+from workbench.errors import WorkbenchError
+from workbench.plots import (
+    PALETTE,
+    answer_distribution_figure,
+    distribution_figure,
+    divergence_heatmap_figure,
+    embedding_map_figure,
+    export_figure,
+    model_colours,
+    save_figure,
+    scrub_secrets,
+    temperature_sweep_figure,
+)
+
+MODELS = ["gemma-3-270m", "smollm2-135m-instruct"]
+RUN_ID = "01JTESTRUNID0000000000000"
+SECRET = "sk-abcdefghijklmnopqrstuvwx"
+BEARER = "Bearer abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def answer_table(answers: int = 6) -> pd.DataFrame:
+    """An exact distribution (no CIs) next to a sampled one (with CIs) over the same answers."""
+    rng = np.random.default_rng(0)
+    names = [str(i) for i in range(answers)]
+    rows = []
+    for a, p in zip(names, rng.dirichlet(np.ones(answers))):
+        rows.append({"model": MODELS[0], "answer": a, "probability": p, "ci_low": math.nan, "ci_high": math.nan,
+                     "count": math.nan, "method": "exact", "temperature": 1.0, "n": math.nan})
+    for a, c in zip(names, rng.multinomial(200, rng.dirichlet(np.ones(answers)))):
+        p = c / 200
+        rows.append({"model": MODELS[1], "answer": a, "probability": p, "ci_low": max(0.0, p - 0.05),
+                     "ci_high": min(1.0, p + 0.05), "count": c, "method": "sampled", "temperature": 1.0, "n": 200})
+    return pd.DataFrame(rows)
+
+
+def sweep_frame() -> pd.DataFrame:
+    """Entropy at three temperatures: exact for one model, sampled with CIs for the other."""
+    rows = []
+    for model, method in zip(MODELS, ["exact", "sampled"]):
+        for t in (0.5, 1.0, 1.5):
+            v = 2 * t + (0 if method == "exact" else 0.5)
+            lo, hi = (math.nan, math.nan) if method == "exact" else (v - 0.2, v + 0.2)
+            rows.append({"model": model, "temperature": t, "metric": "entropy_bits", "value": v, "ci_low": lo,
+                         "ci_high": hi, "method": method})
+    return pd.DataFrame(rows)
+
+
+def embedding_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Twenty points in two clusters, and the clusters' medoids."""
+    rng = np.random.default_rng(1)
+    centres = {0: (0.0, 0.0), 1: (3.0, 3.0)}
+    points = pd.DataFrame([
+        {"model": MODELS[i % 2], "text": f"story {i}", "x": centres[i % 2][0] + rng.normal(),
+         "y": centres[i % 2][1] + rng.normal(), "cluster": i % 2}
+        for i in range(20)
+    ])
+    clusters = pd.DataFrame([
+        {"cluster": c, "label": "Once upon a time there was a very long label that must be shortened", "x": x,
+         "y": y, f"share_{MODELS[0]}": 0.5}
+        for c, (x, y) in centres.items()
+    ])
+    return points, clusters
+
+
+def heatmap_frame(with_p: bool = True) -> pd.DataFrame:
+    """Three prompts by one model pair."""
+    frame = pd.DataFrame({"prompt": ["Pick a number.", "Once upon a time,", "Favourite colour?"],
+                          "pair": [f"{MODELS[0]} vs {MODELS[1]}"] * 3, "jsd": [0.12, 0.5, 0.9],
+                          "p_adjusted": [0.2, 0.01, 0.001]})
+    return frame if with_p else frame.drop(columns="p_adjusted")
+
+
+def figures() -> dict[str, Figure]:
+    """One figure of each kind."""
+    points, clusters = embedding_frames()
+    return {
+        "answers": answer_distribution_figure(answer_table(), top=4, title="answers", note="different families"),
+        "sweep": temperature_sweep_figure(sweep_frame(), title="sweep", note="different families"),
+        "embedding": embedding_map_figure(points, clusters, title="map", note="different families"),
+        "heatmap": divergence_heatmap_figure(heatmap_frame(), title="divergence", note="different families"),
+    }
+
+
+def texts(fig: Figure) -> list[str]:
+    """Every piece of text drawn in a figure's axes (annotations, tick labels, legend)."""
+    found = []
+    for ax in fig.axes:
+        found += [t.get_text() for t in ax.texts]
+        found += [t.get_text() for t in ax.get_yticklabels() + ax.get_xticklabels()]
+        if ax.get_legend():
+            found += [t.get_text() for t in ax.get_legend().get_texts()]
+    return found
+
+
+@pytest.mark.parametrize("kind", ["answers", "sweep", "embedding", "heatmap"])
+def test_each_figure_exports_png_svg_pdf_and_provenance_with_the_run_id_embedded(kind, tmp_path):
+    fig = figures()[kind]
+    paths = export_figure(fig, tmp_path / kind, {"run_id": RUN_ID, "models": MODELS})
+    assert [p.name for p in paths] == [f"{kind}.png", f"{kind}.svg", f"{kind}.pdf", f"{kind}.provenance.json"]
+    assert all(p.stat().st_size > 0 for p in paths)
+    png, svg, pdf, sidecar = paths
+    embedded = json.loads(PIL.Image.open(png).text["Description"])
+    assert embedded["run_id"] == RUN_ID and embedded["workbench"] == __version__ and embedded["created_at"]
+    assert RUN_ID in svg.read_text(encoding="utf-8")
+    # matplotlib writes the PDF info dict uncompressed: Subject (the JSON) and Keywords (the run ids).
+    assert pdf.read_bytes().count(RUN_ID.encode()) >= 2
+    recorded = json.loads(sidecar.read_text(encoding="utf-8"))
+    assert recorded == embedded
+
+
+def test_secrets_are_redacted_everywhere_and_token_counts_are_kept(tmp_path):
+    provenance = {"run_id": RUN_ID, "api_key": SECRET, "config": {"max_tokens": 5, "top_logprobs": 3},
+                  "headers": {"Authorization": BEARER}, "usage": {"prompt_tokens": 7, "completion_tokens": 9},
+                  "command": f"curl -H 'x-api-key: {SECRET}' https://example.org"}
+    paths = export_figure(figures()["heatmap"], tmp_path / "fig", provenance)
+    recorded = json.loads(paths[-1].read_text(encoding="utf-8"))
+    assert recorded["api_key"] == "[redacted]" and recorded["headers"]["Authorization"] == "[redacted]"
+    assert recorded["config"] == {"max_tokens": 5, "top_logprobs": 3}
+    assert recorded["usage"] == {"prompt_tokens": 7, "completion_tokens": 9}
+    assert recorded["command"] == "curl -H 'x-api-key: [redacted]' https://example.org"
+    for path in paths:
+        data = path.read_bytes()
+        assert b"abcdefghijklmnop" not in data, path.name
+        assert b"[redacted]" in data or path.suffix == ".png", path.name
+    assert json.loads(PIL.Image.open(paths[0]).text["Description"])["api_key"] == "[redacted]"
+    assert provenance["api_key"] == SECRET  # the caller's dict is not modified
+
+
+def test_scrub_secrets_matches_credential_names_not_counts_and_makes_json_ready_values():
+    scrubbed = scrub_secrets({
+        "OPENAI_API_KEY": "x" * 20, "apiKey": "abc", "hf_token": "abc", "client_secret": "abc", "password": "abc",
+        "Proxy-Authorization": "abc", "tokenizer": "gpt2", "keywords": ["a"], "max_tokens": 8,
+        "token_usage": {"prompt_tokens": 3}, "api_key": None,
+        "nested": [{"access_token": "abc"}, "sk-ant-api03-abcdefghijklmnopqrstuvwxyz"],
+        "note": "hf_abcdefghijklmnopqrstuvwxyz12 in a sentence", "ratio": float("nan"), "count": np.int64(3),
+    })
+    for key in ("OPENAI_API_KEY", "apiKey", "hf_token", "client_secret", "password", "Proxy-Authorization"):
+        assert scrubbed[key] == "[redacted]", key
+    assert scrubbed["tokenizer"] == "gpt2" and scrubbed["keywords"] == ["a"] and scrubbed["max_tokens"] == 8
+    assert scrubbed["token_usage"] == {"prompt_tokens": 3} and scrubbed["api_key"] is None
+    assert scrubbed["nested"] == [{"access_token": "[redacted]"}, "[redacted]"]
+    assert scrubbed["note"] == "[redacted] in a sentence"
+    assert scrubbed["ratio"] is None and scrubbed["count"] == 3
+    json.dumps(scrubbed, allow_nan=False)
+
+
+def test_answer_distribution_keeps_the_top_answers_and_folds_the_rest(tmp_path):
+    table = answer_table(answers=6)
+    fig = answer_distribution_figure(table, top=4)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(labels) == 5 and labels[-1].startswith("(rest")
+    means = table.groupby("answer")["probability"].mean().sort_values(ascending=False)
+    assert labels[:4] == list(means.index[:4])
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == [f"{MODELS[0]} (exact, T=1.0)", f"{MODELS[1]} (sampled, n=200, T=1.0)"]
+    # The rest bar of each model is the sum of its folded answers' probabilities.
+    folded = table[table["answer"].isin(means.index[4:])].groupby("model")["probability"].sum()
+    rest_widths = sorted(p.get_width() for p in ax.patches if abs(p.get_y() + p.get_height() / 2 - 4) < 0.5)
+    assert rest_widths == pytest.approx(sorted(folded[m] for m in MODELS))
+    # Whiskers only for the sampled model (the exact one has NaN CIs).
+    whiskers = [c for c in ax.containers if type(c).__name__ == "ErrorbarContainer"]
+    assert len(whiskers) == 1 and len(whiskers[0].lines[2][0].get_segments()) == 4  # top 4 only, not "(rest)"
+
+
+def test_model_colours_are_okabe_ito_stable_and_never_black():
+    assert "#000000" not in PALETTE and len(set(PALETTE)) == len(PALETTE)
+    colours = model_colours(MODELS + [MODELS[0]])
+    assert list(colours) == MODELS and list(colours.values()) == list(PALETTE[:2])
+    assert model_colours(MODELS) == colours
+
+
+def test_heatmap_stars_significant_cells_only_when_p_adjusted_is_given():
+    starred = texts(divergence_heatmap_figure(heatmap_frame()))
+    assert {"0.12", "0.50*", "0.90*"} <= set(starred)
+    plain = texts(divergence_heatmap_figure(heatmap_frame(with_p=False)))
+    assert {"0.12", "0.50", "0.90"} <= set(plain) and not any(t.endswith("*") for t in plain)
+    fig = divergence_heatmap_figure(heatmap_frame())
+    assert fig.axes[1].get_ylabel() == "Jensen-Shannon divergence (bits)"
+    taller = divergence_heatmap_figure(pd.concat([heatmap_frame()] * 3).assign(prompt=[f"p{i}" for i in range(9)]))
+    assert taller.get_figheight() > fig.get_figheight()
+
+
+def test_cluster_labels_are_shortened_and_text_is_shown_literally():
+    points, clusters = embedding_frames()
+    labels = [t for t in texts(embedding_map_figure(points, clusters)) if t.startswith("#")]
+    assert len(labels) == 2 and all(len(t) <= 45 and t.endswith("…") for t in labels)
+    table = answer_table().assign(answer=lambda f: f["answer"].replace({"0": "$5 or $10"}))
+    shown = texts(answer_distribution_figure(table))
+    assert r"\$5 or \$10" in shown  # escaped, so matplotlib prints dollars instead of parsing mathtext
+
+
+def test_demo_style_distribution_figure_and_save_figure_write_png_svg_and_provenance(tmp_path):
+    samples = pd.DataFrame({"model": [MODELS[0]] * 4 + [MODELS[1]] * 4,
+                            "model_kind": ["base"] * 4 + ["tuned"] * 4,
+                            "text": ["42\n", "7", "42", "", "42", "42", "42", "37"], "temperature": 1.0})
+    fig = distribution_figure(samples, title="random-number", family_note="different families")
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == [f"{MODELS[0]}, base (sampled, n=4, T=1.0)", f"{MODELS[1]}, tuned (sampled, n=4, T=1.0)"]
+    paths = save_figure(fig, tmp_path / "random-number", {"run_id": RUN_ID})
+    assert [p.name for p in paths] == ["random-number.png", "random-number.svg", "random-number.provenance.json"]
+    # A stem with a dot keeps it (with_suffix would have turned "v1.2" into "v1.png").
+    assert export_figure(fig, tmp_path / "v1.2", {}, formats=("png",))[0].name == "v1.2.png"
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: answer_distribution_figure(pd.DataFrame()), "lacks column(s) model, answer, probability"),
+        (lambda: answer_distribution_figure(answer_table().iloc[:0]), "has no rows"),
+        (lambda: answer_distribution_figure(answer_table().drop(columns="probability")), "probability"),
+        (lambda: answer_distribution_figure(pd.concat([answer_table()] * 2)), "one row per model, answer"),
+        (lambda: temperature_sweep_figure(pd.DataFrame()), "lacks column(s) model, temperature, metric, value"),
+        (lambda: temperature_sweep_figure(sweep_frame(), metric="jsd"), "metric= one of entropy_bits"),
+        (lambda: embedding_map_figure(pd.DataFrame(), None), "lacks column(s) model, x, y"),
+        (lambda: embedding_map_figure(embedding_frames()[0], pd.DataFrame()), "clusters frame lacks column(s)"),
+        (lambda: divergence_heatmap_figure(pd.DataFrame()), "lacks column(s) prompt, pair, jsd"),
+        (lambda: divergence_heatmap_figure(heatmap_frame(), value="kl"), "lacks column(s) kl"),
+        (lambda: export_figure(Figure(), "/tmp/never", {}, formats=("jpg",)), "cannot export figures as jpg"),
+    ],
+)
+def test_bad_input_raises_a_workbench_error_that_names_what_to_change(call, message):
+    with pytest.raises(WorkbenchError) as info:
+        call()
+    assert message in str(info.value)
+
+
+def test_the_module_uses_neither_pyplot_nor_torch():
+    code = ("import sys, workbench.plots; "
+            "assert 'matplotlib.pyplot' not in sys.modules and 'torch' not in sys.modules, 'imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
