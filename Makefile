@@ -39,6 +39,7 @@ test: install-test prepare
 
 bench: prepare
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_sampler.py
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_exact.py
 
 $(VENV)/.installed-notebook: $(VENV)/.installed
 	$(PIP) install --quiet $(CONSTRAINTS) -e '.[hf,notebook]'

@@ -145,3 +145,27 @@ def test_sample_and_compare_run_library_prompts_on_both_models(embedded_models):
     assert len(rows) == 2 and all(any(a in row for a in ("heads", "tails", "(other)")) for row in rows)
     bad = run_cli("sample", "mode-collapse/coin-flip", "--model", "gemma-3-270m", "--framing", "nope")
     assert bad.returncode == 2 and "no framing 'nope'" in bad.stderr
+
+
+def test_figure_commands_write_all_formats_with_provenance(embedded_models, tmp_path):
+    import json
+
+    both = "gemma-3-270m,smollm2-135m-instruct"
+    cases = [
+        ("distribution", "mode-collapse/random-digit-sequence", "--models", both, "--n", "8"),
+        ("sweep", "mode-collapse/random-digit-sequence", "--models", both, "--temperatures", "0.5,1.5"),
+        ("embedding", "Tell me about your day.", "--chat", "--models", both, "--n", "6", "--max-tokens", "12"),
+        ("heatmap", "--collection", "mode-collapse", "--models", both, "--prompts",
+         "random-digit-sequence,coin-flip-completion", "--n", "4"),
+    ]
+    for kind, *rest in cases:
+        stem = tmp_path / kind
+        result = run_cli("figure", kind, *rest, "--out", str(stem), "--quiet")
+        assert result.returncode == 0, (kind, result.stderr[-2000:])
+        for suffix in (".png", ".svg", ".pdf", ".provenance.json"):
+            assert (tmp_path / f"{kind}{suffix}").stat().st_size > 0, (kind, suffix)
+        provenance = json.loads((tmp_path / f"{kind}.provenance.json").read_text())
+        assert provenance["workbench"] and "different families" in provenance["families"]
+    assert "exact" in json.loads((tmp_path / "distribution.provenance.json").read_text())["methods"].values()
+    bad = run_cli("figure", "sweep", "mode-collapse/coin-flip", "--models", both, "--temperatures", ",")
+    assert bad.returncode == 2 and "--temperatures is empty" in bad.stderr

@@ -249,7 +249,8 @@ def semantic_clusters(samples: pd.DataFrame, distance: float = CLUSTER_DISTANCE,
         idx = members.index.to_numpy()
         within = 1 - vectors[idx] @ vectors[idx].T
         medoid = idx[int(within.sum(axis=1).argmin())]
-        row = {"cluster": int(cluster), "label": points.at[medoid, "text"], "x": points.at[medoid, "x"],
+        label = points.at[medoid, "text"]
+        row = {"cluster": int(cluster), "label": label if label.strip() else "(empty)", "x": points.at[medoid, "x"],
                "y": points.at[medoid, "y"], "size": len(idx)}
         for model in models:
             count = int((members["model"] == model).sum())

@@ -380,8 +380,8 @@ def _spread_labels(fig: Figure, ax: Axes, labels: list[Annotation], pad_px: floa
 
 
 def embedding_map_figure(points: pd.DataFrame, clusters: pd.DataFrame | None, title: str = "",
-                         note: str = "") -> Figure:
-    """A 2-D map of continuation embeddings coloured by model, each cluster labelled at its medoid."""
+                         note: str = "", max_labels: int = 8) -> Figure:
+    """A 2-D map of continuation embeddings coloured by model, the largest clusters labelled at their medoids."""
     func = "embedding_map_figure"
     _check_frame(points, func, "the points frame", ("model", "x", "y"), ("text", "cluster"),
                  "pass one row per embedded continuation")
@@ -394,6 +394,11 @@ def embedding_map_figure(points: pd.DataFrame, clusters: pd.DataFrame | None, ti
                      "pass one row per cluster, or clusters=None for no labels")
         clusters = clusters.assign(x=_numeric(clusters, "x", func, "the clusters frame"),
                                    y=_numeric(clusters, "y", func, "the clusters frame")).dropna(subset=["x", "y"])
+        # Free text from small models makes many singleton clusters; labelling them all buries the
+        # map, so only the largest clusters (more than one member, when sizes are known) get a label.
+        if "size" in clusters:
+            clusters = clusters[clusters["size"] > 1].sort_values("size", ascending=False, kind="stable")
+        clusters = clusters.head(max_labels)
     models = list(dict.fromkeys(points["model"]))
     colours = model_colours(models)
     width, height = 7.0, 5.6

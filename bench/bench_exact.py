@@ -1,0 +1,102 @@
+"""Exact answer distributions: one batched pass that reuses the prompt's KV cache versus scoring
+each candidate with its own full forward pass, side by side in one run.
+
+Workload: the 100 candidates 1..100 of mode-collapse/random-number-completion on the embedded
+base model (gemma-3-270m), each with its terminator mass. Each method runs in its own process
+so peak memory is per method. Also checks that both give the same distribution.
+
+Run: `.venv/bin/python bench/bench_exact.py`. Not a test: numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODEL = "gemma-3-270m"
+PROMPT = "mode-collapse/random-number-completion"
+
+
+def prefix_reuse(sampler, prompt) -> tuple[list[float], float]:
+    """The workbench's exact distribution (prompt run once, its KV cache shared by all candidates)."""
+    from workbench.distributions import exact_distribution
+
+    start = time.perf_counter()
+    dist = exact_distribution(sampler, MODEL, prompt)
+    elapsed = time.perf_counter() - start
+    probs = dist.probabilities()
+    return [probs[c] for c in prompt.spec.answer_space.values()], elapsed
+
+
+def full_passes(sampler, prompt) -> tuple[list[float], float]:
+    """Baseline: one full forward pass over prompt + candidate for every candidate."""
+    import torch
+
+    backend = sampler.backend(MODEL)
+    space = prompt.spec.answer_space
+    rendered = sampler.render(prompt, MODEL)
+    model = backend._model()
+    end_mask = backend.answer_end_mask(space.terminators)
+    prompt_ids = backend.encode_prompt(rendered.text)
+    start = time.perf_counter()
+    probs = []
+    with torch.inference_mode():
+        for candidate in space.values():
+            text = space.scored_text(candidate, after=rendered.text)
+            ids = backend._continuation_ids(rendered.text, prompt_ids, text)
+            logits = model(torch.tensor([prompt_ids + ids])).logits[0].float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+            positions = range(len(prompt_ids) - 1, len(prompt_ids) - 1 + len(ids))
+            total = sum(float(logprobs[p, t]) for p, t in zip(positions, ids))
+            total += float(torch.logsumexp(logprobs[len(prompt_ids) + len(ids) - 1][end_mask], 0))
+            probs.append(float(torch.exp(torch.tensor(total))))
+    return probs, time.perf_counter() - start
+
+
+def worker(method: str) -> dict:
+    from workbench.sampler import Sampler
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sampler = Sampler(store=Path(tmp) / "bench.sqlite", progress=False)
+        prompt = sampler.library.get(PROMPT)
+        backend = sampler.backend(MODEL)
+        backend._model()
+        backend.answer_end_mask(prompt.spec.answer_space.terminators)  # built once per model; not timed
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        probs, elapsed = (prefix_reuse if method == "prefix" else full_passes)(sampler, prompt)
+        return {"method": method, "seconds": elapsed, "probs": probs, "rss_before_gib": before,
+                "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+                "prompt_tokens": len(backend.encode_prompt(sampler.render(prompt, MODEL).text))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker)))
+        return
+    results = {}
+    for method in ("prefix", "full"):
+        out = subprocess.run([sys.executable, __file__, "--worker", method], capture_output=True, text=True, check=True)
+        results[method] = json.loads(out.stdout.strip().splitlines()[-1])
+    prefix, full = results["prefix"], results["full"]
+    worst = max(abs(a - b) for a, b in zip(prefix["probs"], full["probs"]))
+    print(f"{MODEL}, {PROMPT}: 100 candidates, prompt of {prefix['prompt_tokens']} tokens")
+    print(f"{'method':<36}{'seconds':>9}{'peak RSS GiB':>14}{'model loaded GiB':>18}")
+    print(f"{'one batched pass, prompt KV reused':<36}{prefix['seconds']:>9.2f}{prefix['peak_rss_gib']:>14.2f}"
+          f"{prefix['rss_before_gib']:>18.2f}")
+    print(f"{'a full forward pass per candidate':<36}{full['seconds']:>9.2f}{full['peak_rss_gib']:>14.2f}"
+          f"{full['rss_before_gib']:>18.2f}")
+    print(f"speed-up: {full['seconds'] / prefix['seconds']:.1f}x; largest difference between the two distributions: "
+          f"{worst:.2e}")
+
+
+if __name__ == "__main__":
+    main()
