@@ -214,7 +214,7 @@ def check_same_prompt(runs: list[Any]) -> None:
     for run in runs:
         ref = run.samples["prompt_ref"].iloc[0] if "prompt_ref" in run.samples and len(run.samples) else None
         if isinstance(ref, str) and ref:
-            keys.add(("ref", ref.split("?")[0] + ("?" + ref.split("?")[1] if "?" in ref else "")))
+            keys.add(("ref", ref))  # collection/prompt-id with its choices (variables, perturbation, framing)
         else:
             keys.add(("messages", str(run.rendered.messages)) if run.rendered.messages else ("text", run.rendered.text))
     if len(keys) > 1:

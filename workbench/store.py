@@ -176,6 +176,10 @@ class Store:
                     utc_now(),
                 )
             )
+        return self._insert_sample_rows(rows)
+
+    def _insert_sample_rows(self, rows: list[tuple[Any, ...]]) -> int:
+        """Insert sample rows in one transaction; an index already stored for its run is kept. Returns rows added."""
         if not rows:
             return 0
         before = self.db.total_changes
@@ -314,7 +318,6 @@ class Store:
                 "INSERT INTO environments (id, info) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 (env_id, json.dumps(info, sort_keys=True, separators=(",", ":"))),
             )
-        before = self.db.total_changes
         rows = []
         for i, sample in enumerate(records):
             missing = {"sample_index", "text", "finish_reason"} - set(sample)
@@ -328,18 +331,7 @@ class Store:
                 if not _is_missing(values[name]):
                     values[name] = int(values[name])  # CSV reads integers with gaps as floats
             rows.append(tuple(None if _is_missing(values[c]) else values[c] for c in _SAMPLE_COLUMNS))
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            self.db.executemany(
-                f"INSERT INTO samples ({', '.join(_SAMPLE_COLUMNS)}) "
-                f"VALUES ({', '.join('?' for _ in _SAMPLE_COLUMNS)}) ON CONFLICT DO NOTHING",
-                rows,
-            )
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        added = self.db.total_changes - before
+        added = self._insert_sample_rows(rows)
         return run_id, added, len(rows) - added
 
 
