@@ -49,7 +49,7 @@ $(VENV)/.installed-notebook: $(VENV)/.installed
 # JupyterLab on the notebooks, with the project's environment (also registers the kernel
 # `workbench` for users who run their own JupyterLab).
 lab: $(VENV)/.installed-notebook prepare
-	HF_HUB_OFFLINE=1 $(BIN)/jupyter lab notebooks/
+	HF_HUB_OFFLINE=1 $(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root,) notebooks/
 
 clean-venv:
 	rm -rf $(VENV)

@@ -160,7 +160,6 @@ def collection_summary(
     correction: str = "holm",
     prompts: list[str] | None = None,
     n_permutations: int = DEFAULT_PERMUTATIONS,
-    progress: Callable[[str], Any] | None = None,
 ) -> pd.DataFrame:
     """One row per prompt of a collection for a model pair: entropies, top answers, JSD and corrected p-values.
 
@@ -179,10 +178,10 @@ def collection_summary(
         chosen = [p for p in chosen if p.spec.id in prompts or p.ref in prompts]
     if not chosen:
         raise WorkbenchError(f"no prompts in collection {collection!r}; see `workbench prompts list`")
+    from tqdm.auto import tqdm
+
     rows = []
-    for prompt in chosen:
-        if progress:
-            progress(prompt.ref)
+    for prompt in tqdm(chosen, desc=f"{collection} prompts", unit="prompt", disable=not sampler.progress):
         normaliser = prompt.spec.answer_space
         answers = {}
         for model in models:
