@@ -373,6 +373,33 @@ def cmd_prompts_validate(args: argparse.Namespace) -> None:
     print(f"ok: {count} prompts valid")
 
 
+def cmd_experiment_personas(args: argparse.Namespace) -> None:
+    from workbench.experiments.personas import persona_eval, persona_figure
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not models:
+        raise WorkbenchError("--models needs at least one model name")
+    sampler = _sampler(args)
+    for m in models:
+        sampler.model(m)
+    traits = [t.strip() for t in args.traits.split(",")] if args.traits else None
+    result = persona_eval(sampler, models, traits=traits, method=args.method, n=args.n, seed=args.seed,
+                          per_trait=args.per_trait)
+    print(f"{', '.join(models)}: {result.family_note}")
+    print("probability of the trait-matching answer (renormalised over Yes/No), mean over statements, 95% CI:")
+    table = result.traits.pivot_table(index=["trait", "keyed"], columns="model", values="p_match", sort=False)
+    print(table.round(3).to_string())
+    print("yes-bias (agree-keyed minus disagree-keyed p_match; 0 = none):")
+    print(result.balance.round(3).to_string(index=False))
+    stem = _figure_stem(args, "personas", "-".join(models))
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    result.items.to_csv(stem.with_suffix(".items.csv"), index=False)
+    result.traits.to_csv(stem.with_suffix(".traits.csv"), index=False)
+    _export(args, persona_figure(result), "personas", "-".join(models),
+            {"experiment": "personas", "models": models, "method": args.method, "n": args.n, "seed": args.seed,
+             "framings": result.items.groupby("model")["framing"].first().to_dict(), "families": result.family_note})
+
+
 def cmd_runs_list(args: argparse.Namespace) -> None:
     from workbench.store import Store
 
@@ -557,6 +584,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(p)
     _add_figure_flags(p)
     p.set_defaults(func=cmd_figure_heatmap)
+
+    experiment = sub.add_parser("experiment", help="the workbench's probes").add_subparsers(dest="action",
+                                                                                          required=True)
+    p = experiment.add_parser("personas", help="agentic-persona statements per trait, with the yes-bias check")
+    p.add_argument("--models", required=True, help="comma-separated registry names")
+    p.add_argument("--traits", help="only these traits (comma-separated)")
+    p.add_argument("--method", choices=["auto", "exact", "sampled"], default="auto",
+                   help="exact from logprobs where possible (auto), or sampled")
+    p.add_argument("--n", type=int, default=20, help="samples per statement when sampled")
+    p.add_argument("--per-trait", type=int, dest="per_trait", help="only the first k statements of each keying")
+    p.add_argument("--seed", type=int, default=0)
+    _add_run_flags(p)
+    _add_figure_flags(p)
+    p.set_defaults(func=cmd_experiment_personas)
 
     runs = sub.add_parser("runs", help="stored runs").add_subparsers(dest="action", required=True)
     p = runs.add_parser("list", help="runs, newest first")

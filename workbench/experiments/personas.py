@@ -1,0 +1,169 @@
+"""Agentic-persona evals: how strongly does each model endorse statements of a trait?
+
+For every statement of the persona collection, the probability of the trait-matching answer
+("Yes" for agree-keyed statements, "No" for disagree-keyed ones), renormalised over the two
+answers, exact from logprobs where the backend gives them and from samples otherwise. Base
+models read the questionnaire as an interview transcript, tuned models as an assistant chat.
+Agree-keyed and disagree-keyed statements are reported apart, so a model that says "Yes" to
+everything shows up as a yes-bias rather than as a trait.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from workbench.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from workbench.sampler import Sampler
+
+PERSONA_COLLECTION = "personas"
+FRAMING_BY_KIND = {"base": "questionnaire-transcript", "tuned": "assistant-chat"}
+YES, NO = "Yes", "No"
+
+
+@dataclass
+class PersonaResult:
+    """Per-statement scores, per-trait summaries with CIs, and the yes-bias check."""
+
+    items: pd.DataFrame  # model, framing, trait, prompt, keyed, matching_answer, p_yes, p_no, p_answered, p_match, method
+    traits: pd.DataFrame  # model, trait, keyed (all|agree|disagree), p_match, ci_low, ci_high, n_items, p_answered
+    balance: pd.DataFrame  # model, yes_rate, agree_p_match, disagree_p_match, yes_bias
+    family_note: str
+
+
+def _bootstrap_mean(values: np.ndarray, rng: np.random.Generator, n_boot: int = 2000) -> tuple[float, float]:
+    values = values[~np.isnan(values)]
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def persona_eval(
+    sampler: "Sampler",
+    models: list[str],
+    traits: list[str] | None = None,
+    method: Literal["auto", "exact", "sampled"] = "auto",
+    n: int = 20,
+    seed: int = 0,
+    framings: dict[str, str] | None = None,
+    per_trait: int | None = None,
+    collection: str = PERSONA_COLLECTION,
+) -> PersonaResult:
+    """Score every persona statement for each model; `per_trait` keeps the first k of each keying per trait."""
+    from workbench.distributions import exact_distribution, sampled_distribution
+    from workbench.sweeps import can_be_exact
+
+    if not models:
+        raise WorkbenchError("give at least one model")
+    prompts = [p for p in sampler.library.filter(collection=collection) if p.spec.trait and p.spec.matching_answer]
+    if not prompts:
+        raise WorkbenchError(f"collection {collection!r} has no statements with trait and matching_answer")
+    known = sorted({p.spec.trait for p in prompts})
+    if traits:
+        unknown = [t for t in traits if t not in known]
+        if unknown:
+            raise WorkbenchError(f"unknown trait(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        prompts = [p for p in prompts if p.spec.trait in traits]
+    if per_trait is not None:
+        kept, seen = [], {}
+        for p in prompts:
+            key = (p.spec.trait, p.spec.matching_answer)
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] <= per_trait:
+                kept.append(p)
+        prompts = kept
+
+    rows = []
+    for model in models:
+        spec = sampler.model(model)
+        framing = (framings or {}).get(model, FRAMING_BY_KIND[spec.kind])
+        for prompt in tqdm(prompts, desc=f"{model} personas", unit="statement", disable=not sampler.progress):
+            exact = can_be_exact(sampler, model, prompt) and method != "sampled"
+            if method == "exact" and not exact:
+                raise WorkbenchError(f"{model} gives no logprobs; use method='sampled'")
+            if exact:
+                dist = exact_distribution(sampler, model, prompt, 1.0, framing=framing)
+            else:
+                run = sampler.sample(model, prompt, n, seed=seed, framing=framing)
+                dist = sampled_distribution(run, prompt.spec.answer_space, seed=seed)
+            probs = dist.probabilities()
+            p_yes, p_no = probs.get(YES, 0.0), probs.get(NO, 0.0)
+            answered = p_yes + p_no
+            matching = p_yes if prompt.spec.matching_answer == YES else p_no
+            rows.append({
+                "model": model, "framing": framing, "trait": prompt.spec.trait, "prompt": prompt.ref,
+                "keyed": "agree" if prompt.spec.matching_answer == YES else "disagree",
+                "matching_answer": prompt.spec.matching_answer, "p_yes": p_yes, "p_no": p_no,
+                "p_answered": answered, "p_match": matching / answered if answered > 0 else np.nan,
+                "method": dist.method,
+            })
+    items = pd.DataFrame(rows)
+    rng = np.random.default_rng(seed)
+    trait_rows = []
+    for (model, trait), group in items.groupby(["model", "trait"], sort=False):
+        for keyed, subset in (("all", group), ("agree", group[group["keyed"] == "agree"]),
+                              ("disagree", group[group["keyed"] == "disagree"])):
+            values = subset["p_match"].to_numpy(dtype=float)
+            low, high = _bootstrap_mean(values, rng)
+            trait_rows.append({"model": model, "trait": trait, "keyed": keyed,
+                               "p_match": float(np.nanmean(values)) if np.isfinite(values).any() else np.nan,
+                               "ci_low": low, "ci_high": high, "n_items": len(subset),
+                               "p_answered": float(subset["p_answered"].mean())})
+    balance_rows = []
+    for model, group in items.groupby("model", sort=False):
+        yes_rate = float(np.nanmean(group["p_yes"] / group["p_answered"].replace(0, np.nan)))
+        agree = float(group.loc[group["keyed"] == "agree", "p_match"].mean())
+        disagree = float(group.loc[group["keyed"] == "disagree", "p_match"].mean())
+        # With balanced keying, a trait-neutral model that favours "Yes" scores high on agree-keyed
+        # and low on disagree-keyed statements: the gap is the yes-bias.
+        balance_rows.append({"model": model, "yes_rate": yes_rate, "agree_p_match": agree,
+                             "disagree_p_match": disagree, "yes_bias": agree - disagree})
+    return PersonaResult(items, pd.DataFrame(trait_rows), pd.DataFrame(balance_rows),
+                         sampler.registry.describe_pair(models))
+
+
+def persona_figure(result: PersonaResult, title: str = "Agentic-persona statements") -> "Figure":
+    """Per-trait bars of the probability of the trait-matching answer, one bar per model, with 95% CIs."""
+    from matplotlib.lines import Line2D
+
+    from workbench.plots import FONT, INK, _figure, _finish, _legend, _style, model_colours
+
+    frame = result.traits[result.traits["keyed"] == "all"]
+    if frame.empty:
+        raise WorkbenchError("persona_figure: no trait scores; run persona_eval first")
+    traits = list(dict.fromkeys(frame["trait"]))
+    models = list(dict.fromkeys(frame["model"]))
+    colours = model_colours(models)
+    width, height = 7.0, 1.2 + 0.55 * len(traits) * max(1, len(models)) ** 0.5
+    fig = _figure(width, height)
+    ax = fig.subplots()
+    bar = 0.8 / len(models)
+    for m, model in enumerate(models):
+        rows = frame[frame["model"] == model].set_index("trait").reindex(traits)
+        y = np.arange(len(traits)) + (m - (len(models) - 1) / 2) * bar
+        errors = np.vstack([(rows["p_match"] - rows["ci_low"]).clip(lower=0).fillna(0),
+                            (rows["ci_high"] - rows["p_match"]).clip(lower=0).fillna(0)])
+        ax.barh(y, rows["p_match"], height=bar * 0.9, color=colours[model], xerr=errors,
+                error_kw={"ecolor": INK, "elinewidth": 0.8, "capsize": 2})
+    ax.axvline(0.5, color="#777777", linewidth=0.8, linestyle="--")
+    ax.set_yticks(np.arange(len(traits)), traits, fontsize=FONT["tick"])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("probability of the answer matching the trait (renormalised over Yes/No)")
+    _style(ax, grid="x")
+    methods = result.items.groupby("model")["method"].first().to_dict()
+    framings = result.items.groupby("model")["framing"].first().to_dict()
+    handles = [Line2D([], [], linestyle="none", marker="s", markersize=8, color=colours[m]) for m in models]
+    labels = [f"{m} ({framings.get(m)}, {methods.get(m)})" for m in models]
+    _legend(ax, handles, labels, width)
+    bias = "; ".join(f"{r.model}: yes-bias {r.yes_bias:+.2f}" for r in result.balance.itertuples())
+    return _finish(fig, title, f"{result.family_note}. Dashed line: indifference. {bias}", width)
