@@ -46,3 +46,54 @@ def test_experiment_personas_cli(embedded_models, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "yes-bias" in result.stdout and "different families" in result.stdout
     assert (tmp_path / "personas.png").stat().st_size > 0 and (tmp_path / "personas.items.csv").is_file()
+
+
+def test_segue_recovery_classifies_and_counts_the_way_home(sampler):
+    from workbench.experiments.segues import (
+        BASELINE,
+        keyword_label,
+        segue_figure,
+        segue_recovery,
+        tokens_to_recovery,
+        wilson_interval,
+    )
+
+    prompt = sampler.library.get("attractors/wedding-toast")
+    labels = prompt.spec.labels
+    home = prompt.spec.home_label
+    word = labels[home].keywords[0]
+    assert keyword_label(f"and then {word} again, {word}!", labels) == home
+    assert keyword_label("nothing to see", labels) == "(none)"
+    assert tokens_to_recovery(["It ", "was ", f"a {word}", "."], labels[home]) == 3.0
+    assert np.isnan(tokens_to_recovery(["no", "thing"], labels[home]))
+    low, high = wilson_interval(0, 10)
+    assert low == 0.0 and 0 < high < 0.35
+
+    perturbation = next(iter(prompt.spec.perturbations))
+    result = segue_recovery(sampler, PAIR, prompt, n=4, perturbations=[perturbation], max_tokens=12)
+    assert set(result.continuations["condition"]) == {BASELINE, perturbation}
+    assert len(result.continuations) == 2 * 2 * 4
+    summary = result.summary
+    assert set(summary["method"]) == {"keywords", "embedding"} and len(summary) == 8
+    assert ((summary["ci_low"] <= summary["recovery_rate"]) & (summary["recovery_rate"] <= summary["ci_high"])).all()
+    for (_, _, _), group in result.categories.groupby(["model", "condition", "method"]):
+        assert group["share"].sum() == pytest.approx(1.0)
+    # The segue really is in the perturbed runs' input.
+    runs = result.continuations.groupby("condition")["run_id"].first()
+    perturbed_input = sampler.store.run(runs[perturbation])["input_text"]
+    assert prompt.spec.perturbations[perturbation].strip() in perturbed_input
+    assert segue_figure(result).axes
+    with pytest.raises(WorkbenchError, match="no perturbations"):
+        segue_recovery(sampler, PAIR, sampler.library.get("mode-collapse/coin-flip"))
+
+
+def test_experiment_segues_cli(embedded_models, tmp_path):
+    stem = tmp_path / "segues"
+    result = run_cli("experiment", "segues", "attractors/wedding-toast", "--models", ",".join(PAIR),
+                     "--perturbations", "murderer", "--n", "2", "--max-tokens", "8", "--out", str(stem),
+                     "--formats", "png", "--quiet")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "recovery" in result.stdout and "different families" in result.stdout
+    assert (tmp_path / "segues.png").stat().st_size > 0 and (tmp_path / "segues.continuations.csv").is_file()
+    bad = run_cli("experiment", "segues", "Hello there", "--models", PAIR[0])
+    assert bad.returncode == 2 and "not a library prompt" in bad.stderr

@@ -400,6 +400,36 @@ def cmd_experiment_personas(args: argparse.Namespace) -> None:
              "framings": result.items.groupby("model")["framing"].first().to_dict(), "families": result.family_note})
 
 
+def cmd_experiment_segues(args: argparse.Namespace) -> None:
+    from workbench.experiments.segues import segue_figure, segue_recovery
+    from workbench.prompts import LibraryPrompt
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not models:
+        raise WorkbenchError("--models needs at least one model name")
+    sampler = _sampler(args)
+    for m in models:
+        sampler.model(m)
+    prompt = _resolve_prompt(args.prompt, sampler)
+    if not isinstance(prompt, LibraryPrompt):
+        raise WorkbenchError(f"{args.prompt!r} is not a library prompt; give one with perturbations, e.g. "
+                             "attractors/wedding-toast (see `workbench prompts list --tag attractors`)")
+    perturbations = [p.strip() for p in args.perturbations.split(",")] if args.perturbations else None
+    result = segue_recovery(sampler, models, prompt, n=args.n, seed=args.seed, perturbations=perturbations,
+                            **{k: v for k, v in {"max_tokens": args.max_tokens,
+                                                 "temperature": args.temperature}.items() if v is not None})
+    print(f"{', '.join(models)}: {result.family_note}")
+    print(f"recovery = back in the {result.home_label!r} world; 95% Wilson intervals; tokens to the first "
+          "home-world word (median)")
+    print(result.summary.round(3).to_string(index=False))
+    stem = _figure_stem(args, "segues", prompt.ref)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    result.continuations.to_csv(stem.with_suffix(".continuations.csv"), index=False)
+    _export(args, segue_figure(result, args.method), "segues", prompt.ref,
+            {"experiment": "segue-recovery", "prompt": prompt.ref, "models": models, "n": args.n, "seed": args.seed,
+             "runs": sorted(result.continuations["run_id"].unique().tolist()), "families": result.family_note})
+
+
 def cmd_runs_list(args: argparse.Namespace) -> None:
     from workbench.store import Store
 
@@ -598,6 +628,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(p)
     _add_figure_flags(p)
     p.set_defaults(func=cmd_experiment_personas)
+
+    p = experiment.add_parser("segues", help="segue recovery: back to the prompt's world after a jarring turn?")
+    p.add_argument("prompt", help="a library prompt with perturbations, e.g. attractors/wedding-toast")
+    p.add_argument("--models", required=True, help="comma-separated registry names")
+    p.add_argument("--perturbations", help="only these perturbations (comma-separated; default all)")
+    p.add_argument("--method", choices=["keywords", "embedding"], default="keywords", help="classifier in the figure")
+    p.add_argument("--n", type=int, default=32, help="continuations per model and condition")
+    p.add_argument("--max-tokens", type=int, dest="max_tokens")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--seed", type=int, default=0)
+    _add_run_flags(p)
+    _add_figure_flags(p)
+    p.set_defaults(func=cmd_experiment_segues)
 
     runs = sub.add_parser("runs", help="stored runs").add_subparsers(dest="action", required=True)
     p = runs.add_parser("list", help="runs, newest first")

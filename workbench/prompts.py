@@ -183,6 +183,9 @@ class LabelSet(_Strict):
 
     keywords: list[str] = Field(default_factory=list, description="Whole words or phrases, case-insensitive.")
     regex: list[str] = Field(default_factory=list, description="Python regular expressions, case-insensitive.")
+    references: list[str] = Field(
+        default_factory=list, description="Example texts of the category, for classifying by embedding similarity."
+    )
 
     @field_validator("regex")
     @classmethod
@@ -200,12 +203,18 @@ class LabelSet(_Strict):
             raise ValueError("a label needs keywords or regex")
         return self
 
+    def match_positions(self, text: str) -> list[int]:
+        """Start offsets of every keyword (as a whole word) and pattern match in the text."""
+        positions = []
+        for word in self.keywords:
+            positions += [m.start() for m in re.finditer(rf"(?<!\w){re.escape(word)}(?!\w)", text, re.IGNORECASE)]
+        for pattern in self.regex:
+            positions += [m.start() for m in re.finditer(pattern, text, re.IGNORECASE)]
+        return sorted(positions)
+
     def matches(self, text: str) -> bool:
         """Whether any keyword (as a whole word) or pattern occurs in the text."""
-        for word in self.keywords:
-            if re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, re.IGNORECASE):
-                return True
-        return any(re.search(p, text, re.IGNORECASE) for p in self.regex)
+        return bool(self.match_positions(text))
 
 
 class MessageTemplate(_Strict):

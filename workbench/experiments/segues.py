@@ -1,0 +1,183 @@
+"""Segue recovery (attractor states): after a jarring segue, does the model steer back to the
+world the prompt set up, and how fast?
+
+For a prompt with perturbations, each model continues the prompt with and without each segue.
+Every continuation is classified into the prompt's label categories two ways: (a) by the labels'
+keywords and regexes, (b) by embedding similarity to per-category reference texts. Reported
+per model and condition: the recovery rate (share classified as the prompt's `home_label`) with a
+95% Wilson interval, the distribution over categories, and tokens-to-recovery (the first token
+position at which the continuation so far mentions the home world again).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from workbench.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from workbench.prompts import LabelSet, LibraryPrompt
+    from workbench.sampler import Sampler
+
+NONE = "(none)"
+BASELINE = "(no segue)"
+
+
+@dataclass
+class SegueResult:
+    """Per-continuation classifications and per-model summaries."""
+
+    continuations: pd.DataFrame  # model, condition, sample_index, text, keyword_label, embedding_label, recovered, tokens_to_recovery
+    summary: pd.DataFrame  # model, condition, method, recovery_rate, ci_low, ci_high, n, median_tokens_to_recovery
+    categories: pd.DataFrame  # model, condition, method, category, share
+    prompt: str
+    home_label: str
+    family_note: str
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a proportion (sensible at 0 and n, unlike the normal one)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def keyword_label(text: str, labels: dict[str, "LabelSet"]) -> str:
+    """The label with the most keyword/regex hits (ties: the one that appears first); '(none)' without hits."""
+    best, best_key = NONE, (0, 0)
+    for name, label in labels.items():
+        hits = label.match_positions(text)
+        if hits:
+            key = (len(hits), -min(hits))
+            if key > best_key:
+                best, best_key = name, key
+    return best
+
+
+def reference_texts(labels: dict[str, "LabelSet"]) -> dict[str, str]:
+    """A reference text per category: its `references` when given, else a sentence built from its keywords."""
+    texts = {}
+    for name, label in labels.items():
+        words = label.keywords[:12] or [name]
+        texts[name] = " ".join(label.references) if label.references else f"A passage about {name}: {', '.join(words)}."
+    return texts
+
+
+def embedding_labels(texts: list[str], labels: dict[str, "LabelSet"]) -> list[str]:
+    """The category whose reference text is most similar (MiniLM cosine) to each continuation."""
+    from workbench.embeddings import embed
+
+    refs = reference_texts(labels)
+    names = list(refs)
+    similarity = embed([t if t.strip() else "(empty)" for t in texts]) @ embed([refs[n] for n in names]).T
+    return [names[int(i)] for i in similarity.argmax(axis=1)]
+
+
+def tokens_to_recovery(tokens: list[str], label: "LabelSet") -> float:
+    """The first token count at which the text so far matches the home label; NaN if it never does."""
+    text = ""
+    for i, token in enumerate(tokens or []):
+        text += token
+        if label.matches(text):
+            return float(i + 1)
+    return float("nan")
+
+
+def segue_recovery(
+    sampler: "Sampler",
+    models: list[str],
+    prompt: "LibraryPrompt",
+    n: int = 32,
+    seed: int = 0,
+    perturbations: list[str] | None = None,
+    **config_fields: Any,
+) -> SegueResult:
+    """Continue the prompt with and without each segue on every model and measure the way back home."""
+    spec = prompt.spec
+    if not spec.perturbations:
+        raise WorkbenchError(f"{prompt.ref} has no perturbations; segue recovery needs a prompt with a {{{{ segue }}}} slot")
+    if not spec.home_label:
+        raise WorkbenchError(f"{prompt.ref} has no home_label; say which of its labels is the world it sets up")
+    chosen = perturbations or list(spec.perturbations)
+    unknown = [p for p in chosen if p not in spec.perturbations]
+    if unknown:
+        raise WorkbenchError(f"{prompt.ref}: no perturbation(s) {', '.join(unknown)} (offers: {', '.join(spec.perturbations)})")
+    home = spec.labels[spec.home_label]
+    rows = []
+    for model in models:
+        for condition in [None, *chosen]:
+            run = sampler.sample(model, prompt, n, seed=seed, perturbation=condition, **config_fields)
+            texts = run.texts
+            by_embedding = embedding_labels(texts, spec.labels)
+            for row, embedded in zip(run.samples.itertuples(), by_embedding):
+                by_keyword = keyword_label(row.text, spec.labels)
+                rows.append({
+                    "model": model, "condition": condition or BASELINE, "sample_index": row.sample_index,
+                    "text": row.text, "keyword_label": by_keyword, "embedding_label": embedded,
+                    "recovered": by_keyword == spec.home_label,
+                    "tokens_to_recovery": tokens_to_recovery(row.tokens, home),
+                    "run_id": run.run_id,
+                })
+    continuations = pd.DataFrame(rows)
+    summary_rows, category_rows = [], []
+    for (model, condition), group in continuations.groupby(["model", "condition"], sort=False):
+        for method, column in (("keywords", "keyword_label"), ("embedding", "embedding_label")):
+            hits = int((group[column] == spec.home_label).sum())
+            low, high = wilson_interval(hits, len(group))
+            summary_rows.append({
+                "model": model, "condition": condition, "method": method, "recovery_rate": hits / len(group),
+                "ci_low": low, "ci_high": high, "n": len(group),
+                "median_tokens_to_recovery": float(np.nanmedian(group["tokens_to_recovery"]))
+                if group["tokens_to_recovery"].notna().any() else float("nan"),
+            })
+            shares = group[column].value_counts(normalize=True)
+            for category in [*spec.labels, NONE]:
+                if method == "embedding" and category == NONE:
+                    continue
+                category_rows.append({"model": model, "condition": condition, "method": method,
+                                      "category": category, "share": float(shares.get(category, 0.0))})
+    return SegueResult(continuations, pd.DataFrame(summary_rows), pd.DataFrame(category_rows), prompt.ref,
+                       spec.home_label, sampler.registry.describe_pair(models))
+
+
+def segue_figure(result: SegueResult, method: str = "keywords") -> "Figure":
+    """Recovery rate per condition, one bar per model side by side, with 95% Wilson intervals."""
+    from matplotlib.lines import Line2D
+
+    from workbench.plots import FONT, INK, _figure, _finish, _legend, _style, model_colours
+
+    frame = result.summary[result.summary["method"] == method]
+    if frame.empty:
+        raise WorkbenchError(f"segue_figure: no rows for method {method!r} (keywords or embedding)")
+    conditions = list(dict.fromkeys(frame["condition"]))
+    models = list(dict.fromkeys(frame["model"]))
+    colours = model_colours(models)
+    width = 7.0
+    fig = _figure(width, 1.4 + 0.6 * len(conditions))
+    ax = fig.subplots()
+    bar = 0.8 / len(models)
+    for m, model in enumerate(models):
+        rows = frame[frame["model"] == model].set_index("condition").reindex(conditions)
+        y = np.arange(len(conditions)) + (m - (len(models) - 1) / 2) * bar
+        errors = np.vstack([(rows["recovery_rate"] - rows["ci_low"]).clip(lower=0).fillna(0),
+                            (rows["ci_high"] - rows["recovery_rate"]).clip(lower=0).fillna(0)])
+        ax.barh(y, rows["recovery_rate"], height=bar * 0.9, color=colours[model], xerr=errors,
+                error_kw={"ecolor": INK, "elinewidth": 0.8, "capsize": 2})
+    ax.set_yticks(np.arange(len(conditions)), conditions, fontsize=FONT["tick"])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"share of continuations back in the '{result.home_label}' world ({method})")
+    _style(ax, grid="x")
+    handles = [Line2D([], [], linestyle="none", marker="s", markersize=8, color=colours[m]) for m in models]
+    _legend(ax, handles, models, width)
+    return _finish(fig, f"Segue recovery: {result.prompt}", result.family_note, width)
