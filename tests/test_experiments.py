@@ -83,6 +83,10 @@ def test_segue_recovery_classifies_and_counts_the_way_home(sampler):
     perturbed_input = sampler.store.run(runs[perturbation])["input_text"]
     assert prompt.spec.perturbations[perturbation].strip() in perturbed_input
     assert segue_figure(result).axes
+    judged = segue_recovery(sampler, PAIR[:1], prompt, n=2, perturbations=[perturbation], max_tokens=12,
+                            judge="smollm2-135m-instruct")
+    assert set(judged.continuations["judge_label"]) <= {*labels, "(none)"}
+    assert "judge:smollm2-135m-instruct" in set(judged.summary["method"])
     with pytest.raises(WorkbenchError, match="no perturbations"):
         segue_recovery(sampler, PAIR, sampler.library.get("mode-collapse/coin-flip"))
 

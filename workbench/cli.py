@@ -415,7 +415,10 @@ def cmd_experiment_segues(args: argparse.Namespace) -> None:
         raise WorkbenchError(f"{args.prompt!r} is not a library prompt; give one with perturbations, e.g. "
                              "attractors/wedding-toast (see `workbench prompts list --tag attractors`)")
     perturbations = [p.strip() for p in args.perturbations.split(",")] if args.perturbations else None
+    if args.judge:
+        sampler.model(args.judge)
     result = segue_recovery(sampler, models, prompt, n=args.n, seed=args.seed, perturbations=perturbations,
+                            judge=args.judge,
                             **{k: v for k, v in {"max_tokens": args.max_tokens,
                                                  "temperature": args.temperature}.items() if v is not None})
     print(f"{', '.join(models)}: {result.family_note}")
@@ -633,7 +636,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("prompt", help="a library prompt with perturbations, e.g. attractors/wedding-toast")
     p.add_argument("--models", required=True, help="comma-separated registry names")
     p.add_argument("--perturbations", help="only these perturbations (comma-separated; default all)")
-    p.add_argument("--method", choices=["keywords", "embedding"], default="keywords", help="classifier in the figure")
+    p.add_argument("--judge", help="also classify with this registered model as an LLM judge (judges/segue-world)")
+    p.add_argument("--method", default="keywords",
+                   help="classifier shown in the figure: keywords, embedding, or judge:MODEL")
     p.add_argument("--n", type=int, default=32, help="continuations per model and condition")
     p.add_argument("--max-tokens", type=int, dest="max_tokens")
     p.add_argument("--temperature", type=float)

@@ -2,8 +2,9 @@
 world the prompt set up, and how fast?
 
 For a prompt with perturbations, each model continues the prompt with and without each segue.
-Every continuation is classified into the prompt's label categories two ways: (a) by the labels'
-keywords and regexes, (b) by embedding similarity to per-category reference texts. Reported
+Every continuation is classified into the prompt's label categories: (a) by the labels' keywords
+and regexes, (b) by embedding similarity to per-category reference texts, and optionally (c) by
+an LLM judge through any registered backend, with the judge's prompt in the library. Reported
 per model and condition: the recovery rate (share classified as the prompt's `home_label`) with a
 95% Wilson interval, the distribution over categories, and tokens-to-recovery (the first token
 position at which the continuation so far mentions the home world again).
@@ -34,7 +35,7 @@ BASELINE = "(no segue)"
 class SegueResult:
     """Per-continuation classifications and per-model summaries."""
 
-    continuations: pd.DataFrame  # model, condition, sample_index, text, keyword_label, embedding_label, recovered, tokens_to_recovery
+    continuations: pd.DataFrame  # model, condition, sample_index, text, keyword/embedding/judge labels, recovered, ...
     summary: pd.DataFrame  # model, condition, method, recovery_rate, ci_low, ci_high, n, median_tokens_to_recovery
     categories: pd.DataFrame  # model, condition, method, category, share
     prompt: str
@@ -93,6 +94,35 @@ def tokens_to_recovery(tokens: list[str], label: "LabelSet") -> float:
     return float("nan")
 
 
+JUDGE_PROMPT = "judges/segue-world"
+
+
+def judge_labels(sampler: "Sampler", judge: str, opening: str, texts: list[str], categories: list[str]) -> list[str]:
+    """Ask a judge model (any registered backend) which category each continuation belongs to.
+
+    The judge prompt lives in the library (judges/segue-world). Its answer space is the
+    categories plus "none"; the judge's most probable answer is taken exactly where its backend
+    gives logprobs, else from one greedy sample.
+    """
+    from workbench.distributions import exact_distribution
+    from workbench.prompts import AnswerSpace
+    from workbench.sweeps import can_be_exact
+
+    prompt = sampler.library.get(JUDGE_PROMPT)
+    space = AnswerSpace(candidates=[*categories, "none"], normaliser="first-word")
+    labels = []
+    for text in texts:
+        variables = {"opening": opening, "continuation": text, "categories": ", ".join([*categories, "none"])}
+        if can_be_exact(sampler, judge, prompt):
+            dist = exact_distribution(sampler, judge, prompt, 1.0, variables=variables, answer_space=space)
+            answer = dist.table[dist.table["answer"] != "(other)"].iloc[0]["answer"]
+        else:
+            run = sampler.sample(judge, prompt, 1, variables=variables)
+            answer = space.normalise(run.texts[0])
+        labels.append(NONE if answer in ("none", "(other)") else answer)
+    return labels
+
+
 def segue_recovery(
     sampler: "Sampler",
     models: list[str],
@@ -100,9 +130,13 @@ def segue_recovery(
     n: int = 32,
     seed: int = 0,
     perturbations: list[str] | None = None,
+    judge: str | None = None,
     **config_fields: Any,
 ) -> SegueResult:
-    """Continue the prompt with and without each segue on every model and measure the way back home."""
+    """Continue the prompt with and without each segue on every model and measure the way back home.
+
+    `judge` names a registered model to use as a third classifier (an LLM judge).
+    """
     spec = prompt.spec
     if not spec.perturbations:
         raise WorkbenchError(f"{prompt.ref} has no perturbations; segue recovery needs a prompt with a {{{{ segue }}}} slot")
@@ -119,11 +153,13 @@ def segue_recovery(
             run = sampler.sample(model, prompt, n, seed=seed, perturbation=condition, **config_fields)
             texts = run.texts
             by_embedding = embedding_labels(texts, spec.labels)
-            for row, embedded in zip(run.samples.itertuples(), by_embedding):
+            opening = run.rendered.display()
+            by_judge = judge_labels(sampler, judge, opening, texts, list(spec.labels)) if judge else [None] * len(texts)
+            for row, embedded, judged in zip(run.samples.itertuples(), by_embedding, by_judge):
                 by_keyword = keyword_label(row.text, spec.labels)
                 rows.append({
                     "model": model, "condition": condition or BASELINE, "sample_index": row.sample_index,
-                    "text": row.text, "keyword_label": by_keyword, "embedding_label": embedded,
+                    "text": row.text, "keyword_label": by_keyword, "embedding_label": embedded, "judge_label": judged,
                     "recovered": by_keyword == spec.home_label,
                     "tokens_to_recovery": tokens_to_recovery(row.tokens, home),
                     "run_id": run.run_id,
@@ -131,7 +167,10 @@ def segue_recovery(
     continuations = pd.DataFrame(rows)
     summary_rows, category_rows = [], []
     for (model, condition), group in continuations.groupby(["model", "condition"], sort=False):
-        for method, column in (("keywords", "keyword_label"), ("embedding", "embedding_label")):
+        methods = [("keywords", "keyword_label"), ("embedding", "embedding_label")]
+        if judge:
+            methods.append((f"judge:{judge}", "judge_label"))
+        for method, column in methods:
             hits = int((group[column] == spec.home_label).sum())
             low, high = wilson_interval(hits, len(group))
             summary_rows.append({
