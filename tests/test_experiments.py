@@ -55,8 +55,8 @@ def test_segue_recovery_classifies_and_counts_the_way_home(sampler):
         segue_figure,
         segue_recovery,
         tokens_to_recovery,
-        wilson_interval,
     )
+    from workbench.metrics import wilson_interval
 
     prompt = sampler.library.get("attractors/wedding-toast")
     labels = prompt.spec.labels

@@ -373,15 +373,21 @@ def cmd_prompts_validate(args: argparse.Namespace) -> None:
     print(f"ok: {count} prompts valid")
 
 
-def cmd_experiment_personas(args: argparse.Namespace) -> None:
-    from workbench.experiments.personas import persona_eval, persona_figure
-
+def _experiment_models(args: argparse.Namespace):
+    """The --models list (one or more, all known) and a Sampler."""
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not models:
         raise WorkbenchError("--models needs at least one model name")
     sampler = _sampler(args)
     for m in models:
-        sampler.model(m)
+        sampler.model(m)  # unknown names fail before anything is sampled
+    return models, sampler
+
+
+def cmd_experiment_personas(args: argparse.Namespace) -> None:
+    from workbench.experiments.personas import persona_eval, persona_figure
+
+    models, sampler = _experiment_models(args)
     traits = [t.strip() for t in args.traits.split(",")] if args.traits else None
     result = persona_eval(sampler, models, traits=traits, method=args.method, n=args.n, seed=args.seed,
                           per_trait=args.per_trait)
@@ -404,12 +410,7 @@ def cmd_experiment_segues(args: argparse.Namespace) -> None:
     from workbench.experiments.segues import segue_figure, segue_recovery
     from workbench.prompts import LibraryPrompt
 
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    if not models:
-        raise WorkbenchError("--models needs at least one model name")
-    sampler = _sampler(args)
-    for m in models:
-        sampler.model(m)
+    models, sampler = _experiment_models(args)
     prompt = _resolve_prompt(args.prompt, sampler)
     if not isinstance(prompt, LibraryPrompt):
         raise WorkbenchError(f"{args.prompt!r} is not a library prompt; give one with perturbations, e.g. "

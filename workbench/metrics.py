@@ -10,6 +10,7 @@ sampling error, so its interval is the value itself.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -39,6 +40,16 @@ def _entropy_rows(probabilities: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.where(probabilities > 0, np.log2(np.where(probabilities > 0, probabilities, 1.0)), 0.0)
     return np.maximum(0.0, -(probabilities * logs).sum(axis=1)) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a share successes/n (sound at small n and at 0 or n, unlike the normal one)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _row(model: str, metric: str, value: float, low: float, high: float, n: float, method: str) -> dict:
@@ -143,7 +154,11 @@ def equivalence_classes(texts: list[str], embeddings: np.ndarray, threshold: flo
     return classes
 
 
-def _bootstrap_mean(values: np.ndarray, confidence: float, n_boot: int, seed: int) -> tuple[float, float]:
+def bootstrap_mean_ci(values: np.ndarray, confidence: float = 0.95, n_boot: int = DEFAULT_BOOTSTRAP,
+                      seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of a mean (NaNs dropped; NaN interval with fewer than two values)."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
     if len(values) < 2:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
@@ -183,7 +198,7 @@ def text_metrics(samples: pd.DataFrame, k: int = 10, threshold: float = EQUIVALE
             per_group = np.array([
                 len(set(equivalence_classes([texts[i] for i in g], vectors[g], threshold))) for g in groups
             ], dtype=float)
-            low, high = _bootstrap_mean(per_group, confidence, n_boot, seed)
+            low, high = bootstrap_mean_ci(per_group, confidence, n_boot, seed)
             rows.append(_row(str(model), f"distinct_at_{k}", per_group.mean(), low, high, n, "sampled"))
         similarity = vectors @ vectors.T
         if n >= 2:

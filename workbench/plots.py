@@ -39,6 +39,7 @@ from matplotlib.text import Annotation
 from workbench import __version__
 from workbench.analysis import AnswerFn, answer_distribution, first_line
 from workbench.errors import WorkbenchError
+from workbench.metrics import wilson_interval
 
 # -- house style (applied per figure; rcParams stay untouched so notebooks keep their own) ------
 
@@ -491,14 +492,20 @@ def divergence_heatmap_figure(frame: pd.DataFrame, value: str = "jsd", title: st
     return _finish(fig, title, note, width)
 
 
-def _wilson(count: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """A 95% Wilson score interval for a share count/n (sound at small n and at 0 or n)."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = count / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+def grouped_barh(ax: Axes, frame: pd.DataFrame, category: str, value: str, categories: list[str],
+                 models: list[str]) -> None:
+    """Horizontal bars of `value` per category, the models side by side, with ci_low/ci_high whiskers."""
+    colours = model_colours(models)
+    bar = 0.8 / len(models)
+    for m, model in enumerate(models):
+        rows = frame[frame["model"] == model].set_index(category).reindex(categories)
+        y = np.arange(len(categories)) + (m - (len(models) - 1) / 2) * bar
+        errors = np.vstack([(rows[value] - rows["ci_low"]).clip(lower=0).fillna(0),
+                            (rows["ci_high"] - rows[value]).clip(lower=0).fillna(0)])
+        ax.barh(y, rows[value], height=bar * 0.9, color=colours[model], xerr=errors,
+                error_kw={"ecolor": INK, "elinewidth": 0.8, "capsize": 2})
+    ax.set_yticks(np.arange(len(categories)), [_literal(c) for c in categories], fontsize=FONT["tick"])
+    ax.invert_yaxis()
 
 
 def distribution_figure(
@@ -517,7 +524,7 @@ def distribution_figure(
         temperature = float(group["temperature"].iloc[0]) if "temperature" in group else float("nan")
         kind = group["model_kind"].iloc[0] if "model_kind" in group else None
         for item in answer_distribution(group["text"], answer).itertuples(index=False):
-            low, high = _wilson(int(item.count), n)
+            low, high = wilson_interval(int(item.count), n)
             rows.append({"model": model, "kind": kind, "answer": item.answer, "probability": item.share,
                          "ci_low": low, "ci_high": high, "count": int(item.count), "method": "sampled",
                          "temperature": temperature, "n": n})

@@ -278,16 +278,23 @@ class Sampler:
 
     # -- scoring -------------------------------------------------------------------------
 
+    def _prepared_call(self, model: str | ModelSpec, prompt: PromptInput | RenderedInput, chat: bool,
+                       choices: dict[str, Any], capability: str, missing: str) -> tuple[Backend, RenderedInput]:
+        """The model's backend, checked for a capability, and the rendered prompt."""
+        spec = self.model(model)
+        backend = self.backend(spec)
+        if not getattr(backend, capability, False):
+            raise WorkbenchError(f"model {spec.name!r} ({spec.backend}) {missing}")
+        rendered = prompt if isinstance(prompt, RenderedInput) else self.render(prompt, spec, chat, **choices)
+        return backend, rendered
+
     def score(
         self, model: str | ModelSpec, prompt: PromptInput | RenderedInput, continuations: list[str],
         chat: bool = False, **choices: Any,
     ) -> list[ScoredContinuation]:
         """Logprob of each continuation right after the rendered prompt (choices: variables, perturbation, framing)."""
-        spec = self.model(model)
-        backend = self.backend(spec)
-        if not backend.supports_score:
-            raise WorkbenchError(f"model {spec.name!r} ({spec.backend}) cannot score given continuations exactly")
-        rendered = prompt if isinstance(prompt, RenderedInput) else self.render(prompt, spec, chat, **choices)
+        backend, rendered = self._prepared_call(model, prompt, chat, choices, "supports_score",
+                                                "cannot score given continuations exactly")
         return backend.score(rendered, continuations)
 
     def next_token_topk(
@@ -295,9 +302,6 @@ class Sampler:
         **choices: Any,
     ) -> list[TokenProb]:
         """The k most likely next tokens after the rendered prompt."""
-        spec = self.model(model)
-        backend = self.backend(spec)
-        if not backend.supports_next_token_topk:
-            raise WorkbenchError(f"model {spec.name!r} ({spec.backend}) gives no next-token distribution")
-        rendered = prompt if isinstance(prompt, RenderedInput) else self.render(prompt, spec, chat, **choices)
+        backend, rendered = self._prepared_call(model, prompt, chat, choices, "supports_next_token_topk",
+                                                "gives no next-token distribution")
         return backend.next_token_topk(rendered, k)

@@ -18,6 +18,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from workbench.errors import WorkbenchError
+from workbench.metrics import bootstrap_mean_ci
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -37,14 +38,6 @@ class PersonaResult:
     traits: pd.DataFrame  # model, trait, keyed (all|agree|disagree), p_match, ci_low, ci_high, n_items, p_answered
     balance: pd.DataFrame  # model, yes_rate, agree_p_match, disagree_p_match, yes_bias
     family_note: str
-
-
-def _bootstrap_mean(values: np.ndarray, rng: np.random.Generator, n_boot: int = 2000) -> tuple[float, float]:
-    values = values[~np.isnan(values)]
-    if len(values) < 2:
-        return float("nan"), float("nan")
-    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def persona_eval(
@@ -107,13 +100,12 @@ def persona_eval(
                 "method": dist.method,
             })
     items = pd.DataFrame(rows)
-    rng = np.random.default_rng(seed)
     trait_rows = []
     for (model, trait), group in items.groupby(["model", "trait"], sort=False):
         for keyed, subset in (("all", group), ("agree", group[group["keyed"] == "agree"]),
                               ("disagree", group[group["keyed"] == "disagree"])):
             values = subset["p_match"].to_numpy(dtype=float)
-            low, high = _bootstrap_mean(values, rng)
+            low, high = bootstrap_mean_ci(values, seed=seed)
             trait_rows.append({"model": model, "trait": trait, "keyed": keyed,
                                "p_match": float(np.nanmean(values)) if np.isfinite(values).any() else np.nan,
                                "ci_low": low, "ci_high": high, "n_items": len(subset),
@@ -135,7 +127,7 @@ def persona_figure(result: PersonaResult, title: str = "Agentic-persona statemen
     """Per-trait bars of the probability of the trait-matching answer, one bar per model, with 95% CIs."""
     from matplotlib.lines import Line2D
 
-    from workbench.plots import FONT, INK, _figure, _finish, _legend, _style, model_colours
+    from workbench.plots import _figure, _finish, _legend, _style, grouped_barh, model_colours
 
     frame = result.traits[result.traits["keyed"] == "all"]
     if frame.empty:
@@ -146,17 +138,8 @@ def persona_figure(result: PersonaResult, title: str = "Agentic-persona statemen
     width, height = 7.0, 1.2 + 0.55 * len(traits) * max(1, len(models)) ** 0.5
     fig = _figure(width, height)
     ax = fig.subplots()
-    bar = 0.8 / len(models)
-    for m, model in enumerate(models):
-        rows = frame[frame["model"] == model].set_index("trait").reindex(traits)
-        y = np.arange(len(traits)) + (m - (len(models) - 1) / 2) * bar
-        errors = np.vstack([(rows["p_match"] - rows["ci_low"]).clip(lower=0).fillna(0),
-                            (rows["ci_high"] - rows["p_match"]).clip(lower=0).fillna(0)])
-        ax.barh(y, rows["p_match"], height=bar * 0.9, color=colours[model], xerr=errors,
-                error_kw={"ecolor": INK, "elinewidth": 0.8, "capsize": 2})
+    grouped_barh(ax, frame, "trait", "p_match", traits, models)
     ax.axvline(0.5, color="#777777", linewidth=0.8, linestyle="--")
-    ax.set_yticks(np.arange(len(traits)), traits, fontsize=FONT["tick"])
-    ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("probability of the answer matching the trait (renormalised over Yes/No)")
     _style(ax, grid="x")

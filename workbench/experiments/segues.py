@@ -12,7 +12,6 @@ position at which the continuation so far mentions the home world again).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import WorkbenchError
+from workbench.metrics import wilson_interval
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -41,16 +41,6 @@ class SegueResult:
     prompt: str
     home_label: str
     family_note: str
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a proportion (sensible at 0 and n, unlike the normal one)."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def keyword_label(text: str, labels: dict[str, "LabelSet"]) -> str:
@@ -193,7 +183,7 @@ def segue_figure(result: SegueResult, method: str = "keywords") -> "Figure":
     """Recovery rate per condition, one bar per model side by side, with 95% Wilson intervals."""
     from matplotlib.lines import Line2D
 
-    from workbench.plots import FONT, INK, _figure, _finish, _legend, _style, model_colours
+    from workbench.plots import _figure, _finish, _legend, _style, grouped_barh, model_colours
 
     frame = result.summary[result.summary["method"] == method]
     if frame.empty:
@@ -204,16 +194,7 @@ def segue_figure(result: SegueResult, method: str = "keywords") -> "Figure":
     width = 7.0
     fig = _figure(width, 1.4 + 0.6 * len(conditions))
     ax = fig.subplots()
-    bar = 0.8 / len(models)
-    for m, model in enumerate(models):
-        rows = frame[frame["model"] == model].set_index("condition").reindex(conditions)
-        y = np.arange(len(conditions)) + (m - (len(models) - 1) / 2) * bar
-        errors = np.vstack([(rows["recovery_rate"] - rows["ci_low"]).clip(lower=0).fillna(0),
-                            (rows["ci_high"] - rows["recovery_rate"]).clip(lower=0).fillna(0)])
-        ax.barh(y, rows["recovery_rate"], height=bar * 0.9, color=colours[model], xerr=errors,
-                error_kw={"ecolor": INK, "elinewidth": 0.8, "capsize": 2})
-    ax.set_yticks(np.arange(len(conditions)), conditions, fontsize=FONT["tick"])
-    ax.invert_yaxis()
+    grouped_barh(ax, frame, "condition", "recovery_rate", conditions, models)
     ax.set_xlim(0, 1)
     ax.set_xlabel(f"share of continuations back in the '{result.home_label}' world ({method})")
     _style(ax, grid="x")
