@@ -4,7 +4,6 @@ sampled against exact, sweeps, clusters, comparisons and bad input."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -31,7 +31,8 @@ from workbench.plots import (
 
 MODELS = ["gemma-3-270m", "smollm2-135m-instruct"]
 RUN_ID = "01JTESTRUNID0000000000000"
-SECRET = "sk-abcdefghijklmnopqrstuvwx"
+# A fake key, assembled at run time so no key-shaped string is committed.
+SECRET = "sk-" + "abcdefghijklmnopqrstuvwx"
 BEARER = "Bearer abcdefghijklmnopqrstuvwxyz0123456789"
 
 
@@ -148,7 +149,7 @@ def test_scrub_secrets_matches_credential_names_not_counts_and_makes_json_ready_
         "OPENAI_API_KEY": "x" * 20, "apiKey": "abc", "hf_token": "abc", "client_secret": "abc", "password": "abc",
         "Proxy-Authorization": "abc", "tokenizer": "gpt2", "keywords": ["a"], "max_tokens": 8,
         "token_usage": {"prompt_tokens": 3}, "api_key": None,
-        "nested": [{"access_token": "abc"}, "sk-ant-api03-abcdefghijklmnopqrstuvwxyz"],
+        "nested": [{"access_token": "abc"}, "sk-ant-" + "api03-abcdefghijklmnopqrstuvwxyz"],
         "note": "hf_abcdefghijklmnopqrstuvwxyz12 in a sentence", "ratio": float("nan"), "count": np.int64(3),
     })
     for key in ("OPENAI_API_KEY", "apiKey", "hf_token", "client_secret", "password", "Proxy-Authorization"):

@@ -7,8 +7,6 @@ silently. The rendered input is stored with every sample.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -40,11 +38,6 @@ class RenderedInput:
         if self.text is not None:
             return {"text": self.text}
         return {"messages": list(self.messages or ())}
-
-    def digest(self) -> str:
-        """A stable hash of the input for cache keys."""
-        blob = json.dumps(self.cache_fields(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def display(self) -> str:
         """A readable one-string version (the text, or the messages as role: content lines)."""

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -222,6 +222,13 @@ def load_model(spec: ModelSpec, dtype: str, device: str):
         return _load_model_cached(checkpoint_location(spec), dtype, device)
 
 
+@lru_cache(maxsize=4)
+def _vocabulary_texts(location: str, size: int) -> tuple[str, ...]:
+    """Every token id decoded alone, once per process per checkpoint (262k decodes for Gemma take ~1 s;
+    every Sampler and backend instance shares them)."""
+    return tuple(_load_tokenizer_cached(location).batch_decode([[i] for i in range(size)]))
+
+
 def apply_chat_template(spec: ModelSpec, messages: tuple[Message, ...] | list[Message]) -> str:
     """Render messages with the model's chat template; an assistant message last is continued (prefill)."""
     tokenizer = load_tokenizer(spec)
@@ -313,7 +320,6 @@ class HFBackend:
         apply_thread_setting(threads)
         self.calls = 0  # generate/score/topk calls: lets tests prove a cache hit touched no model
         self._end_masks: dict[tuple[str, ...], torch.Tensor] = {}
-        self._texts: list[str] | None = None
 
     # -- identity and provenance ---------------------------------------------------------
 
@@ -551,12 +557,9 @@ class HFBackend:
             self._end_masks[key] = mask.to(self.device)
         return self._end_masks[key]
 
-    def _token_texts(self) -> list[str]:
-        if self._texts is None:
-            tokenizer = self._tokenizer()
-            size = self._model().get_output_embeddings().weight.shape[0]
-            self._texts = tokenizer.batch_decode([[i] for i in range(size)])
-        return self._texts
+    def _token_texts(self) -> tuple[str, ...]:
+        size = self._model().get_output_embeddings().weight.shape[0]
+        return _vocabulary_texts(checkpoint_location(self.spec), size)
 
     @torch.inference_mode()
     def score_candidates(
@@ -586,10 +589,3 @@ class HFBackend:
         values, ids = torch.topk(torch.log_softmax(logits[0], dim=-1), k)
         return [TokenProb(i, tokenizer.decode([i]), v) for i, v in zip(ids.tolist(), values.tolist())]
 
-
-def describe_load(spec: ModelSpec) -> dict[str, Any]:
-    """Where a model's weights load from and whether they are prepared (for `workbench models list`)."""
-    return {
-        "prepared": is_prepared(spec) if needs_preparation(spec) else None,
-        "location": str(prepared_dir(spec)) if needs_preparation(spec) else (spec.source.path or spec.source.hf_id),
-    }
