@@ -19,11 +19,8 @@ after `scrub_secrets` has removed anything that looks like a credential.
 from __future__ import annotations
 
 import json
-import math
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, is_dataclass
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +37,7 @@ from workbench import __version__
 from workbench.analysis import AnswerFn, answer_distribution, first_line
 from workbench.errors import WorkbenchError
 from workbench.metrics import wilson_interval
+from workbench.secrets import REDACTED, scrub_secrets  # noqa: F401  (re-exported: plots.scrub_secrets)
 
 # -- house style (applied per figure; rcParams stay untouched so notebooks keep their own) ------
 
@@ -534,69 +532,7 @@ def distribution_figure(
 
 # -- export ---------------------------------------------------------------------------------------
 
-REDACTED = "[redacted]"
 FORMATS = ("png", "svg", "pdf")
-
-# A key is secret when one of its words ends like a credential ("api_key", "apiKey", "HF_TOKEN",
-# "Authorization", "client_secret"), unless its last word says it is a count ("max_tokens",
-# "prompt_tokens", "token_usage"): usage numbers are provenance, not secrets.
-_SECRET_WORD = re.compile(r"(key|token|secret|secrets|password|passwd|pwd|authorization|auth|credentials?|cookie|"
-                          r"bearer|signature)$")
-_COUNT_WORDS = {"tokens", "count", "counts", "usage", "limit", "length", "len", "ids", "logprobs"}
-# Values shaped like credentials, wherever they sit (a URL, a command line, a header dump).
-_SECRET_VALUE = re.compile(
-    r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]{16,}"  # OpenAI and Anthropic ("sk-ant-...", "sk-proj-...")
-    r"|\bBearer\s+[A-Za-z0-9._~+/=-]{16,}"  # HTTP bearer tokens
-    r"|\bhf_[A-Za-z0-9]{20,}"  # Hugging Face
-    r"|\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"  # GitHub
-    r"|\bAKIA[0-9A-Z]{16}\b"  # AWS access key ids
-    r"|\bAIza[0-9A-Za-z_-]{30,}"  # Google API keys
-    r"|\bxox[abprs]-[A-Za-z0-9-]{10,}"  # Slack
-    r"|\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"  # JWTs
-)
-
-
-def _secret_name(name: str) -> bool:
-    """Whether a mapping key names a credential (see _SECRET_WORD and _COUNT_WORDS)."""
-    words = [w for w in re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()) if w]
-    if not words or words[-1] in _COUNT_WORDS:
-        return False
-    return any(_SECRET_WORD.search(w) for w in words)
-
-
-def scrub_secrets(obj: Any) -> Any:
-    """A JSON-ready copy of `obj` with credentials (by key name or by value shape) replaced by "[redacted]"."""
-    if isinstance(obj, Mapping):
-        out: dict[str, Any] = {}
-        for key, item in obj.items():
-            name = str(key)
-            # None and "" carry no secret; keeping them shows that no credential was set.
-            secret = _secret_name(name) and item is not None and item != ""
-            out[name] = REDACTED if secret else scrub_secrets(item)
-        return out
-    if isinstance(obj, str):
-        return _SECRET_VALUE.sub(REDACTED, obj)
-    if obj is None or isinstance(obj, bool):
-        return obj
-    if isinstance(obj, np.generic):
-        return scrub_secrets(obj.item())
-    if isinstance(obj, int):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None  # NaN is not JSON; null is
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [scrub_secrets(item) for item in obj]
-    if isinstance(obj, np.ndarray):
-        return scrub_secrets(obj.tolist())
-    if hasattr(obj, "model_dump"):  # pydantic (a SecretStr dumps as "**********")
-        return scrub_secrets(obj.model_dump(mode="json"))
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return scrub_secrets(asdict(obj))
-    if isinstance(obj, (datetime, date)):
-        return obj.isoformat()
-    if isinstance(obj, bytes):
-        return scrub_secrets(obj.decode("utf-8", errors="replace"))
-    return scrub_secrets(str(obj))  # anything else as text, still checked for key-shaped values
 
 
 def _run_ids(obj: Any) -> list[str]:
