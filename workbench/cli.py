@@ -134,8 +134,24 @@ def cmd_models_prepare(args: argparse.Namespace) -> None:
 def cmd_sample(args: argparse.Namespace) -> None:
     sampler = _sampler(args)
     prompt = _resolve_prompt(args.prompt, sampler)
-    run = sampler.sample(args.model, prompt, args.n, seed=args.seed, chat=args.chat, **_choices(args),
-                         **_config_fields(args))
+    if args.dry_run:
+        print(sampler.estimate(args.model, prompt, args.n, seed=args.seed, chat=args.chat, batch=args.batch,
+                               **_choices(args), **_config_fields(args)).describe())
+        return
+    if args.batch:
+        from workbench.batches import submit_batch
+
+        job = submit_batch(sampler, args.model, prompt, args.n, seed=args.seed, chat=args.chat, **_choices(args),
+                           **_config_fields(args))
+        if job is None:
+            print("nothing to submit: every sample is stored or already in a pending batch "
+                  "(see `workbench batches list`)")
+        else:
+            print(f"submitted batch {job.batch_id} for {len(job.sample_indices)} samples of run {job.run_id} "
+                  f"({job.status}); collect the results with `workbench batches poll --wait`")
+        return
+    run = sampler.sample(args.model, prompt, args.n, seed=args.seed, chat=args.chat, max_cost=args.max_cost,
+                         **_choices(args), **_config_fields(args))
     if args.json:
         print(run.samples[["sample_index", "text", "finish_reason", "logprob"]].to_json(orient="records", indent=2))
         return
@@ -153,6 +169,11 @@ def cmd_compare(args: argparse.Namespace) -> None:
     answer = answer_extractor(args.answer) if args.answer else None
     sampler = _sampler(args)
     prompt = _resolve_prompt(args.prompt, sampler)
+    if args.dry_run:
+        for model in models:
+            print(sampler.estimate(model, prompt, args.n, seed=args.seed, chat=args.chat, **_choices(args),
+                                   **_config_fields(args)).describe())
+        return
     report = compare_prompt(sampler, models, prompt, args.n, seed=args.seed, answer=answer, chat=args.chat,
                             **_choices(args), **_config_fields(args))
     space = getattr(getattr(prompt, "spec", None), "answer_space", None)
@@ -434,6 +455,120 @@ def cmd_experiment_segues(args: argparse.Namespace) -> None:
              "runs": sorted(result.continuations["run_id"].unique().tolist()), "families": result.family_note})
 
 
+def cmd_tree(args: argparse.Namespace) -> None:
+    from workbench.experiments.tree import BranchTree, tree_figure
+
+    sampler = _sampler(args)
+    if args.list:
+        frame = sampler.store.trees()
+        print(frame.to_string(index=False) if len(frame) else f"no trees yet in {sampler.store.path}")
+        return
+    models = [m.strip() for m in (args.models or "").split(",") if m.strip()]
+    for m in models:
+        sampler.model(m)  # unknown names fail before anything is computed
+    if args.show:
+        tree = BranchTree.load(sampler, args.show)
+        others = [m for m in models if m != tree.model]
+    else:
+        if not args.prompt:
+            raise WorkbenchError("give a PROMPT (text, @file or collection/prompt-id), or --show TREE_ID")
+        if not 1 <= len(models) <= 2:
+            raise WorkbenchError("--models needs one model, or two to compare: --models A,B")
+        if (args.chunks is None) != (args.chunk_tokens is None):
+            raise WorkbenchError("sampled chunks need both --chunks N and --chunk-tokens M")
+        prompt = _resolve_prompt(args.prompt, sampler)
+        tree = BranchTree.create(sampler, models[0], prompt, chat=args.chat, **_choices(args))
+        if args.chunks is not None:
+            tree.grow(args.depth, n=args.chunks, m=args.chunk_tokens, beam=args.beam, seed=args.seed,
+                      temperature=args.temperature)
+        else:
+            tree.grow(args.depth, k=args.k, beam=args.beam)
+        others = models[1:]
+    other = others[0] if others else None
+    comparison = tree.compare(other) if other else None
+    print(tree.render_text(compare_with=other))
+    if comparison is not None:
+        print(comparison.describe())
+    print(f"tree {tree.id}: {len(tree.nodes)} nodes; print it again with `workbench tree --show {tree.id}`")
+    if args.json:
+        tree.to_json(args.json)
+        print(f"wrote {args.json}")
+    if args.figure:
+        from workbench.plots import FORMATS, export_figure
+
+        path = Path(args.figure)
+        suffix = path.suffix.lstrip(".").lower()
+        formats = (suffix,) if suffix in FORMATS else ("png", "svg")
+        runs = sorted({n.params["run_id"] for n in tree.nodes.values() if "run_id" in n.params})
+        provenance = {"experiment": "branch-tree", "tree_id": tree.id, "prompt": tree.prompt_ref or tree.prompt,
+                      "models": [tree.model, *others], "depth": args.depth, "k": args.k, "chunks": args.chunks,
+                      "chunk_tokens": args.chunk_tokens, "seed": args.seed, "run_ids": runs,
+                      "families": sampler.registry.describe_pair([tree.model, *others])}
+        paths = export_figure(tree_figure(tree, other), path, provenance, formats=formats)
+        print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def cmd_selfchat(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from workbench.experiments.selfchat import check_inputs, self_conversation, selfchat_figure
+    from workbench.home import exports_dir
+    from workbench.plots import FORMATS, export_figure
+
+    figure = Path(args.figure).expanduser() if args.figure else None
+    if figure is not None and figure.suffix.lstrip(".").lower() not in FORMATS:
+        raise WorkbenchError(f"--figure {args.figure}: give a path ending in .png, .svg or .pdf")
+    sampler = _sampler(args)
+    pairings = [[m.strip() for m in value.split(",") if m.strip()] for value in args.models]
+    for models in pairings:  # every pairing is checked before anything is sampled
+        check_inputs(sampler, models, args.prompt, args.turns, args.runs, args.seed)
+    fields = {k: v for k, v in {"max_tokens": args.max_tokens, "temperature": args.temperature}.items()
+              if v is not None}
+    results = [self_conversation(sampler, models, args.prompt, turns=args.turns, runs=args.runs, seed=args.seed,
+                                 **fields) for models in pairings]
+    turns = pd.concat([r.turns for r in results], ignore_index=True)
+    dispersion = pd.concat([r.dispersion for r in results], ignore_index=True)
+    summary = pd.concat([r.summary for r in results], ignore_index=True)
+    terms = pd.concat([r.terms for r in results], ignore_index=True)
+    clusters = pd.concat([r.clusters for r in results], ignore_index=True)
+    print(f"{args.prompt}: {args.runs} runs x {args.turns} turns")
+    for result in results:
+        print(result.family_note)
+    print("dispersion across runs at each turn (mean pairwise cosine distance of MiniLM embeddings, 95% bootstrap "
+          "CI over runs; distance_to_seed: drift from the opening line):")
+    print(dispersion[["pairing", "turn", "speaker", "dispersion", "ci_low", "ci_high", "centroid_distance",
+                      "distance_to_seed"]].round(3).to_string(index=False))
+    print("first to last turn (change < 0: runs converge) and final turns in the largest cluster (Wilson CI):")
+    print(summary[["pairing", "first_dispersion", "last_dispersion", "change", "change_ci_low", "change_ci_high",
+                   "largest_cluster_share", "largest_cluster_ci_low", "largest_cluster_ci_high"]]
+          .round(3).to_string(index=False))
+    print("rising terms (second half of the turns against the first; log-odds z-score):")
+    if terms.empty:
+        print("  none: too few turns or repeated words; give more --turns, --runs or --max-tokens")
+    else:
+        print(terms.groupby("pairing", sort=False).head(10)[["pairing", "term", "count_early", "count_late",
+                                                             "runs_late", "z"]].round(2).to_string(index=False))
+    for result in results:
+        print(f"final turns of {result.pairing}:")
+        for row in result.turns[result.turns["turn"] == args.turns].head(8).itertuples():
+            print(f"  run {row.run:>2} ({row.speaker}): {_one_line(row.text, 100)}")
+    if figure is None:
+        slug = re.sub(r"[^a-z0-9]+", "-", f"{args.prompt} {' '.join(r.pairing for r in results)}".lower())
+        figure = exports_dir() / "figures" / f"selfchat-{slug.strip('-')[:80]}.png"
+    stem = figure.parent / figure.stem
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    for name, frame in (("turns", turns), ("dispersion", dispersion), ("summary", summary), ("terms", terms),
+                        ("clusters", clusters)):
+        frame.to_csv(stem.parent / f"{stem.name}.{name}.csv", index=False)
+    paths = export_figure(selfchat_figure(results), stem, {
+        "experiment": "self-conversation", "prompt": args.prompt, "pairings": [r.pairing for r in results],
+        "turns": args.turns, "runs": args.runs, "seed": args.seed, "config": results[0].config,
+        "run_ids": sorted(turns["run_id"].unique().tolist()), "families": [r.family_note for r in results],
+    }, formats=(figure.suffix.lstrip(".").lower(),))
+    print("wrote " + ", ".join(str(p) for p in paths) + f" and {stem.name}.{{turns,dispersion,summary,terms,"
+          "clusters}.csv")
+
+
 def cmd_runs_list(args: argparse.Namespace) -> None:
     from workbench.store import Store
 
@@ -453,10 +588,15 @@ def cmd_runs_list(args: argparse.Namespace) -> None:
 def cmd_runs_show(args: argparse.Namespace) -> None:
     from workbench.store import Store
 
+    from workbench.sampler import Sampler
+
     with Store() as store:
         run = store.run(args.run_id)
         samples = store.samples(run["id"])
         environments = store.environments(samples["environment_id"])
+        events = store.run_events(run["id"])
+        jobs = store.batches(run["id"])
+        usage = Sampler(store=store, progress=False).run_usage(run["id"])
     print(f"run {run['id']} created {run['created_at']}")
     print(f"model {run['model']} ({run['model_kind']}, {run['model_family']} family), backend {run['backend']}, "
           f"dtype {run['dtype']}, endpoint {run['endpoint'] or '-'}")
@@ -468,8 +608,43 @@ def cmd_runs_show(args: argparse.Namespace) -> None:
           f"tokens {int(samples['completion_tokens'].fillna(0).sum())}")
     for env in environments.values():
         print(f"environment {json.dumps(env, sort_keys=True)}")
+    print(f"usage: {usage.describe()}")
+    if len(events):
+        counts = events["kind"].value_counts().to_dict()
+        print(f"events: {', '.join(f'{k} x{v}' for k, v in counts.items())}")
+        for event in events.tail(args.samples).itertuples():
+            wait = f" (waited {event.wait_s:.1f} s)" if event.wait_s == event.wait_s and event.wait_s else ""
+            print(f"  {event.created_at} {event.kind}{wait}: {_one_line(event.message, 160)}")
+    for job in jobs:
+        print(f"batch {job['id']} ({job['provider']}): {job['status']}, {len(job['sample_indices'])} samples"
+              + (f", finished {job['finished_at']}" if job["finished_at"] else ", not finished"))
     for row in samples.head(args.samples).itertuples():
         print(f"[{row.sample_index:>3}] ({row.finish_reason:<6}) {_one_line(row.text)}")
+
+
+def cmd_batches_list(args: argparse.Namespace) -> None:
+    from workbench.store import Store
+
+    with Store() as store:
+        jobs = store.batches(unfinished=args.unfinished)
+    if not jobs:
+        print("no batch jobs")
+    for job in jobs:
+        print(f"{job['id']}  {job['provider']:<9} {job['model']:<24} run {job['run_id']}  "
+              f"{len(job['sample_indices'])} samples  {job['status']}"
+              + (f"  finished {job['finished_at']}" if job["finished_at"] else ""))
+
+
+def cmd_batches_poll(args: argparse.Namespace) -> None:
+    from workbench.batches import poll_batches
+
+    sampler = _sampler(args)
+    jobs = poll_batches(sampler, wait=args.wait, interval_s=args.interval, timeout_s=args.timeout)
+    if not jobs:
+        print("no unfinished batch jobs")
+    for job in jobs:
+        state = f"{job.status}: stored {job.stored} samples" if job.finished else f"{job.status} (not finished)"
+        print(f"batch {job.batch_id} ({job.model}, run {job.run_id}): {state}")
 
 
 def cmd_runs_export(args: argparse.Namespace) -> None:
@@ -525,6 +700,11 @@ def _add_figure_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--formats", default="png,svg,pdf", help="comma-separated (default %(default)s)")
 
 
+def _add_cost_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dry-run", action="store_true", dest="dry_run",
+                        help="show the requests to send and their estimated cost; send nothing")
+
+
 def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, dest="batch_size", help="samples per batch")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -552,6 +732,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="a registry name (see `workbench models list`)")
     p.add_argument("--json", action="store_true", help="print samples as JSON")
     _add_sampling_flags(p, n_default=8)
+    _add_cost_flags(p)
+    p.add_argument("--max-cost", type=float, dest="max_cost",
+                   help="API models: stop before this run's cost in US dollars would pass this")
+    p.add_argument("--batch", action="store_true",
+                   help="API models: send the missing samples as one batch job (cheaper, slower); collect them "
+                        "with `workbench batches poll`")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("compare", help="one prompt on two or more models: distinct answers, entropy, mode")
@@ -561,6 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how a continuation maps to an answer: first-line, first-word, first-number, "
                         "first-3-words, full (default: a library prompt's answer space, else first-line)")
     _add_sampling_flags(p, n_default=32)
+    _add_cost_flags(p)
     p.set_defaults(func=cmd_compare)
 
     prompts = sub.add_parser("prompts", help="the prompt library").add_subparsers(dest="action", required=True)
@@ -648,6 +835,47 @@ def build_parser() -> argparse.ArgumentParser:
     _add_figure_flags(p)
     p.set_defaults(func=cmd_experiment_segues)
 
+    p = sub.add_parser("tree", help="branch explorer: expand a prompt into a tree of top-k tokens or sampled chunks")
+    p.add_argument("prompt", nargs="?", help="prompt text, @file, or a library prompt collection/prompt-id")
+    p.add_argument("--models", help="the model that builds the tree, and optionally a second to compare: A[,B]")
+    p.add_argument("--depth", type=int, default=2, help="levels to expand below the prompt (default %(default)s)")
+    p.add_argument("--k", type=int, default=3, help="top-k next tokens per node (default %(default)s)")
+    p.add_argument("--chunks", type=int, help="instead of top-k: N sampled chunks per node")
+    p.add_argument("--chunk-tokens", type=int, dest="chunk_tokens", help="M tokens per sampled chunk (with --chunks)")
+    p.add_argument("--beam", type=int, help="expand only the B most likely nodes of each level")
+    p.add_argument("--temperature", type=float, help="sampled chunks: temperature (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="sampled chunks: run seed (default 0)")
+    p.add_argument("--chat", action="store_true", help="send the prompt as a user chat message")
+    p.add_argument("--figure", metavar="PATH", help="write a tree figure with provenance (format by suffix: png, "
+                                                    "svg, pdf; no suffix: PNG and SVG)")
+    p.add_argument("--json", metavar="PATH", help="write the tree (nodes, scores) as JSON")
+    p.add_argument("--show", metavar="TREE_ID", help="print a stored tree (id or unique prefix); with --models, "
+                                                     "compare it with another model")
+    p.add_argument("--list", action="store_true", help="list stored trees")
+    _add_choice_flags(p)
+    _add_run_flags(p)
+    p.set_defaults(func=cmd_tree)
+
+    # `workbench selfchat` and `workbench experiment selfchat` are the same command.
+    for group in (sub, experiment):
+        p = group.add_parser("selfchat",
+                             help="self-conversation drift: two instances talk for K turns; do runs converge?")
+        p.add_argument("prompt", help="a self-conversation seed, e.g. self-conversations/two-ais-meet "
+                                      "(see `workbench prompts list --tag self-conversation`)")
+        p.add_argument("--models", required=True, action="append",
+                       help="A (one model talks to itself) or A,B (A answers the opening, B replies); repeat "
+                            "--models to compare several pairings in one figure")
+        p.add_argument("--turns", type=int, default=6, help="turns per conversation, K >= 1 (default %(default)s)")
+        p.add_argument("--runs", type=int, default=8, help="independent conversations, R >= 2 (default %(default)s)")
+        p.add_argument("--max-tokens", type=int, dest="max_tokens",
+                       help="new tokens per turn (default: the seed's, 60)")
+        p.add_argument("--temperature", type=float, help="0 = greedy (default 1)")
+        p.add_argument("--seed", type=int, default=0, help="run r samples with a seed derived from (seed, r)")
+        p.add_argument("--figure", help="figure file, .png, .svg or .pdf (default $WORKBENCH_HOME/exports/figures/"
+                                        "selfchat-...png); CSVs of the tables are written next to it")
+        _add_run_flags(p)
+        p.set_defaults(func=cmd_selfchat)
+
     runs = sub.add_parser("runs", help="stored runs").add_subparsers(dest="action", required=True)
     p = runs.add_parser("list", help="runs, newest first")
     p.add_argument("--model", help="only this model's runs")
@@ -665,6 +893,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = runs.add_parser("import", help="load an exported run bundle into this store")
     p.add_argument("file")
     p.set_defaults(func=cmd_runs_import)
+
+    batches = sub.add_parser("batches", help="API batch jobs (OpenAI Batch API, Anthropic Message Batches)"
+                             ).add_subparsers(dest="action", required=True)
+    p = batches.add_parser("list", help="stored batch jobs and their last known status")
+    p.add_argument("--unfinished", action="store_true", help="only jobs not finished yet")
+    p.set_defaults(func=cmd_batches_list)
+    p = batches.add_parser("poll", help="ask the providers about unfinished jobs; store finished results")
+    p.add_argument("--wait", action="store_true", help="keep polling until every job has finished")
+    p.add_argument("--interval", type=float, default=30.0, help="seconds between polls with --wait")
+    p.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
+    _add_run_flags(p)
+    p.set_defaults(func=cmd_batches_poll)
 
     p = sub.add_parser("demo", help="the main job: built-in probes on the embedded base/tuned pair")
     p.add_argument("--n", type=int, default=32, help="samples per model and prompt (default %(default)s)")

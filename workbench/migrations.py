@@ -80,3 +80,103 @@ def m001_runs_and_samples(db: sqlite3.Connection) -> None:
     )
     db.execute("CREATE INDEX samples_by_run ON samples(run_id, sample_index)")
     db.execute("CREATE INDEX runs_by_model ON runs(model, created_at)")
+
+
+@migration
+def m002_branch_trees(db: sqlite3.Connection) -> None:
+    # A branch tree (Loom-style): a prompt expanded node by node. Rows are only ever added (or a
+    # chunk's count raised when more samples are drawn), so expanding a node never rewrites its
+    # ancestors.
+    db.execute(
+        """
+        CREATE TABLE trees (
+            id TEXT PRIMARY KEY,              -- time-sortable
+            created_at TEXT NOT NULL,
+            model TEXT NOT NULL,              -- the model that built the tree (its root input below)
+            prompt TEXT NOT NULL,             -- JSON: how to render the prompt for any model (text, messages, library ref)
+            prompt_ref TEXT,                  -- collection/prompt-id, when from the library
+            root_input TEXT NOT NULL,         -- JSON: the rendered input of `model` (mode, text, messages, template)
+            params TEXT NOT NULL DEFAULT '{}' -- JSON
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE tree_nodes (
+            tree_id TEXT NOT NULL REFERENCES trees(id),
+            node_id INTEGER NOT NULL,         -- 0 is the root
+            parent_id INTEGER,                -- NULL for the root
+            depth INTEGER NOT NULL,           -- edges from the root
+            model TEXT NOT NULL,              -- the model that made this edge
+            method TEXT NOT NULL,             -- root | topk | chunk
+            edge_key TEXT NOT NULL,           -- what makes a child unique under its parent for its model and method
+            edge_text TEXT NOT NULL,
+            token_ids TEXT NOT NULL,          -- JSON: the edge's token ids for `model`
+            logprob REAL NOT NULL,            -- log P(edge | root + path to the parent) under `model`
+            cum_logprob REAL NOT NULL,        -- sum of logprobs from the root
+            rank INTEGER,                     -- topk: 0 = most likely
+            count INTEGER,                    -- chunk: how many of the n samples were this chunk
+            finish_reason TEXT,               -- eos | stop | length (chunks), eos (a top-k end token)
+            params TEXT NOT NULL DEFAULT '{}',-- JSON: k, or n/m/seed/config/run_id; conditioning
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (tree_id, node_id),
+            UNIQUE (tree_id, parent_id, model, method, edge_key)
+        )
+        """
+    )
+    # Another model's probability of an existing edge, conditioned on the path text (it tokenises it itself).
+    db.execute(
+        """
+        CREATE TABLE tree_scores (
+            tree_id TEXT NOT NULL REFERENCES trees(id),
+            node_id INTEGER NOT NULL,
+            model TEXT NOT NULL,
+            logprob REAL,                     -- NULL where the edge cannot be scored as text (an end token)
+            token_ids TEXT,                   -- JSON: the edge as this model tokenised it
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (tree_id, node_id, model),
+            FOREIGN KEY (tree_id, node_id) REFERENCES tree_nodes(tree_id, node_id)
+        )
+        """
+    )
+    db.execute("CREATE INDEX trees_by_model ON trees(model, created_at)")
+
+
+@migration
+def m003_run_events_and_batches(db: sqlite3.Connection) -> None:
+    # What happened while a run was drawn (retries, rate limits, short replies, cost stops): the
+    # run record shows them, so a flaky server is visible next to the samples it produced.
+    db.execute(
+        """
+        CREATE TABLE run_events (
+            id TEXT PRIMARY KEY,              -- time-sortable
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            created_at TEXT NOT NULL,
+            kind TEXT NOT NULL,               -- retry | rate_limited | fatal | short_choices | max_cost | batch
+            attempt INTEGER,
+            wait_s REAL,
+            sample_indices TEXT,              -- JSON list
+            message TEXT                      -- scrubbed of secrets
+        )
+        """
+    )
+    db.execute("CREATE INDEX run_events_by_run ON run_events(run_id, created_at)")
+    # Provider batch jobs (OpenAI Batch API, Anthropic Message Batches): the id is stored with
+    # the run, so polling resumes after a restart and results land as ordinary samples.
+    db.execute(
+        """
+        CREATE TABLE batches (
+            id TEXT PRIMARY KEY,              -- the provider's batch id
+            run_id TEXT NOT NULL REFERENCES runs(id),
+            provider TEXT NOT NULL,           -- openai | anthropic
+            model TEXT NOT NULL,
+            sample_indices TEXT NOT NULL,     -- JSON list of the indices the batch draws
+            status TEXT NOT NULL,             -- the provider's last reported status
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            finished_at TEXT,
+            info TEXT                         -- JSON: request counts, file ids, errors (no secrets)
+        )
+        """
+    )
+    db.execute("CREATE INDEX batches_by_run ON batches(run_id)")

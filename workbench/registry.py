@@ -78,14 +78,56 @@ class ModelSpec(BaseModel):
     # API backends (openai-compatible servers, anthropic):
     base_url: str | None = Field(None, description="Server address; part of the model's identity.")
     api_model: str | None = Field(None, description="The model name the API expects.")
-    api_key_env: str | None = Field(None, description="Environment variable that holds the key.")
+    api_key_env: str | None = Field(
+        None, description="Environment variable that holds the key (the key itself never goes in a file)."
+    )
+    api_dialect: Literal["openai", "vllm", "llama.cpp"] | None = Field(
+        None,
+        description="openai backend: which sampling fields the server takes. 'openai' (the OpenAI API: no "
+        "top_k/min_p/repetition_penalty, asking for them is an error), 'vllm' or 'llama.cpp' (sent in the "
+        "request body under that server's names). Default: 'openai' without base_url, else 'vllm'.",
+    )
+    completions_endpoint: bool | None = Field(
+        None,
+        description="openai backend: whether the server has the legacy /completions endpoint (base models and "
+        "raw-text prompts go there). Default: true with a base_url (vLLM, llama.cpp), false for the OpenAI API.",
+    )
+    logprobs: bool = Field(True, description="API backends: whether the server returns token logprobs.")
+    max_concurrency: int = Field(8, ge=1, le=1024, description="API backends: requests in flight at once.")
+    choices_per_request: int = Field(
+        1,
+        ge=1,
+        le=128,
+        description="openai backend: choices asked for per request (`n`). 1 gives every sample its own seed "
+        "(seed, index); more saves prompt tokens on APIs that bill them per request.",
+    )
+    timeout_s: float = Field(120.0, gt=0, description="API backends: seconds before a request counts as timed out.")
+    continuation_instruction: str = Field(
+        "Continue the following text exactly where it stops. Reply with the continuation only.",
+        description="anthropic backend: the user turn placed before a raw-text prompt, which is sent as the "
+        "assistant's prefill so a chat model continues it.",
+    )
 
     @model_validator(mode="after")
     def _hf_needs_weights(self) -> "ModelSpec":
         src = self.source
         if self.backend == "hf" and not (src.path or src.hf_id or src.gguf_package):
             raise ValueError("an hf model needs source.path, source.hf_id or source.gguf_package")
+        if self.backend in ("openai", "anthropic") and not self.api_model:
+            raise ValueError(f"an {self.backend} model needs api_model (the model name the API expects)")
         return self
+
+    @property
+    def dialect(self) -> str:
+        """The openai backend's server dialect, with the default resolved."""
+        return self.api_dialect or ("openai" if not self.base_url else "vllm")
+
+    @property
+    def has_completions_endpoint(self) -> bool:
+        """Whether raw-text prompts can be sent as completions (openai backend)."""
+        if self.completions_endpoint is not None:
+            return self.completions_endpoint
+        return self.backend == "openai" and bool(self.base_url)
 
     @property
     def has_chat_template(self) -> bool:
@@ -115,7 +157,7 @@ class ModelSpec(BaseModel):
 
         The registry name is left out on purpose: renaming an entry keeps its cache.
         """
-        return {
+        identity = {
             "backend": self.backend,
             "weights": self.weights_fingerprint(),
             "dtype": resolved_dtype or self.dtype,
@@ -123,6 +165,10 @@ class ModelSpec(BaseModel):
             "api_model": self.api_model,
             "revision": self.revision,
         }
+        if self.backend == "openai":
+            # The dialect decides which sampling fields reach the server, so it changes the output.
+            identity["dialect"] = self.dialect
+        return identity
 
     def identity_digest(self, resolved_dtype: str | None = None) -> str:
         """A short stable hash of `identity()`."""

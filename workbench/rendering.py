@@ -82,6 +82,26 @@ def render_transcript(messages: tuple[Message, ...], template_source: str) -> st
         raise ConfigError(f"transcript template failed: {exc}") from None
 
 
+def render_completion(text: str, model: ModelSpec) -> RenderedInput:
+    """A raw-text prompt for one model: the text itself, or for a chat-only API an explicit prefill."""
+    if model.backend == "anthropic":
+        # A chat model continues a document when the document is the start of its own reply.
+        # The Messages API rejects a final assistant turn that ends in whitespace, so it is cut
+        # (and the cut text is what is stored).
+        messages = (
+            {"role": "user", "content": model.continuation_instruction},
+            {"role": "assistant", "content": text.rstrip()},
+        )
+        return RenderedInput(mode="completion", messages=messages, template="prefill-continuation")
+    if model.backend == "openai" and not model.has_completions_endpoint:
+        raise WorkbenchError(
+            f"model {model.name!r} is served through chat only (no completions endpoint), so it cannot continue "
+            "raw text; send a chat prompt (--chat), or set completions_endpoint: true in its registry entry "
+            "if the server has /v1/completions"
+        )
+    return RenderedInput(mode="completion", text=text, template="raw")
+
+
 def render(
     prompt: str | list[Message] | tuple[Message, ...],
     model: ModelSpec,
@@ -93,13 +113,15 @@ def render(
         if not prompt.strip():
             raise WorkbenchError("the prompt is empty; give some text (or @file)")
         if not chat:
-            return RenderedInput(mode="completion", text=prompt, template="raw")
+            return render_completion(prompt, model)
         messages = ({"role": "user", "content": prompt},)
     else:
         messages = validate_messages(prompt)
 
-    if model.backend != "hf":
-        # Chat APIs take messages; the server applies the model's own template.
+    if model.backend == "anthropic":
+        # Chat API: the server applies the model's own template.
+        return RenderedInput(mode="chat", messages=messages, template="server-chat-template")
+    if model.backend == "openai" and model.kind == "tuned":
         return RenderedInput(mode="chat", messages=messages, template="server-chat-template")
 
     if model.has_chat_template:

@@ -81,13 +81,17 @@ def scrub_secrets(obj: Any) -> Any:
     return scrub_secrets(str(obj))  # anything else as text, still checked for key-shaped values
 
 
+# Keys shown masked ("sk-proj-abc...wxyz", "sk-ant-****wxyz"), as APIs echo them in auth errors.
+_MASKED_KEY = re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]{0,16}(?:\.{3}|\*{3,}|…)[A-Za-z0-9_-]{0,8}")
+
+
 def scrub_text(text: str, secret_values: Iterable[str | None] = ()) -> str:
     """`text` with the given secret values and anything shaped like a credential replaced by "[redacted]"."""
     for value in secret_values:
         # Short values would redact ordinary words; a real key is long.
         if value and len(value) >= 8:
             text = text.replace(value, REDACTED)
-    return _SECRET_VALUE.sub(REDACTED, text)
+    return _MASKED_KEY.sub(REDACTED, _SECRET_VALUE.sub(REDACTED, text))
 
 
 def key_from_environment(variable: str | None) -> str | None:

@@ -263,7 +263,170 @@ class Store:
         )
         return {r[0]: json.loads(r[1]) for r in rows}
 
+    # -- branch trees ----------------------------------------------------------------------
+
+    def create_tree(self, tree: dict[str, Any]) -> str:
+        """Store a tree's header (id, model, prompt, prompt_ref, root_input, params); an id already stored is kept."""
+        row = {
+            "id": tree["id"], "created_at": tree.get("created_at") or utc_now(), "model": tree["model"],
+            "prompt": _dumps(tree["prompt"]), "prompt_ref": tree.get("prompt_ref"),
+            "root_input": _dumps(tree["root_input"]), "params": _dumps(tree.get("params") or {}),
+        }
+        self.db.execute(f"INSERT INTO trees ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)}) "
+                        "ON CONFLICT DO NOTHING", tuple(row.values()))
+        return row["id"]
+
+    def add_tree_nodes(self, tree_id: str, nodes: list[dict[str, Any]]) -> list[int]:
+        """Add child nodes in one transaction and return their ids; a node already stored keeps its id.
+
+        A node is the same as a stored one when (parent, model, method, edge_key) match; then only a
+        chunk's count and params are refreshed (more samples drawn), nothing else is rewritten. A
+        node without a `node_id` gets the next free id of its tree.
+        """
+        ids: list[int] = []
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for node in nodes:
+                found = self.db.execute(
+                    "SELECT node_id FROM tree_nodes WHERE tree_id = ? AND parent_id IS ? AND model = ? AND method = ? "
+                    "AND edge_key = ?",
+                    (tree_id, node.get("parent_id"), node["model"], node["method"], node["edge_key"]),
+                ).fetchone()
+                if found is not None:
+                    if node.get("count") is not None:
+                        self.db.execute("UPDATE tree_nodes SET count = ?, params = ? WHERE tree_id = ? AND node_id = ?",
+                                        (node["count"], _dumps(node.get("params") or {}), tree_id, found[0]))
+                    ids.append(found[0])
+                    continue
+                node_id = node.get("node_id")
+                if node_id is None:
+                    node_id = self.db.execute("SELECT COALESCE(MAX(node_id) + 1, 0) FROM tree_nodes WHERE tree_id = ?",
+                                              (tree_id,)).fetchone()[0]
+                row = {
+                    "tree_id": tree_id, "node_id": node_id, "parent_id": node.get("parent_id"),
+                    "depth": node["depth"], "model": node["model"], "method": node["method"],
+                    "edge_key": node["edge_key"], "edge_text": node["edge_text"], "token_ids": _dumps(node["token_ids"]),
+                    "logprob": node["logprob"], "cum_logprob": node["cum_logprob"], "rank": node.get("rank"),
+                    "count": node.get("count"), "finish_reason": node.get("finish_reason"),
+                    "params": _dumps(node.get("params") or {}), "created_at": node.get("created_at") or utc_now(),
+                }
+                self.db.execute(f"INSERT INTO tree_nodes ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)}) "
+                                "ON CONFLICT (tree_id, node_id) DO NOTHING", tuple(row.values()))
+                ids.append(int(node_id))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return ids
+
+    def add_tree_scores(self, tree_id: str, scores: list[dict[str, Any]]) -> None:
+        """Store other models' logprobs of existing edges (node_id, model, logprob, token_ids); kept once per model."""
+        rows = [(tree_id, s["node_id"], s["model"], s["logprob"], _dumps(s.get("token_ids")), utc_now())
+                for s in scores]
+        if rows:
+            self.db.executemany("INSERT INTO tree_scores VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
+
+    def resolve_tree_id(self, tree_id: str) -> str:
+        """A full tree id from a full id or a unique prefix."""
+        rows = self.db.execute("SELECT id FROM trees WHERE id LIKE ? LIMIT 2", (tree_id + "%",)).fetchall()
+        if len(rows) == 1:
+            return rows[0][0]
+        if not rows:
+            raise StoreError(f"no tree {tree_id!r} in {self.path}; see `workbench tree --list`")
+        raise StoreError(f"tree id prefix {tree_id!r} matches several trees; give more characters")
+
+    def tree(self, tree_id: str) -> dict[str, Any]:
+        """A tree's header as a dict (JSON columns decoded)."""
+        row = dict(self.db.execute("SELECT * FROM trees WHERE id = ?", (self.resolve_tree_id(tree_id),)).fetchone())
+        for name in ("prompt", "root_input", "params"):
+            row[name] = _loads(row[name])
+        return row
+
+    def tree_nodes(self, tree_id: str) -> list[dict[str, Any]]:
+        """A tree's nodes in id order (JSON columns decoded)."""
+        rows = [dict(r) for r in self.db.execute("SELECT * FROM tree_nodes WHERE tree_id = ? ORDER BY node_id",
+                                                 (tree_id,))]
+        for row in rows:
+            row["token_ids"] = _loads(row["token_ids"])
+            row["params"] = _loads(row["params"])
+        return rows
+
+    def tree_scores(self, tree_id: str) -> list[dict[str, Any]]:
+        """Other models' logprobs of a tree's edges."""
+        rows = [dict(r) for r in self.db.execute("SELECT * FROM tree_scores WHERE tree_id = ? ORDER BY node_id, model",
+                                                 (tree_id,))]
+        for row in rows:
+            row["token_ids"] = _loads(row["token_ids"])
+        return rows
+
+    def trees(self) -> pd.DataFrame:
+        """One row per tree, newest first, with its node count."""
+        return pd.read_sql_query(
+            "SELECT t.id, t.created_at, t.model, t.prompt_ref, COUNT(n.node_id) AS n_nodes, MAX(n.depth) AS max_depth "
+            "FROM trees t LEFT JOIN tree_nodes n ON n.tree_id = t.id GROUP BY t.id ORDER BY t.id DESC", self.db)
+
     # -- sharing -------------------------------------------------------------------------
+
+    # -- run events and batch jobs ------------------------------------------------------
+
+    def find_run(self, cache_key: str) -> str | None:
+        """The id of the run with this cache key, or None (nothing is created)."""
+        row = self.db.execute("SELECT id FROM runs WHERE cache_key = ?", (cache_key,)).fetchone()
+        return row[0] if row else None
+
+    def add_run_event(self, run_id: str, kind: str, message: str, attempt: int | None = None,
+                      wait_s: float | None = None, sample_indices: Iterable[int] | None = None) -> None:
+        """Record something that happened while drawing a run (a retry, a rate limit, a cost stop)."""
+        from workbench.secrets import scrub_text
+
+        self.db.execute(
+            "INSERT INTO run_events (id, run_id, created_at, kind, attempt, wait_s, sample_indices, message) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (new_id(), run_id, utc_now(), kind, attempt, wait_s,
+             _dumps(sorted(sample_indices)) if sample_indices is not None else None, scrub_text(message)),
+        )
+
+    def run_events(self, run_id: str) -> pd.DataFrame:
+        """A run's events, oldest first."""
+        frame = pd.read_sql_query(
+            "SELECT created_at, kind, attempt, wait_s, sample_indices, message FROM run_events "
+            "WHERE run_id = ? ORDER BY id", self.db, params=(self.resolve_run_id(run_id),))
+        frame["sample_indices"] = frame["sample_indices"].map(_loads)
+        return frame
+
+    def add_batch(self, batch_id: str, run_id: str, provider: str, model: str, sample_indices: list[int],
+                  status: str, info: dict[str, Any] | None = None) -> None:
+        """Remember a submitted provider batch job with its run."""
+        now = utc_now()
+        self.db.execute(
+            "INSERT INTO batches (id, run_id, provider, model, sample_indices, status, created_at, updated_at, info) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (batch_id, run_id, provider, model, _dumps(sorted(sample_indices)), status, now, now, _dumps(info)),
+        )
+
+    def update_batch(self, batch_id: str, status: str, info: dict[str, Any] | None = None,
+                     finished: bool = False) -> None:
+        """A batch job's latest status (and when it finished)."""
+        now = utc_now()
+        self.db.execute(
+            "UPDATE batches SET status = ?, updated_at = ?, info = COALESCE(?, info), "
+            "finished_at = CASE WHEN ? THEN ? ELSE finished_at END WHERE id = ?",
+            (status, now, _dumps(info), finished, now, batch_id),
+        )
+
+    def batches(self, run_id: str | None = None, unfinished: bool = False) -> list[dict[str, Any]]:
+        """Stored batch jobs (of one run, or only those not finished yet), oldest first."""
+        query, params = "SELECT * FROM batches WHERE 1 = 1", []
+        if run_id:
+            query += " AND run_id = ?"
+            params.append(run_id)
+        if unfinished:
+            query += " AND finished_at IS NULL"
+        rows = [dict(r) for r in self.db.execute(query + " ORDER BY created_at", params)]
+        for row in rows:
+            row["sample_indices"] = _loads(row["sample_indices"])
+            row["info"] = _loads(row["info"])
+        return rows
 
     def export_run(self, run_id: str, path: str | Path, fmt: str | None = None) -> Path:
         """Write a run bundle (run, environments, samples) as Parquet, CSV (+ .run.json) or JSONL."""

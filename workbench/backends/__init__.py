@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 from typing import Any, Callable
 
 from workbench.backends.base import (
@@ -13,6 +14,7 @@ from workbench.backends.base import (
     EngineInfo,
     Generation,
     GenerationRequest,
+    RemoteBackend,
     SampleSlot,
     ScoredContinuation,
     TokenProb,
@@ -24,6 +26,9 @@ from workbench.registry import ModelSpec
 # name -> (module, class, packages it needs, the install command to name when one is missing)
 _BACKENDS: dict[str, tuple[str, str, tuple[str, ...], str]] = {
     "hf": ("workbench.backends.hf", "HFBackend", ("torch", "transformers"), "pip install 'workbench[hf]'"),
+    "openai": ("workbench.backends.openai_api", "OpenAIBackend", ("openai",), "pip install 'workbench[openai]'"),
+    "anthropic": ("workbench.backends.anthropic_api", "AnthropicBackend", ("anthropic",),
+                  "pip install 'workbench[anthropic]'"),
 }
 
 _EXTRA_BACKENDS: dict[str, Callable[[ModelSpec], Backend]] = {}
@@ -51,7 +56,13 @@ def create_backend(spec: ModelSpec, **settings: Any) -> Backend:
                 f"run: {install}"
             )
     module = importlib.import_module(module_name)
-    return getattr(module, class_name)(spec, **settings)
+    cls = getattr(module, class_name)
+    # Sampler settings are shared by all backends; each takes the ones it knows (threads for hf,
+    # concurrency for the APIs) and ignores the rest.
+    parameters = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        settings = {k: v for k, v in settings.items() if k in parameters}
+    return cls(spec, **settings)
 
 
 __all__ = [
@@ -61,6 +72,7 @@ __all__ = [
     "EngineInfo",
     "Generation",
     "GenerationRequest",
+    "RemoteBackend",
     "SampleSlot",
     "ScoredContinuation",
     "TokenProb",

@@ -7,7 +7,7 @@ do as class attributes, and classifies its errors so the Sampler's one loop can 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Literal, Protocol, runtime_checkable
+from typing import Any, AsyncContextManager, ClassVar, Iterator, Literal, Protocol, runtime_checkable
 
 from workbench.config import SamplingConfig
 from workbench.rendering import RenderedInput
@@ -159,4 +159,29 @@ class Backend(Protocol):
         self, rendered: RenderedInput, continuations: list[str], temperatures: list[float], terminators: list[str]
     ) -> CandidateScores:
         """Tempered logprobs of each continuation and of an answer ending right after it (terminator or EOS)."""
+        ...
+
+
+@runtime_checkable
+class RemoteBackend(Protocol):
+    """A backend reached over the network (openai, anthropic). The Sampler drives it with asyncio:
+    requests for a run go out concurrently up to `max_concurrency`, each retried on its own."""
+
+    remote: ClassVar[bool]
+    max_concurrency: int
+
+    def session(self) -> AsyncContextManager[Any]:
+        """An API client for one event loop (clients must not outlive the loop they were made on)."""
+        ...
+
+    def request_groups(self, slots: tuple[SampleSlot, ...]) -> list[tuple[SampleSlot, ...]]:
+        """How the slots are split into requests (one per sample, or several choices per request)."""
+        ...
+
+    async def agenerate(self, session: Any, request: GenerationRequest) -> list[Generation]:
+        """One request's continuations; may return fewer than asked (the Sampler asks again for the rest)."""
+        ...
+
+    def estimate_prompt_tokens(self, rendered: RenderedInput) -> int:
+        """A rough prompt size for cost estimates before anything is sent."""
         ...

@@ -1,0 +1,426 @@
+"""The `openai` backend: the OpenAI API and any OpenAI-compatible server (vLLM, llama.cpp).
+
+Raw text (completion prompts, and chats written as transcripts for base models) goes to the
+legacy completions endpoint; messages go to chat completions. Every sampling field is sent
+explicitly, because servers have their own defaults (llama.cpp: temperature 0.8, top_k 40,
+repeat_penalty 1.1). The number of choices that came back is checked, never assumed. A backend
+only translates; the Sampler owns concurrency, retries and the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import math
+import time
+from typing import Any, AsyncIterator, ClassVar
+
+from workbench.backends.api_common import classify_sdk_error, derive_seed, run_sync
+from workbench.backends.base import (
+    BackendError,
+    EngineInfo,
+    Generation,
+    GenerationRequest,
+    SampleSlot,
+    ScoredContinuation,
+    TokenProb,
+    TopLogprob,
+)
+from workbench.config import SamplingConfig
+from workbench.errors import WorkbenchError
+from workbench.registry import ModelSpec
+from workbench.rendering import RenderedInput
+from workbench.secrets import key_from_environment
+
+# The OpenAI API takes at most 4 stop strings and 5 completion logprobs (20 for chat).
+OPENAI_MAX_STOP = 4
+MAX_COMPLETION_LOGPROBS = {"openai": 5, "vllm": 20, "llama.cpp": 20}
+# A repeat request for the choices a server left out (llama.cpp ignores `n`) is tried this often.
+SHORT_CHOICE_REQUESTS = 3
+# Placeholder key for local servers that check none (the SDK insists on one).
+NO_KEY = "no-key-needed"
+
+
+class OpenAIBackend:
+    """OpenAI API / vLLM / llama.cpp through the official `openai` SDK."""
+
+    name: ClassVar[str] = "openai"
+    remote: ClassVar[bool] = True
+    supports_candidate_scoring: ClassVar[bool] = False
+    cache_version: ClassVar[str] = "openai-v1"
+
+    def __init__(self, spec: ModelSpec, **settings: Any) -> None:
+        self.spec = spec
+        self.dialect = spec.dialect
+        self.max_concurrency = int(settings.get("concurrency") or spec.max_concurrency)
+        self.supports_logprobs = spec.logprobs
+        self.supports_next_token_topk = spec.logprobs
+        # Exact scoring of a given continuation: llama.cpp only, one request per token with a
+        # logit_bias that forces the token (its reported logprob is the unbiased one). Its `echo`
+        # logprobs are shifted by one for models without a BOS token, and the OpenAI API reports
+        # biased logprobs, so neither gives an exact score.
+        self.supports_score = self.dialect == "llama.cpp" and spec.logprobs and spec.has_completions_endpoint
+        self.calls = 0  # requests sent (tests count them)
+
+    # -- identity and provenance ---------------------------------------------------------
+
+    def resolved_dtype(self) -> str | None:
+        return None  # the server decides; the endpoint and model name identify it
+
+    def engine_info(self) -> EngineInfo:
+        return EngineInfo(backend="openai", endpoint=self.spec.base_url or "https://api.openai.com/v1",
+                          versions={"openai": importlib.metadata.version("openai"), "dialect": self.dialect})
+
+    def _key(self) -> str | None:
+        return key_from_environment(self.spec.api_key_env)
+
+    def _secrets(self) -> list[str | None]:
+        return [self._key()]
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Any]:
+        """An AsyncOpenAI client for the current event loop, with the SDK's own retries off."""
+        import openai
+
+        key = self._key()
+        if not key:
+            if self.spec.base_url is None:
+                variable = self.spec.api_key_env or "OPENAI_API_KEY"
+                raise WorkbenchError(
+                    f"model {self.spec.name!r} needs an API key: set the environment variable {variable} "
+                    f"(and api_key_env: {variable} in its registry entry)"
+                )
+            key = NO_KEY
+        # The Sampler's loop retries (and records each retry); the SDK must not retry silently.
+        client = openai.AsyncOpenAI(api_key=key, base_url=self.spec.base_url, max_retries=0,
+                                    timeout=self.spec.timeout_s)
+        try:
+            yield client
+        finally:
+            await client.close()
+
+    # -- requests ------------------------------------------------------------------------
+
+    def batch_api(self) -> "OpenAIBatches":
+        """Submit and collect this model's batch jobs (cheaper, slower)."""
+        return OpenAIBatches(self)
+
+    def request_groups(self, slots: tuple[SampleSlot, ...]) -> list[tuple[SampleSlot, ...]]:
+        size = self.spec.choices_per_request
+        return [slots[i:i + size] for i in range(0, len(slots), size)]
+
+    def estimate_prompt_tokens(self, rendered: RenderedInput) -> int:
+        # About 4 characters per token in English text, plus a few tokens per chat message.
+        if rendered.text is not None:
+            return max(1, math.ceil(len(rendered.text) / 4))
+        return sum(4 + math.ceil(len(m["content"]) / 4) for m in rendered.messages or ())
+
+    def _sampling_fields(self, config: SamplingConfig) -> dict[str, Any]:
+        """Every sampling field, under the names this server takes."""
+        body: dict[str, Any] = {"temperature": config.temperature, "top_p": config.top_p,
+                                "max_tokens": config.max_tokens}
+        if config.stop:
+            body["stop"] = list(config.stop)
+        if self.dialect == "openai":
+            unsupported = {"top_k": config.top_k != 0, "min_p": config.min_p != 0.0,
+                           "repetition_penalty": config.repetition_penalty != 1.0}
+            asked = [name for name, used in unsupported.items() if used]
+            if asked:
+                raise BackendError(
+                    f"model {self.spec.name!r}: the OpenAI API does not take {', '.join(asked)}; leave them at "
+                    "their defaults, or set api_dialect: vllm / llama.cpp if the server accepts them", "fatal")
+            if len(config.stop) > OPENAI_MAX_STOP:
+                raise BackendError(f"model {self.spec.name!r}: the OpenAI API takes at most {OPENAI_MAX_STOP} "
+                                   f"stop strings, got {len(config.stop)}", "fatal")
+            # Not sent for the OpenAI API: presence/frequency penalties stay at their documented 0.
+            return body
+        # vLLM and llama.cpp: top_k 0 / -1 means off in both; penalties have different names.
+        body["top_k"] = config.top_k if config.top_k > 0 else (-1 if self.dialect == "vllm" else 0)
+        body["min_p"] = config.min_p
+        if self.dialect == "vllm":
+            body["repetition_penalty"] = config.repetition_penalty
+        else:
+            body["repeat_penalty"] = config.repetition_penalty
+            body["frequency_penalty"] = 0.0
+            body["presence_penalty"] = 0.0
+        return body
+
+    def request_body(self, rendered: RenderedInput, config: SamplingConfig, slots: tuple[SampleSlot, ...]
+                     ) -> tuple[str, dict[str, Any]]:
+        """The endpoint path and the full JSON body for `slots` (also what a batch file line holds)."""
+        body: dict[str, Any] = {"model": self.spec.api_model, **self._sampling_fields(config), "n": len(slots)}
+        first = slots[0]
+        body["seed"] = derive_seed(first.seed, first.index, len(slots))
+        if rendered.text is not None:
+            if not self.spec.has_completions_endpoint:
+                raise BackendError(f"model {self.spec.name!r}: raw text needs a completions endpoint, which this "
+                                   "server does not have; send a chat prompt", "fatal")
+            body["prompt"] = rendered.text
+            if self.supports_logprobs:
+                body["logprobs"] = max(1, min(config.top_logprobs, MAX_COMPLETION_LOGPROBS[self.dialect]))
+            return "/completions", body
+        body["messages"] = [dict(m) for m in rendered.messages or ()]
+        if self.supports_logprobs:
+            # llama.cpp returns no logprobs for logprobs=True without top_logprobs.
+            body["logprobs"] = True
+            body["top_logprobs"] = max(1, config.top_logprobs)
+        return "/chat/completions", body
+
+    async def _post(self, client: Any, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        import openai
+        from openai.types import Completion
+        from openai.types.chat import ChatCompletion
+
+        self.calls += 1
+        try:
+            reply = await client.post(path, body=body, cast_to=Completion if path == "/completions" else ChatCompletion)
+            return reply.model_dump()
+        except Exception as exc:  # noqa: BLE001 - classified below, never swallowed
+            raise classify_sdk_error(exc, openai, f"{self.spec.name} ({path})", self._secrets(), self.spec.timeout_s,
+                                     f"check the key in ${self.spec.api_key_env or 'OPENAI_API_KEY'}") from None
+
+    async def agenerate(self, session: Any, request: GenerationRequest) -> list[Generation]:
+        """Ask for len(slots) choices; when the server returns fewer (llama.cpp ignores `n`), ask again."""
+        generations: list[Generation] = []
+        pending = request.slots
+        for _ in range(SHORT_CHOICE_REQUESTS):
+            path, body = self.request_body(request.rendered, request.config, pending)
+            started = time.perf_counter()
+            reply = await self._post(session, path, body)
+            latency = time.perf_counter() - started
+            parsed = self.parse_reply(reply, request.config, pending, latency)
+            generations += parsed
+            pending = pending[len(parsed):]
+            if not pending:
+                break
+        return generations
+
+    def parse_reply(self, reply: dict[str, Any], config: SamplingConfig, slots: tuple[SampleSlot, ...],
+                    latency: float | None = None) -> list[Generation]:
+        """Normalise a completions or chat reply into Generations for the first len(choices) slots."""
+        choices = sorted(reply.get("choices") or [], key=lambda c: c.get("index") or 0)[: len(slots)]
+        if not isinstance(reply.get("choices"), list):
+            raise BackendError(f"{self.spec.name}: malformed reply (no choices)", "retry")
+        usage = reply.get("usage") or {}
+        prompt_tokens = usage.get("prompt_tokens")
+        total_completion = usage.get("completion_tokens")
+        out = []
+        for slot, choice in zip(slots, choices):
+            text, tokens, logprobs, top = _choice_text_and_logprobs(choice, config.top_logprobs)
+            completion_tokens = len(tokens) if tokens is not None else (
+                None if total_completion is None else round(total_completion / max(1, len(choices))))
+            finish, stop_sequence = _finish_reason(choice, config)
+            out.append(Generation(
+                index=slot.index,
+                text=text,
+                token_ids=None,  # OpenAI-compatible servers report token strings, not ids
+                tokens=tokens,
+                token_logprobs=logprobs,
+                finish_reason=finish,
+                stop_sequence=stop_sequence,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                latency_s=latency,
+                top_logprobs=top,
+                raw={
+                    "id": reply.get("id"),
+                    "model": reply.get("model"),
+                    "system_fingerprint": reply.get("system_fingerprint"),
+                    "usage": usage,
+                    "choices_in_request": len(choices),
+                    "asked_choices": len(slots),
+                    "finish_reason": choice.get("finish_reason"),
+                    "stop_reason": choice.get("stop_reason"),
+                    "seed": derive_seed(slots[0].seed, slots[0].index, len(slots)),
+                },
+            ))
+        return out
+
+    # -- scoring and next-token distributions ---------------------------------------------
+
+    def next_token_topk(self, rendered: RenderedInput, k: int) -> list[TokenProb]:
+        """The k most likely next tokens, from the server's top logprobs at the first position."""
+        if not self.supports_next_token_topk:
+            raise WorkbenchError(f"model {self.spec.name!r} returns no logprobs (logprobs: false in its entry)")
+        config = SamplingConfig(max_tokens=1, top_logprobs=min(k, 20))
+        limit = MAX_COMPLETION_LOGPROBS[self.dialect] if rendered.text is not None else 20
+        if k > limit:
+            raise WorkbenchError(f"model {self.spec.name!r}: this server gives at most {limit} top logprobs, "
+                                 f"asked for {k}")
+
+        async def ask() -> list[Generation]:
+            async with self.session() as client:
+                path, body = self.request_body(rendered, config, (SampleSlot(0, 0),))
+                return self.parse_reply(await self._post(client, path, body), config, (SampleSlot(0, 0),))
+
+        generation = _raise_readably(lambda: run_sync(ask))[0]
+        if not generation.top_logprobs:
+            raise WorkbenchError(f"model {self.spec.name!r}: the server returned no top logprobs")
+        first = sorted(generation.top_logprobs[0], key=lambda t: -t.logprob)[:k]
+        return [TokenProb(None, t.token, t.logprob) for t in first]
+
+    def score(self, rendered: RenderedInput, continuations: list[str]) -> list[ScoredContinuation]:
+        """Exact logprobs of given continuations (llama.cpp): each token forced in turn by logit_bias."""
+        if not self.supports_score:
+            raise WorkbenchError(
+                f"model {self.spec.name!r} ({self.dialect}) has no exact scoring method: only llama.cpp servers "
+                "are scored exactly (one request per token with logit_bias); use sampled estimates instead")
+        if rendered.text is None:
+            raise WorkbenchError("scoring on an OpenAI-compatible server needs a text prompt (a completion, or a "
+                                 "chat written as a transcript by a base model's entry)")
+        return _raise_readably(lambda: run_sync(lambda: self._score_all(rendered.text or "", continuations)))
+
+    async def _score_all(self, prompt: str, continuations: list[str]) -> list[ScoredContinuation]:
+        async with self.session() as client:
+            prompt_ids = await self._tokenize(client, prompt, special=True)
+            results = []
+            for continuation in continuations:
+                full = await self._tokenize(client, prompt + continuation, special=True)
+                if full[: len(prompt_ids)] != prompt_ids:
+                    raise WorkbenchError(
+                        f"the continuation {continuation!r} changes how the end of the prompt is tokenised; "
+                        "move the boundary (e.g. start the continuation with a space)")
+                ids = full[len(prompt_ids):]
+                logprobs = []
+                for j, token_id in enumerate(ids):
+                    body = {"model": self.spec.api_model, "prompt": prompt_ids + ids[:j], "max_tokens": 1,
+                            "temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0,
+                            "logprobs": 1, "logit_bias": {str(token_id): 100.0}, "seed": 0}
+                    reply = await self._post(client, "/completions", body)
+                    logprobs.append(float(reply["choices"][0]["logprobs"]["token_logprobs"][0]))
+                results.append(ScoredContinuation(continuation, ids, logprobs))
+            return results
+
+    async def _tokenize(self, client: Any, text: str, special: bool) -> list[int]:
+        """Token ids from llama-cpp-python's /extras/tokenize (the BOS token included when the model adds one)."""
+        import httpx2
+
+        url = str(client.base_url).rstrip("/")
+        url = url[: -len("/v1")] if url.endswith("/v1") else url
+        async with httpx2.AsyncClient(timeout=self.spec.timeout_s) as http:
+            reply = await http.post(f"{url}/extras/tokenize", json={"input": text, "model": self.spec.api_model})
+        if reply.status_code != 200:
+            raise WorkbenchError(f"model {self.spec.name!r}: the server has no /extras/tokenize "
+                                 f"({reply.status_code}); exact scoring needs llama-cpp-python's server")
+        return list(reply.json()["tokens"])
+
+
+def _raise_readably(call: Any) -> Any:
+    try:
+        return call()
+    except BackendError as exc:
+        raise WorkbenchError(str(exc)) from None
+
+
+def _choice_text_and_logprobs(choice: dict[str, Any], top_k: int
+                              ) -> tuple[str, list[str] | None, list[float] | None, list[list[TopLogprob]] | None]:
+    """Text, token strings, token logprobs and (when asked) top alternatives, for either endpoint."""
+    message = choice.get("message")
+    logprobs = choice.get("logprobs")
+    if message is not None:  # chat
+        text = message.get("content") or ""
+        content = (logprobs or {}).get("content") if isinstance(logprobs, dict) else None
+        if not content:
+            return text, None, None, None
+        tokens = [c["token"] for c in content]
+        values = [float(c["logprob"]) for c in content]
+        top = [[TopLogprob(None, t["token"], float(t["logprob"])) for t in (c.get("top_logprobs") or [])][:top_k]
+               for c in content] if top_k else None
+        return text, tokens, values, top
+    text = choice.get("text")
+    if text is None:
+        raise BackendError("malformed reply: a choice with neither text nor message", "retry")
+    if not logprobs or logprobs.get("tokens") is None:
+        return text, None, None, None
+    tokens = list(logprobs["tokens"])
+    values = [float(v) if v is not None else float("nan") for v in logprobs.get("token_logprobs") or []]
+    top = None
+    if top_k and logprobs.get("top_logprobs"):
+        top = [sorted((TopLogprob(None, tok, float(lp)) for tok, lp in (alts or {}).items()),
+                      key=lambda t: -t.logprob)[:top_k] for alts in logprobs["top_logprobs"]]
+    return text, tokens, values, top
+
+
+def _finish_reason(choice: dict[str, Any], config: SamplingConfig) -> tuple[str, str | None]:
+    """Map the server's finish reason to eos | stop | length.
+
+    Servers say "stop" both for an end-of-sequence token and for a stop string; vLLM tells them
+    apart in `stop_reason` (the string, or None for EOS). Without it, "stop" counts as a stop
+    string when some were asked for, else as EOS; the raw reason is stored with the sample.
+    """
+    reason = choice.get("finish_reason")
+    if reason == "length":
+        return "length", None
+    stop_reason = choice.get("stop_reason")
+    if isinstance(stop_reason, str):
+        return "stop", stop_reason
+    if reason == "stop" and config.stop and "stop_reason" not in choice:
+        return "stop", None
+    return "eos", None
+
+
+# -- the Batch API ------------------------------------------------------------------------------
+
+BATCH_TERMINAL = {"completed", "failed", "expired", "cancelled"}
+
+
+def batch_custom_id(slots: tuple[SampleSlot, ...]) -> str:
+    """A batch line's id: the sample indices it draws (the run is stored with the batch)."""
+    return "i" + ".".join(str(s.index) for s in slots)
+
+
+def indices_of_custom_id(custom_id: str) -> list[int]:
+    """The sample indices a batch line's id names."""
+    return [int(part) for part in custom_id[1:].split(".")]
+
+
+class OpenAIBatches:
+    """Submit and collect OpenAI Batch API jobs for one model (used by workbench.batches)."""
+
+    def __init__(self, backend: OpenAIBackend) -> None:
+        self.backend = backend
+
+    async def submit(self, client: Any, rendered: RenderedInput, config: SamplingConfig,
+                     slots: tuple[SampleSlot, ...]) -> tuple[str, str, dict[str, Any]]:
+        """Upload the JSONL of requests and create the batch: (batch id, status, info)."""
+        import json
+
+        lines, endpoint = [], ""
+        for group in self.backend.request_groups(slots):
+            path, body = self.backend.request_body(rendered, config, group)
+            endpoint = "/v1" + path
+            lines.append(json.dumps({"custom_id": batch_custom_id(group), "method": "POST", "url": endpoint,
+                                     "body": body}))
+        data = ("\n".join(lines) + "\n").encode()
+        upload = await client.files.create(file=("workbench-batch.jsonl", data), purpose="batch")
+        batch = await client.batches.create(input_file_id=upload.id, endpoint=endpoint, completion_window="24h")
+        return batch.id, batch.status, {"input_file_id": upload.id, "endpoint": endpoint, "requests": len(lines)}
+
+    async def poll(self, client: Any, batch_id: str, config: SamplingConfig, seed: int
+                   ) -> tuple[str, bool, list[Generation], dict[str, Any]]:
+        """(status, finished, the generations it produced, info); results are read once the batch is done."""
+        import json
+
+        batch = await client.batches.retrieve(batch_id)
+        info = {"request_counts": batch.request_counts.model_dump() if batch.request_counts else None,
+                "output_file_id": batch.output_file_id, "error_file_id": batch.error_file_id}
+        if batch.status not in BATCH_TERMINAL:
+            return batch.status, False, [], info
+        generations: list[Generation] = []
+        errors: list[str] = []
+        if batch.output_file_id:
+            content = await client.files.content(batch.output_file_id)
+            for line in content.text.splitlines():
+                if not line.strip():
+                    continue
+                entry = json.loads(line)
+                slots = tuple(SampleSlot(seed, i) for i in indices_of_custom_id(entry["custom_id"]))
+                response = entry.get("response") or {}
+                if entry.get("error") or response.get("status_code") != 200:
+                    errors.append(f"{entry['custom_id']}: {entry.get('error') or response.get('status_code')}")
+                    continue
+                for generation in self.backend.parse_reply(response["body"], config, slots):
+                    generation.raw = {**(generation.raw or {}), "batch": True, "batch_id": batch_id}
+                    generations.append(generation)
+        info["errors"] = errors[:20]
+        return batch.status, True, generations, info
