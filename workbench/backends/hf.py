@@ -589,3 +589,43 @@ class HFBackend:
         values, ids = torch.topk(torch.log_softmax(logits[0], dim=-1), k)
         return [TokenProb(i, tokenizer.decode([i]), v) for i, v in zip(ids.tolist(), values.tolist())]
 
+    # -- branch trees (additive: exact-id conditioning, context length, stop tokens) ----------
+
+    @torch.inference_mode()
+    def next_token_topk_after(self, rendered: RenderedInput, continuation_ids: list[int], k: int) -> list[TokenProb]:
+        """The k most likely next tokens after the input plus exactly these token ids (no retokenisation).
+
+        Each token's text is what it adds after the continuation, decoded in context (a token decoded
+        alone can lose a leading space or split a multi-byte character).
+        """
+        self.calls += 1
+        tokenizer = self._tokenizer()
+        prompt_ids = self.encode_prompt(self._text_of(rendered))
+        continuation_ids = [int(i) for i in continuation_ids]
+        _, logits = self._prefill(prompt_ids + continuation_ids)
+        logprobs = torch.log_softmax(logits[0], dim=-1)
+        values, ids = torch.topk(logprobs, min(k, logprobs.shape[-1]))
+        ids_list = ids.tolist()
+        # A few prompt tokens of left context are enough for the tokenizer's boundary rules.
+        context = prompt_ids[-8:] + continuation_ids
+        before = tokenizer.decode(context, skip_special_tokens=False)
+        fulls = tokenizer.batch_decode([context + [i] for i in ids_list], skip_special_tokens=False)
+        texts = [f[len(before):] if f.startswith(before) else tokenizer.decode([i]) for f, i in zip(fulls, ids_list)]
+        return [TokenProb(i, t, v) for i, t, v in zip(ids_list, texts, values.tolist())]
+
+    def count_tokens(self, rendered: RenderedInput) -> int:
+        """How many positions the rendered input takes (BOS included)."""
+        return len(self.encode_prompt(self._text_of(rendered)))
+
+    def context_length(self) -> int | None:
+        """The most positions the model takes (config max_position_embeddings), read without loading weights."""
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(checkpoint_location(self.spec))
+        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        value = getattr(text_config, "max_position_embeddings", None)
+        return int(value) if value else None
+
+    def stop_token_ids(self) -> set[int]:
+        """Token ids that end a continuation (EOS and the generation config's end tokens)."""
+        return set(self._stop_token_ids())
