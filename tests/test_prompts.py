@@ -23,7 +23,7 @@ from workbench.prompts import (
 )
 from workbench.registry import load_registry
 
-SHIPPED = ("mode-collapse", "attractors", "personas", "simulator-framings", "judges")
+SHIPPED = ("mode-collapse", "attractors", "personas", "simulator-framings", "judges", "self-conversations")
 MODELS = ("gemma-3-270m", "smollm2-135m-instruct")
 
 
