@@ -122,7 +122,7 @@ class TreeComparison:
             d = self.most_divergent
             lines.append(
                 f"largest divergence at node {d['node_id']} (depth {d['depth']}): {_quote(d['edge_text'])} after "
-                f"{_after(d['path_text'])}: p({a}) = {d['p_a']:.4f}, p({b}) = {d['p_b']:.4f}, "
+                f"{_after(d['path_text'])}: p({a}) = {_fmt(d['p_a'])}, p({b}) = {_fmt(d['p_b'])}, "
                 f"log ratio {d['log_ratio']:+.2f} nats"
             )
         scored = self.nodes.dropna(subset=["log_ratio"])
@@ -130,20 +130,27 @@ class TreeComparison:
         if len(top):
             lines.append(f"edges where the models differ most (p under each, log ratio = ln p({a}) - ln p({b})):")
             for r in top.itertuples():
-                lines.append(f"  node {r.node_id:>3} d{r.depth} {_quote(r.edge_text):<18} {a} {r.p_a:.4f}  "
-                             f"{b} {r.p_b:.4f}  log ratio {r.log_ratio:+.2f}")
+                lines.append(f"  node {r.node_id:>3} d{r.depth} {_quote(r.edge_text):<18} {a} {_fmt(r.p_a)}  "
+                             f"{b} {_fmt(r.p_b)}  log ratio {r.log_ratio:+.2f}")
         one_sided = self.branches
         if len(one_sided):
             lines.append("branches in only one model's top-k:")
             for r in one_sided.head(2 * rows).itertuples():
                 owner = a if r.in_topk_a else b
                 lines.append(f"  after {_after(r.path_text)}: {_quote(r.edge_text)} only in {owner}'s top-k "
-                             f"({a} {r.p_a:.4f}, {b} {r.p_b:.4f})")
+                             f"({a} {_fmt(r.p_a)}, {b} {_fmt(r.p_b)})")
         return "\n".join(lines)
 
 
 def _quote(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
+
+
+def _fmt(probability: float) -> str:
+    """Three decimals, or two significant digits for the small probabilities of long chunks."""
+    if probability != probability:
+        return "-"
+    return f"{probability:.3f}" if probability >= 0.001 or probability == 0 else f"{probability:.1e}"
 
 
 def _after(path_text: str) -> str:
@@ -668,14 +675,14 @@ class BranchTree:
         lines = [head]
 
         def p(lp: float | None) -> str:
-            return "-" if lp is None else f"{math.exp(lp):.3f}"
+            return "-" if lp is None else _fmt(math.exp(lp))
 
         def label(node: TreeNode, twin: TreeNode | None, parent_has_other: bool) -> str:
             if other:
                 text = (f"{_quote(node.text)} {p(self.edge_logprob(node.id, self.model))} | "
                         f"{p(self.edge_logprob(node.id, other))} (cum {self._cumulative(node.id, self.model):.2f})")
             else:
-                text = f"{_quote(node.text)} {node.probability:.3f} (cum {node.cum_logprob:.2f})"
+                text = f"{_quote(node.text)} {_fmt(node.probability)} (cum {node.cum_logprob:.2f})"
             if node.method == "chunk":
                 text += f" x{node.count}/{node.params.get('n')}"
             if node.ended:
