@@ -19,8 +19,12 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) install --quiet --no-deps $(NO_DEPS_PACKAGES)
 	touch $@
 
+# The test-only tools: the API SDKs, and llama-cpp-python's OpenAI-compatible server that the
+# API tests start on 127.0.0.1 (built from source the first time: ~6 minutes; pip reuses the wheel after).
+TEST_SERVER_PACKAGES := 'llama-cpp-python[server]==0.3.36'
+
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install --quiet $(CONSTRAINTS) -e '.[hf,dev]'
+	$(PIP) install --quiet $(CONSTRAINTS) -e '.[hf,openai,anthropic,dev]' $(TEST_SERVER_PACKAGES)
 	touch $@
 
 install: $(VENV)/.installed
@@ -37,9 +41,10 @@ demo: prepare
 test: install-test prepare
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
-bench: prepare
+bench: install-test prepare
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_sampler.py
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_exact.py
+	$(BIN)/python bench/bench_concurrency.py
 
 $(VENV)/.installed-notebook: $(VENV)/.installed
 	$(PIP) install --quiet $(CONSTRAINTS) -e '.[hf,notebook]'

@@ -271,11 +271,14 @@ class OpenAIBackend:
         return _raise_readably(lambda: run_sync(lambda: self._score_all(rendered.text or "", continuations)))
 
     async def _score_all(self, prompt: str, continuations: list[str]) -> list[ScoredContinuation]:
+        # llama-cpp-python's completions take text only, so each forced step sends the prompt plus
+        # the continuation's tokens so far as text, after checking that the server tokenises that
+        # text back into exactly those tokens (otherwise the score would be of another sequence).
         async with self.session() as client:
-            prompt_ids = await self._tokenize(client, prompt, special=True)
+            prompt_ids = await self._extras(client, "tokenize", {"input": prompt}, "tokens")
             results = []
             for continuation in continuations:
-                full = await self._tokenize(client, prompt + continuation, special=True)
+                full = await self._extras(client, "tokenize", {"input": prompt + continuation}, "tokens")
                 if full[: len(prompt_ids)] != prompt_ids:
                     raise WorkbenchError(
                         f"the continuation {continuation!r} changes how the end of the prompt is tokenised; "
@@ -283,7 +286,15 @@ class OpenAIBackend:
                 ids = full[len(prompt_ids):]
                 logprobs = []
                 for j, token_id in enumerate(ids):
-                    body = {"model": self.spec.api_model, "prompt": prompt_ids + ids[:j], "max_tokens": 1,
+                    prefix = ""
+                    if j:
+                        prefix = await self._extras(client, "detokenize", {"tokens": ids[:j]}, "text")
+                        check = await self._extras(client, "tokenize", {"input": prompt + prefix}, "tokens")
+                        if check != prompt_ids + ids[:j]:
+                            raise WorkbenchError(
+                                f"cannot score {continuation!r} exactly on this server: its first {j} tokens do "
+                                "not survive a round trip through text")
+                    body = {"model": self.spec.api_model, "prompt": prompt + prefix, "max_tokens": 1,
                             "temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0,
                             "logprobs": 1, "logit_bias": {str(token_id): 100.0}, "seed": 0}
                     reply = await self._post(client, "/completions", body)
@@ -291,18 +302,18 @@ class OpenAIBackend:
                 results.append(ScoredContinuation(continuation, ids, logprobs))
             return results
 
-    async def _tokenize(self, client: Any, text: str, special: bool) -> list[int]:
-        """Token ids from llama-cpp-python's /extras/tokenize (the BOS token included when the model adds one)."""
+    async def _extras(self, client: Any, name: str, body: dict[str, Any], field: str) -> Any:
+        """llama-cpp-python's /extras/tokenize and /extras/detokenize (token ids with the model's BOS, if any)."""
         import httpx2
 
         url = str(client.base_url).rstrip("/")
         url = url[: -len("/v1")] if url.endswith("/v1") else url
         async with httpx2.AsyncClient(timeout=self.spec.timeout_s) as http:
-            reply = await http.post(f"{url}/extras/tokenize", json={"input": text, "model": self.spec.api_model})
+            reply = await http.post(f"{url}/extras/{name}", json={**body, "model": self.spec.api_model})
         if reply.status_code != 200:
-            raise WorkbenchError(f"model {self.spec.name!r}: the server has no /extras/tokenize "
+            raise WorkbenchError(f"model {self.spec.name!r}: the server has no /extras/{name} "
                                  f"({reply.status_code}); exact scoring needs llama-cpp-python's server")
-        return list(reply.json()["tokens"])
+        return reply.json()[field]
 
 
 def _raise_readably(call: Any) -> Any:

@@ -97,6 +97,9 @@ def completion_reply(path: str, body: dict[str, Any], n_choices: int) -> dict[st
 class _Handler(BaseHTTPRequestHandler):
     server: "FakeOpenAIServer"
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, the client's delayed ACK adds ~40 ms
+    # to every reply, which would swamp the latency the benchmark sets.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         pass  # quiet: tests read the recorded requests instead
