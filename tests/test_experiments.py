@@ -40,9 +40,8 @@ def test_persona_eval_sampled_and_bad_input(sampler):
 
 
 def test_experiment_personas_cli(embedded_models, tmp_path):
-    stem = tmp_path / "personas"
-    result = run_cli("experiment", "personas", "--models", ",".join(PAIR), "--traits", "wide-deployment",
-                     "--per-trait", "1", "--out", str(stem), "--formats", "png", "--quiet")
+    result = run_cli("persona", "--models", ",".join(PAIR), "--traits", "wide-deployment",
+                     "--per-trait", "1", "--figure", str(tmp_path / "personas.png"), "--quiet")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "yes-bias" in result.stdout and "different families" in result.stdout
     assert (tmp_path / "personas.png").stat().st_size > 0 and (tmp_path / "personas.items.csv").is_file()
@@ -76,6 +75,10 @@ def test_segue_recovery_classifies_and_counts_the_way_home(sampler):
     summary = result.summary
     assert set(summary["method"]) == {"keywords", "embedding"} and len(summary) == 8
     assert ((summary["ci_low"] <= summary["recovery_rate"]) & (summary["recovery_rate"] <= summary["ci_high"])).all()
+    reached = summary.dropna(subset=["tokens_ci_low"])
+    assert ((reached["tokens_ci_low"] <= reached["median_tokens_to_recovery"])
+            & (reached["median_tokens_to_recovery"] <= reached["tokens_ci_high"])).all()
+    assert summary["share_reaching_home"].between(0, 1).all()
     for (_, _, _), group in result.categories.groupby(["model", "condition", "method"]):
         assert group["share"].sum() == pytest.approx(1.0)
     # The segue really is in the perturbed runs' input.
@@ -93,11 +96,11 @@ def test_segue_recovery_classifies_and_counts_the_way_home(sampler):
 
 def test_experiment_segues_cli(embedded_models, tmp_path):
     stem = tmp_path / "segues"
-    result = run_cli("experiment", "segues", "attractors/wedding-toast", "--models", ",".join(PAIR),
+    result = run_cli("segue", "attractors/wedding-toast", "--models", ",".join(PAIR),
                      "--perturbations", "murderer", "--n", "2", "--max-tokens", "8", "--out", str(stem),
                      "--formats", "png", "--quiet")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "recovery" in result.stdout and "different families" in result.stdout
     assert (tmp_path / "segues.png").stat().st_size > 0 and (tmp_path / "segues.continuations.csv").is_file()
-    bad = run_cli("experiment", "segues", "Hello there", "--models", PAIR[0])
+    bad = run_cli("segue", "Hello there", "--models", PAIR[0])
     assert bad.returncode == 2 and "not a library prompt" in bad.stderr

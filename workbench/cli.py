@@ -226,7 +226,10 @@ def _export(args: argparse.Namespace, fig, kind: str, name: str, provenance: dic
     from workbench.plots import export_figure
 
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
-    paths = export_figure(fig, _figure_stem(args, kind, name), provenance, formats=formats)
+    stem = _figure_stem(args, kind, name)
+    if stem.suffix.lower() in (".png", ".svg", ".pdf"):  # --figure plot.png: that one format
+        stem, formats = stem.with_suffix(""), (stem.suffix.lower()[1:],)
+    paths = export_figure(fig, stem, provenance, formats=formats)
     print("wrote " + ", ".join(str(p) for p in paths))
 
 
@@ -696,7 +699,9 @@ def _add_choice_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_figure_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", help="output path without extension (default $WORKBENCH_HOME/exports/figures/...)")
+    parser.add_argument("--figure", "--out", dest="out", metavar="PATH",
+                        help="figure file (.png, .svg or .pdf), or a path without extension for every --formats "
+                             "(default $WORKBENCH_HOME/exports/figures/...)")
     parser.add_argument("--formats", default="png,svg,pdf", help="comma-separated (default %(default)s)")
 
 
@@ -808,32 +813,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     experiment = sub.add_parser("experiment", help="the workbench's probes").add_subparsers(dest="action",
                                                                                           required=True)
-    p = experiment.add_parser("personas", help="agentic-persona statements per trait, with the yes-bias check")
-    p.add_argument("--models", required=True, help="comma-separated registry names")
-    p.add_argument("--traits", help="only these traits (comma-separated)")
-    p.add_argument("--method", choices=["auto", "exact", "sampled"], default="auto",
-                   help="exact from logprobs where possible (auto), or sampled")
-    p.add_argument("--n", type=int, default=20, help="samples per statement when sampled")
-    p.add_argument("--per-trait", type=int, dest="per_trait", help="only the first k statements of each keying")
-    p.add_argument("--seed", type=int, default=0)
-    _add_run_flags(p)
-    _add_figure_flags(p)
-    p.set_defaults(func=cmd_experiment_personas)
+    # `workbench persona` and `workbench experiment personas` are the same command (likewise segue).
+    for group, name in ((sub, "persona"), (experiment, "personas")):
+        p = group.add_parser(name, help="agentic-persona statements per trait, with the yes-bias check")
+        p.add_argument("--models", required=True, help="comma-separated registry names")
+        p.add_argument("--traits", help="only these traits (comma-separated)")
+        p.add_argument("--method", choices=["auto", "exact", "sampled"], default="auto",
+                       help="exact from logprobs where possible (auto), or sampled")
+        p.add_argument("--n", type=int, default=20, help="samples per statement when sampled")
+        p.add_argument("--per-trait", type=int, dest="per_trait", help="only the first k statements of each keying")
+        p.add_argument("--seed", type=int, default=0)
+        _add_run_flags(p)
+        _add_figure_flags(p)
+        p.set_defaults(func=cmd_experiment_personas)
 
-    p = experiment.add_parser("segues", help="segue recovery: back to the prompt's world after a jarring turn?")
-    p.add_argument("prompt", help="a library prompt with perturbations, e.g. attractors/wedding-toast")
-    p.add_argument("--models", required=True, help="comma-separated registry names")
-    p.add_argument("--perturbations", help="only these perturbations (comma-separated; default all)")
-    p.add_argument("--judge", help="also classify with this registered model as an LLM judge (judges/segue-world)")
-    p.add_argument("--method", default="keywords",
-                   help="classifier shown in the figure: keywords, embedding, or judge:MODEL")
-    p.add_argument("--n", type=int, default=32, help="continuations per model and condition")
-    p.add_argument("--max-tokens", type=int, dest="max_tokens")
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--seed", type=int, default=0)
-    _add_run_flags(p)
-    _add_figure_flags(p)
-    p.set_defaults(func=cmd_experiment_segues)
+    for group, name in ((sub, "segue"), (experiment, "segues")):
+        p = group.add_parser(name, help="segue recovery: back to the prompt's world after a jarring turn?")
+        p.add_argument("prompt", help="a library prompt with perturbations, e.g. attractors/wedding-toast")
+        p.add_argument("--models", required=True, help="comma-separated registry names")
+        p.add_argument("--perturbations", help="only these perturbations (comma-separated; default all)")
+        p.add_argument("--judge", help="also classify with this registered model as an LLM judge "
+                                       "(judges/segue-world)")
+        p.add_argument("--method", default="keywords",
+                       help="classifier shown in the figure: keywords, embedding, or judge:MODEL")
+        p.add_argument("--n", type=int, default=32, help="continuations per model and condition")
+        p.add_argument("--max-tokens", type=int, dest="max_tokens")
+        p.add_argument("--temperature", type=float)
+        p.add_argument("--seed", type=int, default=0)
+        _add_run_flags(p)
+        _add_figure_flags(p)
+        p.set_defaults(func=cmd_experiment_segues)
 
     p = sub.add_parser("tree", help="branch explorer: expand a prompt into a tree of top-k tokens or sampled chunks")
     p.add_argument("prompt", nargs="?", help="prompt text, @file, or a library prompt collection/prompt-id")

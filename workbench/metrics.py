@@ -167,6 +167,19 @@ def bootstrap_mean_ci(values: np.ndarray, confidence: float = 0.95, n_boot: int 
     return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
+def bootstrap_median_ci(values: np.ndarray, confidence: float = 0.95, n_boot: int = DEFAULT_BOOTSTRAP,
+                        seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of a median (NaNs dropped; NaN interval with fewer than two values)."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    medians = np.median(values[rng.integers(0, len(values), size=(n_boot, len(values)))], axis=1)
+    alpha = (1 - confidence) / 2
+    return float(np.quantile(medians, alpha)), float(np.quantile(medians, 1 - alpha))
+
+
 def text_metrics(samples: pd.DataFrame, k: int = 10, threshold: float = EQUIVALENCE_THRESHOLD,
                  confidence: float = 0.95, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> pd.DataFrame:
     """distinct-1, distinct-2, distinct@k and embedding diversity per model of a tidy samples frame.

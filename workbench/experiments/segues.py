@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import WorkbenchError
-from workbench.metrics import wilson_interval
+from workbench.metrics import bootstrap_median_ci, wilson_interval
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -36,7 +36,8 @@ class SegueResult:
     """Per-continuation classifications and per-model summaries."""
 
     continuations: pd.DataFrame  # model, condition, sample_index, text, keyword/embedding/judge labels, recovered, ...
-    summary: pd.DataFrame  # model, condition, method, recovery_rate, ci_low, ci_high, n, median_tokens_to_recovery
+    summary: pd.DataFrame  # model, condition, method, recovery_rate, ci_low, ci_high, n, median_tokens_to_recovery,
+    #                        tokens_ci_low, tokens_ci_high, share_reaching_home
     categories: pd.DataFrame  # model, condition, method, category, share
     prompt: str
     home_label: str
@@ -166,8 +167,7 @@ def segue_recovery(
             summary_rows.append({
                 "model": model, "condition": condition, "method": method, "recovery_rate": hits / len(group),
                 "ci_low": low, "ci_high": high, "n": len(group),
-                "median_tokens_to_recovery": float(np.nanmedian(group["tokens_to_recovery"]))
-                if group["tokens_to_recovery"].notna().any() else float("nan"),
+                **_tokens_to_recovery_summary(group["tokens_to_recovery"].to_numpy(dtype=float)),
             })
             shares = group[column].value_counts(normalize=True)
             for category in [*spec.labels, NONE]:
@@ -177,6 +177,19 @@ def segue_recovery(
                                       "category": category, "share": float(shares.get(category, 0.0))})
     return SegueResult(continuations, pd.DataFrame(summary_rows), pd.DataFrame(category_rows), prompt.ref,
                        spec.home_label, sampler.registry.describe_pair(models))
+
+
+def _tokens_to_recovery_summary(positions: np.ndarray) -> dict[str, float]:
+    """Median first home-world token among continuations that got there, its bootstrap CI, and how many did.
+
+    Continuations that never mention the home world have no position; the share that did is
+    reported beside the median so the median is not read as covering them.
+    """
+    reached = positions[~np.isnan(positions)]
+    low, high = bootstrap_median_ci(reached)
+    return {"median_tokens_to_recovery": float(np.median(reached)) if len(reached) else float("nan"),
+            "tokens_ci_low": low, "tokens_ci_high": high,
+            "share_reaching_home": len(reached) / len(positions) if len(positions) else float("nan")}
 
 
 def segue_figure(result: SegueResult, method: str = "keywords") -> "Figure":
