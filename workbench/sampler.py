@@ -176,6 +176,15 @@ class Sampler:
         self._backends: dict[str, Backend] = {}
         self._library: Library | None = None
 
+    def with_store(self, store: Store | str | Path | None = None) -> "Sampler":
+        """A Sampler on its own store connection (default: this store's file) sharing this one's registry,
+        library and loaded backends: what a worker thread uses, since a SQLite connection belongs to one thread."""
+        other = Sampler(store if store is not None else self.store.path, self.registry, self.batch_size,
+                        self.progress, **self.backend_settings)
+        other._backends = self._backends  # one loaded model per process, whichever thread loaded it
+        other._library = self._library
+        return other
+
     # -- models --------------------------------------------------------------------------
 
     def model(self, name: str | ModelSpec) -> ModelSpec:

@@ -1,0 +1,190 @@
+"""The panels without a browser: construct, set values, run in the background, inspect .results;
+Stop, a second Run while one is running, errors inside the panel, export with provenance."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from matplotlib.figure import Figure
+
+from tests.conftest import EMBEDDED
+from workbench.widgets import ComparePanel, SweepPanel, TreeExplorer, tokens_html
+
+pytestmark = pytest.mark.models
+
+TYPED = "The weather today is"
+
+
+def wait_until(predicate, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_compare_panel_runs_in_the_background_and_fills_results(sampler, tmp_path):
+    panel = ComparePanel(sampler, prompt="mode-collapse/random-digit-sequence", n=4)
+    assert panel.picker.ref.value == "mode-collapse/random-digit-sequence"
+    assert list(panel.models.value) == list(EMBEDDED)
+    assert panel.max_tokens.value == 3  # the prompt's suggested max_tokens fills the control
+    panel.seed.value = 3
+    panel.temperature.value = 0.8
+    assert panel.run(wait=True), panel.message.value
+    assert panel.error is None, panel.last_traceback
+    summary = panel.results["summary"]
+    assert list(summary["model"]) == list(EMBEDDED)
+    assert set(summary["n"]) == {4}
+    assert {"entropy_bits", "entropy_ci", "top_share_ci"} <= set(summary.columns)
+    assert list(panel.results["divergence"]["pair"]) == [f"{EMBEDDED[0]} vs {EMBEDDED[1]}"]
+    distributions = panel.results["distributions"]
+    assert set(distributions["method"]) == {"exact"} and set(distributions["temperature"]) == {0.8}
+    samples = panel.results["samples"]
+    assert len(samples) == 8 and {"answer", "cluster", "tokens", "token_logprobs"} <= set(samples.columns)
+    assert set(samples["seed"]) == {3}
+    assert isinstance(panel.figure, Figure)
+    assert len(panel.figure_box.children) == 1 and panel.figure_box.children[0].value[:4] == b"\x89PNG"
+    assert "<table" in panel.summary_html.value and EMBEDDED[1] in panel.summary_html.value
+    # The sample browser: filters and a sample's tokens coloured by logprob.
+    panel.browse_model.value = EMBEDDED[1]
+    assert len(panel.sample_list.options) == 4
+    html = panel.select_sample(EMBEDDED[0], 2)
+    assert "workbench-token" in html and "hsl(" in html and EMBEDDED[0] in html
+    # The main thread's store is still usable (the worker had its own connection).
+    assert len(sampler.store.runs()) == 2
+    # A second run answers from the store.
+    assert panel.run(wait=True)
+    assert "0 drawn, 4 from the store" in panel.status.value
+
+
+def test_export_button_writes_every_format_with_provenance(sampler):
+    from workbench.home import exports_dir
+
+    folder = exports_dir() / "widgets"  # in the test session's temporary WORKBENCH_HOME
+    shutil.rmtree(folder, ignore_errors=True)
+    panel = ComparePanel(sampler, prompt=TYPED, models=list(EMBEDDED), n=2, max_tokens=3, clusters=False)
+    assert panel.export_button.disabled
+    panel.run(wait=True)
+    assert panel.error is None, panel.last_traceback
+    panel.export_formats.value = ("png", "svg", "pdf")
+    panel.export_button.click()
+    written = sorted(p.name for p in folder.iterdir())
+    assert written == ["compare-the-weather-today-is.pdf", "compare-the-weather-today-is.png",
+                       "compare-the-weather-today-is.provenance.json", "compare-the-weather-today-is.svg"]
+    provenance = json.loads((folder / "compare-the-weather-today-is.provenance.json").read_text())
+    assert provenance["models"] == list(EMBEDDED)
+    assert {r["run_id"] for r in provenance["runs"]} == set(panel.results["samples"]["run_id"])
+    assert "wrote" in panel.export_status.value
+
+
+def test_stop_ends_a_run_cleanly_and_keeps_what_was_sampled(sampler):
+    panel = ComparePanel(sampler, prompt=TYPED, n=48, max_tokens=16, clusters=False)
+    assert panel.run()
+    wait_until(lambda: panel.progress.value >= 8)  # the first chunk is stored
+    panel.stop()
+    panel.wait(120)
+    assert not panel.running
+    assert "stopped" in panel.status.value
+    assert panel.results == {} and panel.error is None
+    kept = sum(len(sampler.store.sample_indices(r)) for r in sampler.store.runs()["id"])
+    assert 8 <= kept < 96
+    assert not panel.run_button.disabled and panel.stop_button.disabled
+
+
+def test_a_second_run_click_while_running_is_refused_politely(sampler):
+    panel = ComparePanel(sampler, prompt=TYPED, n=16, max_tokens=8, clusters=False)
+    assert panel.run()
+    assert panel.run() is False
+    assert "already in progress" in panel.status.value
+    panel.run_button.click()  # the button says the same, and starts nothing
+    panel.wait(300)
+    assert panel.error is None, panel.last_traceback
+    assert panel.runs_finished == 1
+
+
+def test_bad_input_and_failures_appear_as_a_message_in_the_panel(sampler, tmp_path):
+    panel = ComparePanel(sampler, prompt="", n=2, clusters=False)
+    assert panel.picker.source.value == "my prompt"
+    assert panel.run() is False
+    assert "prompt is empty" in panel.message.value and "workbench-error" in panel.message.value
+    panel.picker.text.value = TYPED
+    panel.models.value = (EMBEDDED[0],)
+    assert panel.run() is False and "two or more models" in panel.message.value
+
+    # A failure inside the worker thread: a model whose weights are missing.
+    from workbench.registry import load_registry
+    from workbench.sampler import Sampler
+
+    user = tmp_path / "models.yaml"
+    user.write_text(json.dumps({"models": {"broken": {"backend": "hf", "kind": "tuned", "family": "x",
+                                                      "source": {"path": str(tmp_path / "no-such-model")}}}}))
+    broken = Sampler(store=sampler.store.path, registry=load_registry(user), progress=False)
+    panel = ComparePanel(broken, prompt=TYPED, models=[EMBEDDED[1], "broken"], n=2, max_tokens=2, clusters=False)
+    assert panel.run(wait=True)
+    assert panel.error is not None
+    assert "workbench-error" in panel.message.value and "Traceback" not in panel.message.value
+    assert "no-such-model" in panel.message.value or "broken" in panel.message.value
+    assert "Traceback" in panel.last_traceback
+    assert not panel.run_button.disabled
+    with pytest.raises(Exception, match="unknown model"):
+        ComparePanel(sampler, models=["no-such-model", EMBEDDED[0]])
+
+
+def test_tokens_html_escapes_and_colours_by_probability():
+    html = tokens_html(["<script>", " a&b", "\n"], [-0.01, -5.0, None], title="<b>")
+    assert "<script>" not in html and "&lt;script&gt;" in html and "&amp;" in html and "&lt;b&gt;" in html
+    assert "hsl(118" in html or "hsl(119" in html  # p ~ 0.99: green
+    assert "hsl(0," in html  # p ~ 0.007: red
+    assert "#e0e0e0" in html  # unknown logprob
+
+
+def test_sweep_panel_plots_the_chosen_metrics_against_temperature(sampler, tmp_path):
+    panel = SweepPanel(sampler, prompt="mode-collapse/random-digit-sequence", temperatures=(0.5, 1.5), points=3, n=4,
+                       method="sampled", metrics=("entropy_bits", "distinct_answers"))
+    assert panel.run(wait=True)
+    assert panel.error is None, panel.last_traceback
+    sweep = panel.results["sweep"]
+    assert set(sweep["temperature"]) == {0.5, 1.0, 1.5}
+    assert set(sweep["model"]) == set(EMBEDDED) and set(sweep["metric"]) == {"entropy_bits", "distinct_answers"}
+    assert set(sweep["method"]) == {"sampled"}
+    assert list(panel.figures) == ["entropy_bits", "distinct_answers"]
+    paths = panel.export(tmp_path / "sweep", formats=("png",))
+    assert sorted(p.name for p in paths) == ["sweep-distinct-answers.png", "sweep-distinct-answers.provenance.json",
+                                             "sweep-entropy-bits.png", "sweep-entropy-bits.provenance.json"]
+    panel.method.value = "auto"  # exact where the backend scores the answer space
+    panel.metrics.value = ("top1_mass",)
+    assert panel.run(wait=True) and panel.error is None, panel.last_traceback
+    assert set(panel.results["sweep"]["method"]) == {"exact"}
+
+
+def test_tree_explorer_expands_on_click_compares_and_exports(sampler, tmp_path):
+    panel = TreeExplorer(sampler, prompt="mode-collapse/random-number-completion", model=EMBEDDED[0], k=2)
+    assert panel.run(wait=True), panel.message.value  # expands the root
+    assert panel.error is None, panel.last_traceback
+    nodes = panel.results["nodes"]
+    assert len(nodes) == 3 and set(nodes["method"]) == {"root", "topk"}
+    first = int(nodes[nodes["rank"] == 0]["node_id"].iloc[0])
+    panel.nodes.value = first  # a click: selects and expands the node
+    panel.wait(120)
+    assert len(panel.results["nodes"]) == 5
+    assert "p(edge | parent)" in panel.details.value
+    panel.compare_with.value = EMBEDDED[1]
+    panel.mode.value = "sampled chunks"
+    panel.n.value, panel.m.value = 3, 2
+    assert panel.expand(first, wait=True)
+    assert panel.error is None, panel.last_traceback
+    comparison = panel.results["comparison"]
+    assert {"p_a", "p_b", "log_ratio", "in_topk_b"} <= set(comparison.columns)
+    assert "chunk" in set(panel.results["nodes"]["method"])
+    assert any(EMBEDDED[1] in label for label, _ in panel.nodes.options)
+    assert isinstance(panel.figure, Figure)
+    paths = panel.export_tree(tmp_path / "tree.json")
+    assert [p.suffix for p in paths] == [".json", ".csv"]
+    data = json.loads(Path(paths[0]).read_text())
+    assert data["format"] == "workbench-branch-tree/1" and len(data["nodes"]) == len(panel.tree.nodes)
+    # The tree keeps working from the notebook's thread.
+    assert panel.tree.sampler is sampler
+    assert len(panel.tree.expand(0, k=1)) == 1

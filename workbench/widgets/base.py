@@ -1,0 +1,375 @@
+"""What every panel shares: Run/Stop, a progress bar, status and error lines, figure export, a
+background worker thread with its own store connection, and `.results` for continuing in code.
+
+A panel's work runs in a `threading.Thread` so the notebook stays responsive. The worker gets
+its own `Sampler` (`sampler.with_store()`: its own SQLite connection, the same loaded models)
+and checks a stop flag between chunks of samples, so Stop ends a run within one chunk and every
+sample drawn so far stays in the store (the next Run continues from there). Figures are
+matplotlib `Figure` objects (never pyplot) shown as PNG images, which a worker thread can
+update safely.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+import threading
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import ipywidgets as w
+import pandas as pd
+
+from workbench.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from workbench.prompts import LibraryPrompt
+    from workbench.sampler import Sampler
+
+CHUNK = 8  # samples per sampler call: Stop takes effect within one chunk; batches stay reasonably full
+TYPED = "my prompt"
+LIBRARY = "library"
+ALL = "(all)"
+
+
+class Stopped(Exception):
+    """Raised in the worker when Stop was pressed; what was sampled stays stored."""
+
+
+def html_table(frame: pd.DataFrame, digits: int = 3, max_rows: int = 40) -> str:
+    """A DataFrame as a small HTML table (cells escaped), for an ipywidgets.HTML."""
+    shown = frame.head(max_rows).round(digits) if len(frame) else frame
+    table = shown.to_html(index=False, escape=True, border=0, classes="workbench-table", na_rep="–")
+    style = ("<style>.workbench-table{border-collapse:collapse;font-size:12px}"
+             ".workbench-table th,.workbench-table td{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd}"
+             ".workbench-table th{background:#f3f3f3}</style>")
+    more = f"<div style='font-size:11px;color:#555'>{len(frame) - max_rows} more rows in .results</div>" \
+        if len(frame) > max_rows else ""
+    return style + table + more
+
+
+def figure_png(fig: "Figure") -> bytes:
+    """PNG bytes of a Figure (its own canvas: no pyplot, safe in a worker thread)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, facecolor="white")
+    return buffer.getvalue()
+
+
+def slug(text: str, width: int = 50) -> str:
+    """A file-name-safe piece of text."""
+    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")[:width] or "figure"
+
+
+def chunks(n: int, size: int = CHUNK) -> list[int]:
+    """The growing sample counts a run asks for: size, 2*size, ..., n (each call draws only the new ones)."""
+    return list(range(size, n, size)) + [n]
+
+
+@dataclass
+class PromptChoice:
+    """What the prompt picker says: a library prompt (with its choices) or typed text."""
+
+    prompt: "LibraryPrompt | str"
+    chat: bool
+    perturbation: str | None
+    framing: str | None
+
+    @property
+    def name(self) -> str:
+        """The library address, or the typed text shortened."""
+        ref = getattr(self.prompt, "ref", None)
+        if ref:
+            return ref
+        text = str(self.prompt).replace("\n", " ")
+        return text if len(text) <= 40 else text[:39] + "…"
+
+    def choices(self) -> dict[str, Any]:
+        """perturbation and framing, for Sampler and analysis calls."""
+        return {"perturbation": self.perturbation, "framing": self.framing}
+
+
+class PromptPicker(w.VBox):
+    """A library prompt (collection, a text filter, perturbation, framing) or a prompt you type."""
+
+    def __init__(self, sampler: "Sampler", prompt: str | None = None, chat: bool = False) -> None:
+        super().__init__()
+        self.library = sampler.library
+        collections = sorted({p.collection.name for p in self.library})
+        self.source = w.ToggleButtons(options=[LIBRARY, TYPED], value=LIBRARY, description="prompt",
+                                      style={"button_width": "90px"})
+        self.collection = w.Dropdown(options=[ALL, *collections], value=ALL, description="collection")
+        self.filter = w.Text(placeholder="filter: a word in the prompt, its id or description", description="filter",
+                             continuous_update=True)
+        self.ref = w.Dropdown(options=[], description="prompt", layout=w.Layout(width="420px"))
+        self.perturbation = w.Dropdown(options=[("(none)", None)], description="perturbation")
+        self.framing = w.Dropdown(options=[("(default)", None)], description="framing")
+        self.text = w.Textarea(placeholder="Type a prompt: a completion for every model, or a user message with chat",
+                               layout=w.Layout(width="420px", height="64px"), description="text")
+        self.chat = w.Checkbox(value=chat, description="chat (tuned: chat template; base: transcript)", indent=False)
+        self.preview = w.HTML(layout=w.Layout(max_width="640px"))
+        self.collection.observe(self._refilter, "value")
+        self.filter.observe(self._refilter, "value")
+        self.ref.observe(self._choose, "value")
+        self.source.observe(self._switch, "value")
+        self._refilter()
+        if prompt is not None:
+            if prompt in self.library:
+                self.collection.value = self.library.get(prompt).collection.name
+                self.ref.value = prompt
+            else:
+                self.source.value = TYPED
+                self.text.value = prompt
+        self._switch()
+
+    def _refilter(self, *_: Any) -> None:
+        collection = None if self.collection.value == ALL else self.collection.value
+        found = self.library.filter(collection=collection, text=self.filter.value.strip() or None)
+        refs = [p.ref for p in found]
+        current = self.ref.value
+        self.ref.options = refs
+        if current in refs:
+            self.ref.value = current
+        elif refs:
+            self.ref.value = refs[0]
+        self._choose()
+
+    def _choose(self, *_: Any) -> None:
+        ref = self.ref.value
+        if not ref:
+            self.perturbation.options, self.framing.options = [("(none)", None)], [("(default)", None)]
+            self.preview.value = "<i>no prompt matches the filter</i>"
+            return
+        spec = self.library.get(ref).spec
+        self.perturbation.options = [("(none)", None), *[(p, p) for p in spec.perturbations]]
+        self.framing.options = [("(default)", None), *[(f, f) for f in spec.framings]]
+        body = spec.text if spec.text is not None else "\n".join(f"{m.role}: {m.content}" for m in spec.messages or [])
+        space = f" · answer space: {len(spec.answer_space.values())} answers" if spec.answer_space else ""
+        self.preview.value = (f"<div style='font-size:12px;color:#444'>{html.escape(spec.description)}{space}</div>"
+                              f"<pre style='font-size:11px;white-space:pre-wrap;margin:2px 0'>"
+                              f"{html.escape(body[:400])}</pre>")
+
+    def _switch(self, *_: Any) -> None:
+        if self.source.value == LIBRARY:
+            self.children = [self.source, w.HBox([self.collection, self.filter]), self.ref,
+                             w.HBox([self.perturbation, self.framing]), self.preview]
+        else:
+            self.children = [self.source, self.text, self.chat]
+
+    def suggested(self) -> dict[str, Any]:
+        """The chosen library prompt's suggested sampling fields (empty for typed text)."""
+        if self.source.value == LIBRARY and self.ref.value:
+            return dict(self.library.get(self.ref.value).spec.sampling)
+        return {}
+
+    def value(self) -> PromptChoice:
+        """The current choice, checked: an error names what to change."""
+        if self.source.value == TYPED:
+            text = self.text.value
+            if not text.strip():
+                raise WorkbenchError("the prompt is empty: type a prompt, or pick one from the library")
+            return PromptChoice(text, bool(self.chat.value), None, None)
+        if not self.ref.value:
+            raise WorkbenchError("no library prompt is selected; clear the filter or pick another collection")
+        return PromptChoice(self.library.get(self.ref.value), False, self.perturbation.value, self.framing.value)
+
+
+def error_html(message: str) -> str:
+    """A readable error box (escaped)."""
+    return ("<div class='workbench-error' style='color:#8a1c1c;background:#fdecea;border:1px solid #f5c2c0;"
+            f"padding:4px 8px;border-radius:3px;white-space:pre-wrap'>⚠ {html.escape(message)}</div>")
+
+
+class Panel(w.VBox):
+    """The shared machinery of the workbench panels (see the module docstring)."""
+
+    kind = "panel"
+    run_label = "Run"
+
+    def __init__(self, sampler: "Sampler | None" = None) -> None:
+        super().__init__()
+        if sampler is None:
+            from workbench.sampler import Sampler
+
+            sampler = Sampler(progress=False)
+        self.sampler = sampler
+        self.results: dict[str, pd.DataFrame] = {}
+        self.figures: dict[str, Figure] = {}
+        self.provenance: dict[str, Any] = {}
+        self.error: BaseException | None = None
+        self.last_traceback = ""
+        self.runs_finished = 0
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.run_button = w.Button(description=self.run_label, button_style="primary", icon="play",
+                                   tooltip="Run in the background (the notebook stays usable)")
+        self.stop_button = w.Button(description="Stop", icon="stop", disabled=True,
+                                    tooltip="Stop after the current chunk; sampled results stay stored")
+        self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="220px"))
+        self.status = w.HTML(value="<span class='workbench-status'>ready</span>")
+        self.message = w.HTML()
+        self.export_formats = w.SelectMultiple(options=["png", "svg", "pdf"], value=("png", "svg"), rows=3,
+                                               description="formats", layout=w.Layout(width="160px"))
+        self.export_button = w.Button(description="Export figure", icon="download", disabled=True,
+                                      tooltip="PNG/SVG/PDF with provenance, in $WORKBENCH_HOME/exports/widgets")
+        self.export_status = w.HTML()
+        self.figure_box = w.VBox()
+        self.run_button.on_click(lambda _: self.run())
+        self.stop_button.on_click(lambda _: self.stop())
+        self.export_button.on_click(lambda _: self._export_clicked())
+        self.add_class("workbench-panel")
+        self.add_class(f"workbench-{self.kind}")
+
+    # -- the controls row and the export row, for subclasses' layouts ------------------------
+
+    def run_row(self) -> w.HBox:
+        """Run, Stop, the progress bar and the status line."""
+        return w.HBox([self.run_button, self.stop_button, self.progress, self.status],
+                      layout=w.Layout(align_items="center"))
+
+    def export_row(self) -> w.HBox:
+        """The export button with its formats and the last export's paths."""
+        return w.HBox([self.export_button, self.export_formats, self.export_status],
+                      layout=w.Layout(align_items="center"))
+
+    # -- running -----------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether a run is in progress."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def figure(self) -> "Figure | None":
+        """The panel's (first) figure."""
+        return next(iter(self.figures.values()), None)
+
+    def job(self) -> Callable[["Sampler"], Any]:
+        """Read the controls (in the caller's thread) and return the work to do with a worker's Sampler."""
+        raise NotImplementedError
+
+    def show(self, outcome: Any) -> None:
+        """Put a finished job's outcome on screen and into .results / .figures / .provenance."""
+        raise NotImplementedError
+
+    def run(self, wait: bool = False, timeout: float | None = None) -> bool:
+        """Start the work in a background thread; False (with a polite note) if a run is already going."""
+        with self._lock:
+            if self.running:
+                self.status.value = ("<span class='workbench-status'>a run is already in progress: wait for it "
+                                     "or press Stop</span>")
+                return False
+            self.message.value = ""
+            self.error = None
+            try:
+                work = self.job()
+            except Exception as exc:  # noqa: BLE001 - any bad input becomes a message in the panel
+                self._fail(exc)
+                return False
+            self._stop.clear()
+            self.progress.value, self.progress.max, self.progress.bar_style = 0, 1, ""
+            self.run_button.disabled, self.stop_button.disabled = True, False
+            self.status.value = "<span class='workbench-status'>starting…</span>"
+            self._thread = threading.Thread(target=self._work, args=(work,), name=f"workbench-{self.kind}",
+                                            daemon=True)
+            self._thread.start()
+        if wait:
+            self.wait(timeout)
+        return True
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the current run (if any) has finished."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def stop(self) -> None:
+        """Ask the run to stop after the current chunk (samples drawn so far stay stored)."""
+        if self.running:
+            self._stop.set()
+            self.status.value = "<span class='workbench-status'>stopping after the current chunk…</span>"
+
+    def check_stop(self) -> None:
+        """Called by a job between chunks: raises Stopped when Stop was pressed."""
+        if self._stop.is_set():
+            raise Stopped()
+
+    def report(self, done: int, total: int, what: str) -> None:
+        """Progress from a job."""
+        self.progress.max = max(1, total)
+        self.progress.value = min(done, self.progress.max)
+        self.status.value = f"<span class='workbench-status'>{html.escape(what)}</span>"
+
+    def _work(self, work: Callable[["Sampler"], Any]) -> None:
+        sampler = self.sampler.with_store()  # this thread's own store connection, the same models
+        try:
+            outcome = work(sampler)
+            self.show(outcome)
+            self.runs_finished += 1
+            self.progress.value = self.progress.max
+            self.progress.bar_style = "success"
+        except Stopped:
+            self.progress.bar_style = "warning"
+            self.status.value = ("<span class='workbench-status'>stopped: the samples drawn so far are stored; "
+                                 "Run again to continue from there</span>")
+        except Exception as exc:  # noqa: BLE001 - shown in the panel, kept in .error and .last_traceback
+            self._fail(exc)
+        finally:
+            sampler.store.close()
+            self.run_button.disabled, self.stop_button.disabled = False, True
+
+    def _fail(self, exc: BaseException) -> None:
+        self.error = exc
+        self.last_traceback = "".join(traceback.format_exception(exc))
+        if isinstance(exc, WorkbenchError):
+            text = str(exc)
+        else:
+            text = f"{type(exc).__name__}: {exc} (the full traceback is in .last_traceback)"
+        self.message.value = error_html(text)
+        self.progress.bar_style = "danger"
+        self.status.value = "<span class='workbench-status'>failed (see the message below)</span>"
+
+    # -- figures and export ------------------------------------------------------------------
+
+    def set_figures(self, figures: dict[str, "Figure"]) -> None:
+        """Show figures (name -> Figure) as PNG images and enable export."""
+        self.figures = dict(figures)
+        self.figure_box.children = [
+            w.Image(value=figure_png(fig), format="png", layout=w.Layout(max_width="100%", height="auto"))
+            for fig in self.figures.values()
+        ]
+        self.export_button.disabled = not self.figures
+
+    def default_stem(self) -> Path:
+        """Where Export writes by default: $WORKBENCH_HOME/exports/widgets/<kind>-<what>."""
+        from workbench.home import exports_dir
+
+        return exports_dir() / "widgets" / f"{self.kind}-{slug(self.provenance.get('prompt', 'figure'))}"
+
+    def export(self, stem: str | Path | None = None, formats: tuple[str, ...] | None = None) -> list[Path]:
+        """Write the figure(s) with their provenance (PNG/SVG/PDF and a JSON sidecar); returns the paths."""
+        from workbench.plots import export_figure
+
+        if not self.figures:
+            raise WorkbenchError("nothing to export yet: press Run first")
+        stem = Path(stem) if stem is not None else self.default_stem()
+        formats = tuple(formats or self.export_formats.value or ("png",))
+        written: list[Path] = []
+        for name, fig in self.figures.items():
+            target = stem if len(self.figures) == 1 else stem.parent / f"{stem.name}-{slug(name)}"
+            written += export_figure(fig, target, {**self.provenance, "figure": name or self.kind}, formats)
+        return written
+
+    def _export_clicked(self) -> None:
+        try:
+            paths = self.export()
+        except Exception as exc:  # noqa: BLE001
+            self.export_status.value = error_html(str(exc))
+            return
+        self.export_status.value = ("<div style='font-size:11px'>wrote " +
+                                    "<br>".join(html.escape(str(p)) for p in paths) + "</div>")

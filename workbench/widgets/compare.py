@@ -1,0 +1,263 @@
+"""ComparePanel: one prompt on two or more models, side by side.
+
+The work is `workbench.comparisons.compare_prompt` (exact distributions where the backend can
+score the answer space, sampled ones with bootstrap CIs, pairwise divergences) plus
+`workbench.metrics.semantic_clusters`; the panel only draws samples in chunks first, so a run
+can be stopped and everything else comes from the store.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+import ipywidgets as w
+import pandas as pd
+
+from workbench.errors import WorkbenchError
+from workbench.widgets.base import ALL, Panel, PromptPicker, chunks, html_table
+from workbench.widgets.tokens import tokens_html
+
+if TYPE_CHECKING:
+    from workbench.comparisons import PromptComparison
+    from workbench.metrics import Clusters
+    from workbench.sampler import Sampler
+
+AUTO_ANSWER = "auto"  # the prompt's answer space, else the first line
+
+
+@dataclass
+class CompareOutcome:
+    """What a ComparePanel run produced."""
+
+    report: "PromptComparison"
+    samples: pd.DataFrame  # every model's samples with an `answer` column (and `cluster` when clustered)
+    clusters: "Clusters | None"
+    prompt_name: str
+    answer_name: str
+
+
+def default_models(sampler: "Sampler") -> list[str]:
+    """The embedded base/tuned pair when registered, else the first two models of the registry."""
+    pair = sampler.registry.pairs.get("embedded")
+    if pair is not None:
+        return [pair.base, pair.tuned]
+    return list(sampler.registry.models)[:2]
+
+
+class ComparePanel(Panel):
+    """Pick a prompt and models, Run, and compare the continuation distributions side by side."""
+
+    kind = "compare"
+
+    def __init__(self, sampler: "Sampler | None" = None, prompt: str | None = "mode-collapse/random-digit-sequence",
+                 models: list[str] | None = None, n: int = 32, temperature: float = 1.0, top_p: float = 1.0,
+                 max_tokens: int | None = None, seed: int = 0, chat: bool = False, clusters: bool = True) -> None:
+        super().__init__(sampler)
+        names = list(self.sampler.registry.models)
+        chosen = models or default_models(self.sampler)
+        unknown = [m for m in chosen if m not in names]
+        if unknown:
+            self.sampler.registry.get(unknown[0])  # raises with the closest names
+        self.picker = PromptPicker(self.sampler, prompt, chat)
+        self.models = w.SelectMultiple(options=names, value=tuple(chosen), rows=min(6, max(2, len(names))),
+                                       description="models", layout=w.Layout(width="420px"))
+        style = {"description_width": "90px"}
+        self.n = w.BoundedIntText(value=n, min=1, max=100_000, description="n", style=style,
+                                  layout=w.Layout(width="180px"))
+        self.temperature = w.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.05, description="temperature",
+                                         style=style, readout_format=".2f")
+        self.top_p = w.FloatSlider(value=top_p, min=0.05, max=1.0, step=0.05, description="top-p", style=style,
+                                   readout_format=".2f")
+        self.max_tokens = w.BoundedIntText(value=max_tokens or 16, min=1, max=32768, description="max tokens",
+                                           style=style, layout=w.Layout(width="180px"))
+        self.seed = w.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="seed", style=style,
+                                     layout=w.Layout(width="180px"))
+        from workbench.analysis import ANSWER_EXTRACTORS
+
+        self.answer = w.Dropdown(options=[AUTO_ANSWER, *ANSWER_EXTRACTORS], value=AUTO_ANSWER, description="answer",
+                                 style=style, layout=w.Layout(width="260px"))
+        self.cluster = w.Checkbox(value=clusters, description="semantic clusters (MiniLM)", indent=False)
+        self._explicit_max_tokens = max_tokens is not None
+        self.picker.ref.observe(self._suggest, "value")
+        self.picker.source.observe(self._suggest, "value")
+        self._suggest()
+
+        # Results: figure, tables, and the sample browser.
+        self.summary_html = w.HTML()
+        self.divergence_html = w.HTML()
+        self.note = w.HTML()
+        self.browse_model = w.Dropdown(options=[ALL], description="model", layout=w.Layout(width="260px"))
+        self.browse_answer = w.Dropdown(options=[ALL], description="answer", layout=w.Layout(width="260px"))
+        self.browse_cluster = w.Dropdown(options=[ALL], description="cluster", layout=w.Layout(width="320px"))
+        self.sample_list = w.Select(options=[], rows=8, layout=w.Layout(width="100%"))
+        self.tokens = w.HTML()
+        for control in (self.browse_model, self.browse_answer, self.browse_cluster):
+            control.observe(self._refresh_samples, "value")
+        self.sample_list.observe(self._show_tokens, "value")
+        self.samples = pd.DataFrame()
+
+        settings = w.VBox([
+            self.picker, self.models,
+            w.HBox([self.n, self.max_tokens, self.seed]),
+            w.HBox([self.temperature, self.top_p]),
+            w.HBox([self.answer, self.cluster]),
+        ])
+        browser = w.VBox([w.HBox([self.browse_model, self.browse_answer, self.browse_cluster]), self.sample_list,
+                          self.tokens])
+        self.tabs = w.Tab(children=[w.VBox([self.figure_box, self.note]),
+                                    w.VBox([self.summary_html, self.divergence_html]), browser])
+        for i, title in enumerate(["distributions", "metrics", "samples"]):
+            self.tabs.set_title(i, title)
+        self.children = [settings, self.run_row(), self.message, self.tabs, self.export_row()]
+
+    def _suggest(self, *_: Any) -> None:
+        """A library prompt's suggested max_tokens fills the control (the value sent is always explicit)."""
+        if self._explicit_max_tokens:
+            return
+        from workbench.config import SamplingConfig
+
+        default = SamplingConfig.model_fields["max_tokens"].default
+        self.max_tokens.value = int(self.picker.suggested().get("max_tokens", default))
+
+    # -- the work ----------------------------------------------------------------------------
+
+    def job(self) -> Callable[["Sampler"], CompareOutcome]:
+        from workbench.analysis import answer_extractor
+
+        choice = self.picker.value()
+        models = list(self.models.value)
+        if len(models) < 2:
+            raise WorkbenchError("pick two or more models to compare (ctrl/cmd-click in the models list)")
+        for m in models:
+            self.sampler.registry.get(m)
+        n, seed = int(self.n.value), int(self.seed.value)
+        fields = {"temperature": float(self.temperature.value), "top_p": float(self.top_p.value),
+                  "max_tokens": int(self.max_tokens.value)}
+        answer_name = self.answer.value
+        answer = None if answer_name == AUTO_ANSWER else answer_extractor(answer_name)
+        cluster = bool(self.cluster.value)
+
+        def work(sampler: "Sampler") -> CompareOutcome:
+            from workbench.comparisons import compare_prompt
+            from workbench.distributions import answers_of
+
+            total = n * len(models)
+            for i, model in enumerate(models):
+                before = 0
+                for upto in chunks(n):
+                    self.check_stop()
+                    self.report(i * n + before, total, f"sampling {model}: {before}/{n}")
+                    sampler.sample(model, choice.prompt, upto, seed=seed, chat=choice.chat, **choice.choices(),
+                                   **fields)
+                    before = upto
+            self.check_stop()
+            self.report(total, total, "comparing (exact distributions where possible, divergences)…")
+            report = compare_prompt(sampler, models, choice.prompt, n, seed=seed, answer=answer, chat=choice.chat,
+                                    **choice.choices(), **fields)
+            space = getattr(getattr(choice.prompt, "spec", None), "answer_space", None)
+            normaliser = answer or space
+            samples = pd.concat([r.samples for r in report.runs], ignore_index=True)
+            samples["answer"] = answers_of(list(samples["text"]), normaliser)
+            clusters = None
+            if cluster and len(samples) >= 2:
+                self.check_stop()
+                self.report(total, total, "clustering the continuations (MiniLM embeddings)…")
+                from workbench.metrics import semantic_clusters
+
+                clusters = semantic_clusters(samples, seed=seed)
+                samples["cluster"] = clusters.points["cluster"].to_numpy()
+            shown = answer_name if answer else (f"answer space ({space.normaliser})" if space else "first line")
+            return CompareOutcome(report, samples, clusters, choice.name, shown)
+
+        return work
+
+    def show(self, outcome: CompareOutcome) -> None:
+        from workbench.distributions import distribution_table
+        from workbench.plots import answer_distribution_figure
+
+        report = outcome.report
+        table = distribution_table(report.distributions)
+        fig = answer_distribution_figure(table, title=f"Answer distributions: {outcome.prompt_name}",
+                                         note=report.family_note)
+        self.results = {"summary": report.summary, "divergence": report.divergence, "distributions": table,
+                        "samples": outcome.samples}
+        if outcome.clusters is not None:
+            self.results["clusters"] = outcome.clusters.clusters
+        self.report_object = report
+        self.provenance = {
+            "panel": "ComparePanel", "prompt": outcome.prompt_name, "models": [r.model for r in report.runs],
+            "runs": [{"run_id": r.run_id, "model": r.model, "config": r.config.model_dump(mode="json"), "seed": r.seed,
+                      "n": r.n, "template": r.rendered.template} for r in report.runs],
+            "methods": {d.model: d.method for d in report.distributions}, "answer": outcome.answer_name,
+            "families": report.family_note,
+        }
+        self.set_figures({"distribution": fig})
+        self.note.value = (f"<div style='font-size:12px;color:#555'>answer = {html.escape(outcome.answer_name)}; "
+                           f"{html.escape(report.family_note)}</div>")
+        self.summary_html.value = ("<b>Per model</b> (entropy in bits over answers, 95% bootstrap CIs)"
+                                   + html_table(report.summary))
+        self.divergence_html.value = ("<b>Between models</b> (Jensen-Shannon divergence and smoothed KL in bits, "
+                                      "permutation-test p-value)"
+                                      + html_table(report.divergence[["pair", "jsd", "kl_ab", "kl_ba", "p_value"]], 4))
+        self.samples = outcome.samples
+        models = list(dict.fromkeys(outcome.samples["model"]))
+        answers = outcome.samples["answer"].value_counts().index.tolist()
+        self.browse_model.options = [ALL, *models]
+        self.browse_answer.options = [ALL, *answers]
+        if outcome.clusters is not None:
+            labels = outcome.clusters.clusters
+            self.browse_cluster.options = [ALL, *[(f"{c}: {_short(label, 40)} ({size})", c) for c, label, size in
+                                                  zip(labels["cluster"], labels["label"], labels["size"])]]
+        else:
+            self.browse_cluster.options = [ALL]
+        self.browse_model.value = self.browse_answer.value = self.browse_cluster.value = ALL
+        runs = ", ".join(f"{r.model}: {r.drawn} drawn, {r.cached} from the store" for r in report.runs)
+        self.status.value = f"<span class='workbench-status'>done ({html.escape(runs)})</span>"
+        self._refresh_samples()
+
+    # -- the sample browser ------------------------------------------------------------------
+
+    def filtered_samples(self) -> pd.DataFrame:
+        """The samples the browser's filters select."""
+        frame = self.samples
+        if frame.empty:
+            return frame
+        if self.browse_model.value != ALL:
+            frame = frame[frame["model"] == self.browse_model.value]
+        if self.browse_answer.value != ALL:
+            frame = frame[frame["answer"] == self.browse_answer.value]
+        if self.browse_cluster.value != ALL and "cluster" in frame:
+            frame = frame[frame["cluster"] == self.browse_cluster.value]
+        return frame
+
+    def _refresh_samples(self, *_: Any) -> None:
+        frame = self.filtered_samples()
+        self.sample_list.options = [
+            (f"{row.model} #{row.sample_index} [{_short(row.answer, 20)}] {_short(row.text, 90)}", i)
+            for i, row in zip(frame.index, frame.itertuples())
+        ]
+        self.tokens.value = "" if len(frame) else "<i>no samples match these filters</i>"
+
+    def _show_tokens(self, *_: Any) -> None:
+        i = self.sample_list.value
+        if i is None or i not in self.samples.index:
+            return
+        row = self.samples.loc[i]
+        title = f"{row['model']} sample #{row['sample_index']} (answer: {row['answer']}; finish: {row['finish_reason']})"
+        self.tokens.value = tokens_html(row["tokens"], row["token_logprobs"], title)
+
+    def select_sample(self, model: str, index: int) -> str:
+        """Show one sample's tokens coloured by logprob (as clicking it does); returns the HTML."""
+        match = self.samples[(self.samples["model"] == model) & (self.samples["sample_index"] == index)]
+        if match.empty:
+            raise WorkbenchError(f"no sample #{index} of {model} in the last run")
+        self.browse_model.value = self.browse_answer.value = self.browse_cluster.value = ALL
+        self.sample_list.value = int(match.index[0])
+        return self.tokens.value
+
+
+def _short(text: Any, width: int) -> str:
+    text = str(text).replace("\n", "⏎")
+    return text if len(text) <= width else text[: width - 1] + "…"
