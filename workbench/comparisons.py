@@ -126,6 +126,32 @@ def paired_difference(answers_a: list[str], answers_b: list[str], metric: str = 
             "ci_high": float(np.quantile(diffs, 1 - alpha))}
 
 
+def sign_flip_test(differences: list[float] | np.ndarray, n_permutations: int = 20000, seed: int = 0) -> float:
+    """Two-sided p-value that paired differences have mean 0 (sign-flip permutation test).
+
+    Exact (every sign pattern) up to 20 pairs, Monte Carlo above that. Paired items (one
+    statement scored by two models) vary far more between items than between models, so a
+    paired test sees shifts an unpaired one misses.
+    """
+    d = np.asarray(differences, dtype=float)
+    d = d[~np.isnan(d)]
+    if len(d) == 0:
+        raise WorkbenchError("a sign-flip test needs at least one paired difference")
+    observed = abs(d.mean())
+    if len(d) <= 20:
+        at_least, total = 0, 0
+        for start in range(0, 2 ** len(d), 1 << 16):  # chunks of sign patterns keep memory small
+            codes = np.arange(start, min(start + (1 << 16), 2 ** len(d)))[:, None]
+            signs = 1 - 2 * ((codes >> np.arange(len(d))) & 1)
+            at_least += int((np.abs((signs * d).mean(axis=1)) >= observed - 1e-12).sum())
+            total += len(codes)
+        return at_least / total
+    rng = np.random.default_rng(seed)
+    signs = rng.choice([-1.0, 1.0], size=(n_permutations, len(d)))
+    at_least = int((np.abs((signs * d).mean(axis=1)) >= observed - 1e-12).sum())
+    return (at_least + 1) / (n_permutations + 1)
+
+
 def adjust_pvalues(p_values: list[float], method: str = "holm") -> list[float]:
     """Holm (family-wise error) or Benjamini-Hochberg ("bh", false discovery rate) adjusted p-values."""
     p = np.asarray(p_values, dtype=float)

@@ -18,6 +18,11 @@ def _checkout_data_dir() -> Path | None:
     return None
 
 
+def checkout_data_dir() -> Path | None:
+    """This checkout's `data/` folder (editable installs), where shipped files such as tuned adapters live."""
+    return _checkout_data_dir()
+
+
 def workbench_home() -> Path:
     """`$WORKBENCH_HOME`, else the checkout's `data/` folder, else `~/.workbench`; created if missing.
 

