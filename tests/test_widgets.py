@@ -57,7 +57,7 @@ def test_compare_panel_runs_in_the_background_and_fills_results(sampler, tmp_pat
     assert len(sampler.store.runs()) == 2
     # A second run answers from the store.
     assert panel.run(wait=True)
-    assert "0 drawn, 4 from the store" in panel.status.value
+    assert "n=4, T=0.8, top-p=1, seed=3" in panel.status.value and "0 drawn, 4 from the store" in panel.status.value
 
 
 def test_export_button_writes_every_format_with_provenance(sampler):

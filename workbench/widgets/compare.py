@@ -106,9 +106,9 @@ class ComparePanel(Panel):
         ])
         browser = w.VBox([w.HBox([self.browse_model, self.browse_answer, self.browse_cluster]), self.sample_list,
                           self.tokens])
-        self.tabs = w.Tab(children=[w.VBox([self.figure_box, self.note]),
-                                    w.VBox([self.summary_html, self.divergence_html]), browser])
-        for i, title in enumerate(["distributions", "metrics", "samples"]):
+        self.tabs = w.Tab(children=[w.VBox([self.figure_box, self.note, self.summary_html, self.divergence_html]),
+                                    browser])
+        for i, title in enumerate(["results", "samples"]):
             self.tabs.set_title(i, title)
         self.children = [settings, self.run_row(), self.message, self.tabs, self.export_row()]
 
@@ -214,7 +214,9 @@ class ComparePanel(Panel):
             self.browse_cluster.options = [ALL]
         self.browse_model.value = self.browse_answer.value = self.browse_cluster.value = ALL
         runs = ", ".join(f"{r.model}: {r.drawn} drawn, {r.cached} from the store" for r in report.runs)
-        self.status.value = f"<span class='workbench-status'>done ({html.escape(runs)})</span>"
+        config = report.runs[0].config
+        ran = f"n={report.runs[0].n}, T={config.temperature:g}, top-p={config.top_p:g}, seed={report.runs[0].seed}"
+        self.status.value = f"<span class='workbench-status'>done: {html.escape(ran)} ({html.escape(runs)})</span>"
         self._refresh_samples()
 
     # -- the sample browser ------------------------------------------------------------------
