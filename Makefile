@@ -24,12 +24,21 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 TEST_SERVER_PACKAGES := 'llama-cpp-python[server]==0.3.36'
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install --quiet $(CONSTRAINTS) -e '.[hf,openai,anthropic,dev]' $(TEST_SERVER_PACKAGES)
+	$(PIP) install --quiet $(CONSTRAINTS) -e '.[hf,openai,anthropic,notebook,dev]' $(TEST_SERVER_PACKAGES)
 	touch $@
+
+# Debian's Chromium for the JupyterLab browser test (tests/test_browser.py drives it with Playwright;
+# Playwright's own browser download is never used). Installed only when missing.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(CHROMIUM):
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 install: $(VENV)/.installed
 
-install-test: $(VENV)/.installed-test
+install-test: $(VENV)/.installed-test $(CHROMIUM)
 
 # Converts the embedded GGUF models once to bf16 safetensors in $$WORKBENCH_HOME/models.
 prepare: install
