@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -157,27 +157,25 @@ def equivalence_classes(texts: list[str], embeddings: np.ndarray, threshold: flo
 def bootstrap_mean_ci(values: np.ndarray, confidence: float = 0.95, n_boot: int = DEFAULT_BOOTSTRAP,
                       seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of a mean (NaNs dropped; NaN interval with fewer than two values)."""
-    values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    if len(values) < 2:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
-    alpha = (1 - confidence) / 2
-    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+    return _bootstrap_ci(values, np.mean, confidence, n_boot, seed)
 
 
 def bootstrap_median_ci(values: np.ndarray, confidence: float = 0.95, n_boot: int = DEFAULT_BOOTSTRAP,
                         seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of a median (NaNs dropped; NaN interval with fewer than two values)."""
+    return _bootstrap_ci(values, np.median, confidence, n_boot, seed)
+
+
+def _bootstrap_ci(values: np.ndarray, statistic: Any, confidence: float, n_boot: int,
+                  seed: int) -> tuple[float, float]:
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
     if len(values) < 2:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    medians = np.median(values[rng.integers(0, len(values), size=(n_boot, len(values)))], axis=1)
+    estimates = statistic(values[rng.integers(0, len(values), size=(n_boot, len(values)))], axis=1)
     alpha = (1 - confidence) / 2
-    return float(np.quantile(medians, alpha)), float(np.quantile(medians, 1 - alpha))
+    return float(np.quantile(estimates, alpha)), float(np.quantile(estimates, 1 - alpha))
 
 
 def text_metrics(samples: pd.DataFrame, k: int = 10, threshold: float = EQUIVALENCE_THRESHOLD,
