@@ -15,7 +15,6 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from workbench import __version__
 from workbench.backends.api_common import run_sync
 from workbench.backends.base import SampleSlot
 from workbench.config import SamplingConfig
@@ -90,10 +89,7 @@ def _poll_one(sampler: Sampler, row: dict[str, Any]) -> BatchJob:
     status, finished, generations, info = run_sync(poll)
     stored = 0
     if generations:
-        engine = backend.engine_info()
-        environment_id = sampler.store.ensure_environment(
-            {"workbench": __version__, "backend": engine.backend, "device": engine.device,
-             "endpoint": engine.endpoint, **engine.versions})
+        environment_id = sampler.environment_id(backend)
         for generation in tqdm(generations, desc=f"batch {row['id']}", unit="sample", disable=not sampler.progress,
                                leave=False):
             stored += sampler.store.add_generations(row["run_id"], [generation], environment_id)

@@ -326,11 +326,7 @@ class Sampler:
         run_id = self.store.ensure_run(plan.record)
         missing = sorted(set(range(n)) - self.store.sample_indices(run_id))
         if missing:
-            info = backend.engine_info()
-            environment_id = self.store.ensure_environment(
-                {"workbench": __version__, "backend": info.backend, "device": info.device,
-                 "endpoint": info.endpoint, **info.versions}
-            )
+            environment_id = self.environment_id(backend)
             bar = tqdm(total=len(missing), desc=f"{spec.name}", unit="sample", disable=not self.progress,
                        leave=False)
             try:
@@ -348,6 +344,14 @@ class Sampler:
                 bar.close()
         samples = self.store.samples(run_id, n)
         return SampleRun(run_id, spec.name, rendered, config, seed, n, len(missing), samples)
+
+    def environment_id(self, backend: Backend) -> str:
+        """The stored description of what writes samples now: library versions, backend, device, endpoint."""
+        info = backend.engine_info()
+        return self.store.ensure_environment(
+            {"workbench": __version__, "backend": info.backend, "device": info.device, "endpoint": info.endpoint,
+             **info.versions}
+        )
 
     def estimate(
         self,
