@@ -145,7 +145,7 @@ def test_compare_panel_in_jupyterlab_in_chromium(jupyterlab):
             env={"HOME": str(browser_home), "PATH": "/usr/bin:/bin"},
         )
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page = browser.new_page(viewport={"width": 1400, "height": 2400})
             page.goto(f"{jupyterlab.url}/lab/tree/01_quickstart.ipynb?token={jupyterlab.token}")
             page.wait_for_function("() => window.jupyterapp !== undefined", timeout=60_000)
             kernel = page.evaluate(WAIT_FOR_KERNEL)
@@ -179,6 +179,9 @@ def test_compare_panel_in_jupyterlab_in_chromium(jupyterlab):
             assert panel.locator(".workbench-error").count() == 0
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             shot = SCREENSHOTS / "compare-panel.png"
+            # The viewport is taller than the panel, so the whole panel (settings, figure, tables) is in view.
+            panel.evaluate("e => e.scrollIntoView({block: 'start'})")
+            page.wait_for_timeout(500)
             panel.screenshot(path=str(shot))
             assert shot.stat().st_size > 20_000
         finally:

@@ -50,7 +50,7 @@ def html_table(frame: pd.DataFrame, digits: int = 3, max_rows: int = 40) -> str:
              ".workbench-table th{background:#f3f3f3}</style>")
     more = f"<div style='font-size:11px;color:#555'>{len(frame) - max_rows} more rows in .results</div>" \
         if len(frame) > max_rows else ""
-    return style + table + more
+    return style + f"<div style='overflow-x:auto;max-width:100%'>{table}</div>" + more
 
 
 def figure_png(fig: "Figure") -> bytes:
@@ -101,13 +101,14 @@ class PromptPicker(w.VBox):
         self.library = sampler.library
         collections = sorted({p.collection.name for p in self.library})
         self.source = w.ToggleButtons(options=[LIBRARY, TYPED], value=LIBRARY, description="prompt",
-                                      style={"button_width": "90px"})
-        self.collection = w.Dropdown(options=[ALL, *collections], value=ALL, description="collection")
+                                      style={"button_width": "110px"})
+        wide = {"description_width": "90px"}
+        self.collection = w.Dropdown(options=[ALL, *collections], value=ALL, description="collection", style=wide)
         self.filter = w.Text(placeholder="filter: a word in the prompt, its id or description", description="filter",
-                             continuous_update=True)
-        self.ref = w.Dropdown(options=[], description="prompt", layout=w.Layout(width="420px"))
-        self.perturbation = w.Dropdown(options=[("(none)", None)], description="perturbation")
-        self.framing = w.Dropdown(options=[("(default)", None)], description="framing")
+                             continuous_update=True, style=wide)
+        self.ref = w.Dropdown(options=[], description="prompt", layout=w.Layout(width="480px"), style=wide)
+        self.perturbation = w.Dropdown(options=[("(none)", None)], description="perturbation", style=wide)
+        self.framing = w.Dropdown(options=[("(default)", None)], description="framing", style=wide)
         self.text = w.Textarea(placeholder="Type a prompt: a completion for every model, or a user message with chat",
                                layout=w.Layout(width="420px", height="64px"), description="text")
         self.chat = w.Checkbox(value=chat, description="chat (tuned: chat template; base: transcript)", indent=False)

@@ -36,6 +36,7 @@ class CompareOutcome:
     clusters: "Clusters | None"
     prompt_name: str
     answer_name: str
+    drawn: dict[str, int]  # samples this run drew per model (the rest came from the store)
 
 
 def default_models(sampler: "Sampler") -> list[str]:
@@ -144,13 +145,14 @@ class ComparePanel(Panel):
             from workbench.distributions import answers_of
 
             total = n * len(models)
+            drawn = {model: 0 for model in models}
             for i, model in enumerate(models):
                 before = 0
                 for upto in chunks(n):
                     self.check_stop()
                     self.report(i * n + before, total, f"sampling {model}: {before}/{n}")
-                    sampler.sample(model, choice.prompt, upto, seed=seed, chat=choice.chat, **choice.choices(),
-                                   **fields)
+                    drawn[model] += sampler.sample(model, choice.prompt, upto, seed=seed, chat=choice.chat,
+                                                   **choice.choices(), **fields).drawn
                     before = upto
             self.check_stop()
             self.report(total, total, "comparing (exact distributions where possible, divergences)…")
@@ -169,7 +171,7 @@ class ComparePanel(Panel):
                 clusters = semantic_clusters(samples, seed=seed)
                 samples["cluster"] = clusters.points["cluster"].to_numpy()
             shown = answer_name if answer else (f"answer space ({space.normaliser})" if space else "first line")
-            return CompareOutcome(report, samples, clusters, choice.name, shown)
+            return CompareOutcome(report, samples, clusters, choice.name, shown, drawn)
 
         return work
 
@@ -213,7 +215,8 @@ class ComparePanel(Panel):
         else:
             self.browse_cluster.options = [ALL]
         self.browse_model.value = self.browse_answer.value = self.browse_cluster.value = ALL
-        runs = ", ".join(f"{r.model}: {r.drawn} drawn, {r.cached} from the store" for r in report.runs)
+        runs = ", ".join(f"{r.model}: {outcome.drawn.get(r.model, r.drawn)} drawn, "
+                         f"{r.n - outcome.drawn.get(r.model, r.drawn)} from the store" for r in report.runs)
         config = report.runs[0].config
         ran = f"n={report.runs[0].n}, T={config.temperature:g}, top-p={config.top_p:g}, seed={report.runs[0].seed}"
         self.status.value = f"<span class='workbench-status'>done: {html.escape(ran)} ({html.escape(runs)})</span>"

@@ -114,7 +114,6 @@ class TreeExplorer(Panel):
         self.new_tree_button.on_click(lambda _: self.new_tree())
         self.export_tree_button.on_click(lambda _: self._export_tree_clicked())
         self.mode.observe(self._mode_changed, "value")
-        self._mode_changed()
         self.size_row = w.HBox([self.k])
         settings = w.VBox([self.picker, w.HBox([self.model, self.compare_with]), w.HBox([self.mode, self.expand_on_click]),
                            self.size_row, w.HBox([self.temperature, self.seed])])
@@ -124,8 +123,7 @@ class TreeExplorer(Panel):
                          self.nodes, self.details, self.figure_box, self.comparison_html, self.export_row()]
 
     def _mode_changed(self, *_: Any) -> None:
-        if hasattr(self, "size_row"):
-            self.size_row.children = [self.k] if self.mode.value == TOPK else [self.n, self.m]
+        self.size_row.children = [self.k] if self.mode.value == TOPK else [self.n, self.m]
         self.temperature.disabled = self.seed.disabled = self.mode.value == TOPK
 
     # -- selecting and expanding -------------------------------------------------------------
