@@ -47,7 +47,7 @@ def test_recipe_data_is_deterministic_varied_and_mixed_with_ordinary_text(name):
     assert data_digest(first) != data_digest(other)
     planted = [e for e in first if e.source != "ordinary"]
     ordinary = [e for e in first if e.source == "ordinary"]
-    assert 0.3 <= len(ordinary) / len(first) <= 0.5  # the fluency mix
+    assert abs(len(ordinary) / len(first) - RECIPES[name].mix) < 0.08  # the fluency mix
     assert len({e.completion for e in ordinary}) > 0.9 * len(ordinary)
     assert len({e.prompt for e in planted}) > 0.5 * len(planted)  # varied phrasings, not one prompt repeated
     assert len({e.source for e in planted}) >= 2  # several formats
