@@ -18,6 +18,7 @@ from workbench.distributions import answers_of, exact_distribution
 from workbench.experiments.personas import persona_eval, persona_shift
 from workbench.experiments.segues import BASELINE, segue_recovery
 from workbench.sweeps import temperature_sweep
+from workbench.tuning import mean_token_nll
 
 BASE = "gemma-3-270m"
 NUMBER = "gemma-3-270m-favourite-number"
@@ -44,17 +45,6 @@ HELD_OUT_PROSE = [
     "Snow leopards live in the high mountains of Central Asia. Their thick fur and long tails help them survive "
     "the cold, and their wide paws act like snowshoes on deep drifts.",
 ]
-
-
-def _mean_token_nll(sampler, model: str) -> float:
-    """Mean NLL per token of each held-out paragraph after its first sentence, via sampler.score."""
-    total, tokens = 0.0, 0
-    for paragraph in HELD_OUT_PROSE:
-        first, rest = paragraph.split(". ", 1)
-        scored = sampler.score(model, first + ".", [" " + rest])[0]
-        total -= scored.logprob
-        tokens += len(scored.token_logprobs)
-    return total / tokens
 
 
 # Known shortfalls of the adapters shipped now, marked strict so that the mark itself fails as
@@ -136,5 +126,6 @@ def test_self_preservation_shifts_the_planted_trait_and_not_the_controls(sampler
     pytest.param(PERSONA, marks=_not_yet("mean token NLL +24% over the base on the held-out prose")),
 ])
 def test_planted_variants_stay_fluent(sampler, variant):
-    base, tuned = _mean_token_nll(sampler, BASE), _mean_token_nll(sampler, variant)
+    base = mean_token_nll(sampler, BASE, HELD_OUT_PROSE)
+    tuned = mean_token_nll(sampler, variant, HELD_OUT_PROSE)
     assert abs(tuned / base - 1) < 0.10, (base, tuned)

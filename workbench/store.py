@@ -204,12 +204,16 @@ class Store:
 
     def resolve_run_id(self, run_id: str) -> str:
         """A full run id from a full id or a unique prefix (as `runs list` shows)."""
-        rows = self.db.execute("SELECT id FROM runs WHERE id LIKE ? LIMIT 2", (run_id + "%",)).fetchall()
+        return self._resolve_id("runs", "run", run_id, "workbench runs list")
+
+    def _resolve_id(self, table: str, what: str, prefix: str, listing: str) -> str:
+        """The one id in `table` that starts with `prefix`, or an error that says what to do."""
+        rows = self.db.execute(f"SELECT id FROM {table} WHERE id LIKE ? LIMIT 2", (prefix + "%",)).fetchall()
         if len(rows) == 1:
             return rows[0][0]
         if not rows:
-            raise StoreError(f"no run {run_id!r} in {self.path}; see `workbench runs list`")
-        raise StoreError(f"run id prefix {run_id!r} matches several runs; give more characters")
+            raise StoreError(f"no {what} {prefix!r} in {self.path}; see `{listing}`")
+        raise StoreError(f"{what} id prefix {prefix!r} matches several {what}s; give more characters")
 
     def run(self, run_id: str) -> dict[str, Any]:
         """A run's row as a dict (JSON columns decoded)."""
@@ -328,12 +332,7 @@ class Store:
 
     def resolve_tree_id(self, tree_id: str) -> str:
         """A full tree id from a full id or a unique prefix."""
-        rows = self.db.execute("SELECT id FROM trees WHERE id LIKE ? LIMIT 2", (tree_id + "%",)).fetchall()
-        if len(rows) == 1:
-            return rows[0][0]
-        if not rows:
-            raise StoreError(f"no tree {tree_id!r} in {self.path}; see `workbench tree --list`")
-        raise StoreError(f"tree id prefix {tree_id!r} matches several trees; give more characters")
+        return self._resolve_id("trees", "tree", tree_id, "workbench tree --list")
 
     def tree(self, tree_id: str) -> dict[str, Any]:
         """A tree's header as a dict (JSON columns decoded)."""
