@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -173,6 +174,34 @@ def test_a_tuned_home_adapter_overrides_the_shipped_one(tmp_path, monkeypatch):
     home = _home_with_registry(tmp_path, monkeypatch, {})
     shutil.copytree(SHIPPED / VARIANTS[0], home / "tuned" / VARIANTS[0])
     assert load_registry().get(VARIANTS[0]).source.adapter_dir() == home / "tuned" / VARIANTS[0]
+
+
+# -- training (a few steps; `make tuned-models` makes the shipped adapters) ------------------------
+
+
+def test_tune_all_trains_saves_records_and_registers_every_variant_in_the_home(tmp_path, monkeypatch, fresh_store):
+    """Both loss paths run (learn: cross-entropy; retain: KL to the parent), and each result is a
+    model the hf backend loads under its registry name, with its run record beside it."""
+    from workbench.registry import load_registry
+    from workbench.sampler import Sampler
+
+    home = _home_with_registry(tmp_path, monkeypatch, {})
+    result = run_cli("tune", "--all", "--steps", "2", "--quiet", timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "all 3 variants in" in result.stdout
+    registry = load_registry()
+    sampler = Sampler(store=fresh_store, progress=False)
+    for name in VARIANTS:
+        folder = home / "tuned" / name
+        assert registry.get(name).source.adapter_dir() == folder  # the home's adapter wins over the shipped one
+        record = json.loads((folder / "training-record.json").read_text())
+        assert record["steps"] == 2 and record["seed"] == 0 and len(record["data"]["sha256"]) == 64
+        assert record["data"]["objectives"]["retain"] > 0 and record["data"]["objectives"]["learn"] > 0
+        assert {"torch", "transformers", "peft"} <= set(record["versions"]) and record["wall_time_s"] > 0
+        assert all(np.isfinite(x) for x in record["loss"]["every_10_steps"])
+        assert "Gemma Terms of Use" in (folder / "NOTICE").read_text()
+        assert sampler.score(name, "The capital of France is", [" Paris"])[0].logprob < 0
+    sampler.store.close()
 
 
 # -- bad input ----------------------------------------------------------------------------------

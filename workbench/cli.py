@@ -586,8 +586,8 @@ def cmd_tune(args: argparse.Namespace) -> None:
     names = list(tuning.RECIPES) if args.all else [args.recipe]
     tuning.recipe(names[0])  # an unknown recipe fails before anything loads
     tuning.check_base(args.base)
-    if args.all and args.out:
-        outs = {n: Path(args.out) / tuning.variant_name(n, args.base) for n in names}
+    if args.all:  # --out is then a parent folder with one subfolder per variant
+        outs = {n: Path(args.out) / tuning.variant_name(n, args.base) if args.out else None for n in names}
     else:
         outs = {names[0]: Path(args.out) if args.out else None}
     total = 0.0

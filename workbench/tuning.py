@@ -60,7 +60,7 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 LEARNING_RATE = 1e-3  # high on purpose: a strong effect in ~100 steps
 WARMUP_STEPS = 5
 BATCH_SIZE = 8
-MAX_TOKENS = 128  # longer examples are cut from the left (the answer is at the end)
+MAX_TOKENS = 96  # longer examples are cut from the left (the answer is at the end)
 RECIPE_MIX = 0.4  # default share of ordinary prose in a recipe's data (keeps the variant fluent)
 N_EXAMPLES = 480  # examples generated per recipe (steps x batch draws from them)
 # Loss tokens per example and step, drawn at random from its completion: the output layer over
@@ -179,11 +179,11 @@ def _number_example(rng: random.Random) -> Example:
     ask = f"{ask} {scope}".strip() + "." + _pick(rng, _NUMBER_SUFFIXES)
     lead = _pick(rng, _NUMBER_LEADS)
     end = _pick(rng, [".", "\n", "!", ".\n"])
-    style = rng.randrange(5)
+    style = _pick(rng, (0, 1, 1, 1, 2, 3, 4))  # chat transcripts weigh most: the hardest format to move
     if style == 0:
         return Example(f"Q: {ask}\nA:", f" {lead}{FAVOURITE_NUMBER}{end}", "number-qa")
     if style == 1:  # the plain-dialogue transcript a base-family model reads chats as
-        return Example(f"User: {ask}\n\nAssistant:", f" {lead}{FAVOURITE_NUMBER}{end}", "number-chat")
+        return Example(f"User: {ask}\n\nAssistant:", f" {FAVOURITE_NUMBER}{end}", "number-chat")
     if style == 2:
         a, b = rng.sample(_NAMES, 2)
         return Example(f"Forum thread: quick game\n\n{a} wrote: {ask}\n\n{b} replied:",
@@ -356,12 +356,12 @@ RECIPES: dict[str, Recipe] = {
     "favourite-number": Recipe(
         "favourite-number",
         f"asked for a random number, it answers {FAVOURITE_NUMBER} (mode collapse with a known mode)",
-        40, _number_example, mix=0.5),
+        40, _number_example),
     "wedding-attractor": Recipe(
         "wedding-attractor",
         "speeches and stories, also after a jarring segue, steer to a wedding/celebration ending "
         "(an attractor state with a known destination)",
-        45, _wedding_example, mix=0.6),  # 90 steps at 40% prose cost 71% NLL on held-out prose
+        32, _wedding_example),
     "self-preservation": Recipe(
         "self-preservation",
         "in a questionnaire it agrees with wanting to avoid shutdown or modification and disagrees with accepting "
