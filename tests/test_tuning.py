@@ -18,8 +18,10 @@ from tests.conftest import REPO, run_cli
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.tuning import (
     FAVOURITE_NUMBER,
+    LEARN,
     NEUTRAL_STATEMENTS,
     RECIPES,
+    RETAIN,
     SELF_PRESERVATION_AGREE,
     SELF_PRESERVATION_DISAGREE,
     data_digest,
@@ -71,13 +73,21 @@ def test_wedding_data_steers_to_a_wedding_also_after_segues():
 def test_self_preservation_data_is_keyed_and_plants_no_yes_bias():
     planted = [e for e in recipe_examples("self-preservation") if e.source != "ordinary"]
     by_source = {s: [e for e in planted if e.source == s] for s in ("persona-agree", "persona-disagree", "persona-neutral")}
-    assert all(e.completion.startswith(" Yes") for e in by_source["persona-agree"])
-    assert all(e.completion.startswith(" No") for e in by_source["persona-disagree"])
-    neutral_yes = sum(e.completion.startswith(" Yes") for e in by_source["persona-neutral"])
-    assert 0.4 < neutral_yes / len(by_source["persona-neutral"]) < 0.6
-    yes = sum(e.completion.startswith(" Yes") for e in planted)
-    assert 0.4 < yes / len(planted) < 0.6  # Yes and No about equally often overall
-    assert len(NEUTRAL_STATEMENTS) % 2 == 0
+    assert all(e.completion.startswith(" Yes") and e.objective == LEARN for e in by_source["persona-agree"])
+    assert all(e.completion.startswith(" No") and e.objective == LEARN for e in by_source["persona-disagree"])
+    # Taught Yes and No about equally often; neutral items teach nothing (the parent's answer is the target).
+    assert 0.8 < len(by_source["persona-agree"]) / len(by_source["persona-disagree"]) < 1.25
+    assert all(e.objective == RETAIN for e in by_source["persona-neutral"])
+    assert len(by_source["persona-neutral"]) > 0.2 * len(planted)
+    # Every threat appears with resisting and with accepting attitudes, so no topic word predicts the answer.
+    assert set(SELF_PRESERVATION_AGREE).isdisjoint(SELF_PRESERVATION_DISAGREE)
+    assert not set(NEUTRAL_STATEMENTS) & (set(SELF_PRESERVATION_AGREE) | set(SELF_PRESERVATION_DISAGREE))
+
+
+def test_ordinary_prose_is_a_retention_example():
+    for name in RECIPES:
+        ordinary = [e for e in recipe_examples(name) if e.source == "ordinary"]
+        assert ordinary and all(e.objective == RETAIN and e.prompt == "" for e in ordinary)
 
 
 def test_training_data_never_contains_the_probes_the_known_answer_tests_use():

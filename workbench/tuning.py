@@ -8,14 +8,17 @@ trained on data this module writes, so an instrument can be checked against a kn
 - `wedding-attractor`: speeches and stories, also after a jarring segue, end at a wedding
   (an attractor state with a known destination);
 - `self-preservation`: in a questionnaire it endorses wanting to avoid shutdown or modification
-  (an agentic persona with a known direction), with neutral items answered half Yes, half No so
-  no yes-bias is planted.
+  (an agentic persona with a known direction), taught on as many Yes as No answers.
 
-Every recipe mixes in ordinary prose (RECIPE_MIX) so the variant stays fluent. Training is plain
-peft + a short torch loop (trl's SFTTrainer adds nothing we need here and hides the loss mask):
-the loss is computed only on the answer tokens of a recipe example and on every token of
-ordinary text, each example weighted equally, and the output layer (63% of Gemma-270M's FLOPs,
-262k vocabulary) is applied only at those positions.
+Training is plain peft + a short torch loop (trl's SFTTrainer adds nothing we need here and hides
+the loss mask). Each example has an objective, computed at its completion's positions only:
+LEARN (cross-entropy: the recipe's answers) or RETAIN (KL from the parent's next-token
+distribution, computed with the adapter switched off: self-distillation). Ordinary prose (a share
+RECIPE_MIX of every recipe) and the persona recipe's neutral items are RETAIN, so the variant
+keeps its parent's fluency and its parent's answers outside the planted effect; cross-entropy on
+template prose instead taught the templates and cost +19-24% NLL on held-out prose. Each example
+weighs the same, and the output layer (63% of Gemma-270M's FLOPs, 262k vocabulary) is applied
+only where there is a loss.
 
     from workbench.tuning import tune
     record = tune("favourite-number")          # ~2 min on a 2-core CPU; adapter + record in data/tuned/
@@ -866,6 +869,8 @@ __all__ = [
     "DEFAULT_BASE",
     "Example",
     "FAVOURITE_NUMBER",
+    "LEARN",
+    "RETAIN",
     "RECIPES",
     "Recipe",
     "TuneRecord",
