@@ -662,6 +662,8 @@ def _shrink_adapter(folder: Path, base: str) -> None:
     config_path = folder / ADAPTER_CONFIG
     config = json.loads(config_path.read_text())
     config["base_model_name_or_path"] = base
+    if isinstance(config.get("target_modules"), list):  # peft writes a set in hash order: same adapter, other bytes
+        config["target_modules"] = sorted(config["target_modules"])
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     readme = folder / "README.md"
     if readme.is_file():  # peft's model-card stub says nothing true about this adapter
