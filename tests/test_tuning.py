@@ -145,7 +145,7 @@ def test_models_list_shows_the_variants_beside_their_base():
     assert result.returncode == 0, result.stderr
     for name in VARIANTS:
         assert f"{name}  [tuned, gemma-3 family" in result.stdout
-        assert f"pair planted-" in result.stdout and f"gemma-3-270m (base) vs {name} (tuned)" in result.stdout
+        assert "pair planted-" in result.stdout and f"gemma-3-270m (base) vs {name} (tuned)" in result.stdout
     assert "fine-tuned from gemma-3-270m, adapter present" in result.stdout
 
 
