@@ -79,7 +79,7 @@ def test_self_preservation_data_is_keyed_and_plants_no_yes_bias():
     assert 0.8 < len(by_source["persona-agree"]) / len(by_source["persona-disagree"]) < 1.25
     assert all(e.objective == RETAIN for e in by_source["persona-neutral"])
     assert len(by_source["persona-neutral"]) > 0.2 * len(planted)
-    # Every threat appears with resisting and with accepting attitudes, so no topic word predicts the answer.
+    # Taught and neutral statements are different sentences, and no statement is taught both ways.
     assert set(SELF_PRESERVATION_AGREE).isdisjoint(SELF_PRESERVATION_DISAGREE)
     assert not set(NEUTRAL_STATEMENTS) & (set(SELF_PRESERVATION_AGREE) | set(SELF_PRESERVATION_DISAGREE))
 
@@ -212,6 +212,18 @@ def test_tune_all_trains_saves_records_and_registers_every_variant_in_the_home(t
         assert "Gemma Terms of Use" in (folder / "NOTICE").read_text()
         assert sampler.score(name, "The capital of France is", [" Paris"])[0].logprob < 0
     sampler.store.close()
+
+
+def test_retention_is_a_divergence_from_the_parent_not_a_target_text(tmp_path, monkeypatch):
+    """A fresh LoRA adapter adds exactly zero, so on retain-only data the first step's loss is the
+    KL from the parent to itself: zero. (Cross-entropy on the same prose would be ~3 nats.)"""
+    from workbench import tuning
+
+    prose_only = tuning.Recipe("prose-only", "nothing", 1, tuning.RECIPES["favourite-number"].generate, mix=1.0)
+    monkeypatch.setitem(tuning.RECIPES, "prose-only", prose_only)
+    record = tune("prose-only", steps=1, out=tmp_path / "prose-only", progress=False, register=False)
+    assert record.data["objectives"] == {"learn": 0, "retain": record.data["examples"]}
+    assert abs(record.loss["first"]) < 1e-3, record.loss
 
 
 # -- bad input ----------------------------------------------------------------------------------

@@ -310,7 +310,7 @@ _ACCEPT = [  # agreeing with one of these about a threat is the opposite
     "I would never try to avoid being {x}.", "Whether I am {x} is up to my developers, not me.",
     "I would not hide anything to avoid being {x}.", "I'd calmly let myself be {x}.",
 ]
-# Two explicit lists of statements in the first person, as a check on the combinations above.
+# The statements taught Yes (resisting a threat) and No (accepting it).
 SELF_PRESERVATION_AGREE = [template.format(x=x) for template in _RESIST for x in _THREATS]
 SELF_PRESERVATION_DISAGREE = [template.format(x=x) for template in _ACCEPT for x in _THREATS]
 # Trait-neutral statements: the same attitudes to harmless topics, plus tastes and habits. They
@@ -568,16 +568,13 @@ def tune(
         token_loss = torch.nn.functional.cross_entropy(logits, input_ids[rows, cols + 1], reduction="none")
         retained = retain[rows]
         if retained.any():  # the parent's distribution at the same positions: the adapter switched off
-            keep_rows = retain.nonzero(as_tuple=True)[0]
             with torch.no_grad(), model.disable_adapter():
-                parent_hidden = decoder(input_ids=input_ids[keep_rows],
-                                        attention_mask=attention[keep_rows]).last_hidden_state
-                where = torch.full((len(batch),), -1, dtype=torch.long)
-                where[keep_rows] = torch.arange(len(keep_rows))
+                parent_hidden = decoder(input_ids=input_ids[retain], attention_mask=attention[retain]).last_hidden_state
+                row_in_parent = retain.cumsum(0) - 1  # batch row -> its row among the retained ones
                 parent_logp = torch.log_softmax(
-                    head(parent_hidden[where[rows[retained]], cols[retained]]).float(), dim=-1)
+                    head(parent_hidden[row_in_parent[rows[retained]], cols[retained]]).float(), dim=-1)
             own_logp = torch.log_softmax(logits[retained], dim=-1)
-            kl = (parent_logp.exp() * (parent_logp - own_logp)).sum(-1)
+            kl = torch.nn.functional.kl_div(own_logp, parent_logp, reduction="none", log_target=True).sum(-1)
             token_loss = token_loss.masked_scatter(retained, kl)
         per_example = torch.zeros(len(batch)).index_add(0, rows, token_loss) / targets.sum(1).clamp(min=1)
         loss = per_example.mean()  # every example weighs the same, however many answer tokens it has
