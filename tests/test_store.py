@@ -80,6 +80,15 @@ def test_ensure_run_is_idempotent_by_cache_key(tmp_path):
         assert store.run(first)["model"] == "m"
 
 
+def test_run_events_come_back_in_the_order_they_were_recorded(tmp_path):
+    # Many events within one millisecond: their time-sortable ids tie on the time part.
+    with Store(tmp_path / "s.sqlite") as store:
+        run_id = store.ensure_run(make_run("k"))
+        for attempt in range(40):
+            store.add_run_event(run_id, "retry", f"event {attempt}", attempt=attempt)
+        assert list(store.run_events(run_id)["attempt"]) == list(range(40))
+
+
 def test_samples_are_stored_once_per_index(tmp_path):
     with Store(tmp_path / "s.sqlite") as store:
         run_id = store.ensure_run(make_run())

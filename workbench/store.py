@@ -386,10 +386,11 @@ class Store:
         )
 
     def run_events(self, run_id: str) -> pd.DataFrame:
-        """A run's events, oldest first."""
+        """A run's events, oldest first (in the order they were recorded: ids made in the same
+        millisecond sort at random, so the order is SQLite's rowid)."""
         frame = pd.read_sql_query(
             "SELECT created_at, kind, attempt, wait_s, sample_indices, message FROM run_events "
-            "WHERE run_id = ? ORDER BY id", self.db, params=(self.resolve_run_id(run_id),))
+            "WHERE run_id = ? ORDER BY rowid", self.db, params=(self.resolve_run_id(run_id),))
         frame["sample_indices"] = frame["sample_indices"].map(_loads)
         return frame
 
