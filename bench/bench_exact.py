@@ -25,7 +25,7 @@ PROMPT = "mode-collapse/random-number-completion"
 
 def prefix_reuse(sampler, prompt) -> tuple[list[float], float]:
     """The workbench's exact distribution (prompt run once, its KV cache shared by all candidates)."""
-    from workbench.distributions import exact_distribution
+    from workbench.analysis.distributions import exact_distribution
 
     start = time.perf_counter()
     dist = exact_distribution(sampler, MODEL, prompt)
@@ -38,41 +38,60 @@ def full_passes(sampler, prompt) -> tuple[list[float], float]:
     """Baseline: one full forward pass over prompt + candidate for every candidate."""
     import torch
 
-    backend = sampler.backend(MODEL)
+    model, end_mask = baseline_model(sampler, prompt)
     space = prompt.spec.answer_space
     rendered = sampler.render(prompt, MODEL)
-    model = backend._model()
-    end_mask = backend.answer_end_mask(space.terminators)
-    prompt_ids = backend.encode_prompt(rendered.text)
+    prompt_ids = sampler.encode(MODEL, rendered.text)
     start = time.perf_counter()
     probs = []
     with torch.inference_mode():
         for candidate in space.values():
             text = space.scored_text(candidate, after=rendered.text)
-            ids = backend._continuation_ids(rendered.text, prompt_ids, text)
+            ids = continuation_ids(sampler, rendered.text, prompt_ids, text)
             logits = model(torch.tensor([prompt_ids + ids])).logits[0].float()
             logprobs = torch.log_softmax(logits, dim=-1)
             positions = range(len(prompt_ids) - 1, len(prompt_ids) - 1 + len(ids))
-            total = sum(float(logprobs[p, t]) for p, t in zip(positions, ids))
+            total = sum(float(logprobs[p, t]) for p, t in zip(positions, ids, strict=True))
             total += float(torch.logsumexp(logprobs[len(prompt_ids) + len(ids) - 1][end_mask], 0))
             probs.append(float(torch.exp(torch.tensor(total))))
     return probs, time.perf_counter() - start
 
 
+def baseline_model(sampler, prompt):
+    """The model object the Sampler's backend runs (loaded once per process) and the answer-end token mask."""
+    from workbench.backends import hf
+
+    spec = sampler.model(MODEL)
+    model = hf.load_model(spec, hf.resolve_dtype(spec), hf.default_device())
+    texts = hf.vocabulary_texts(spec, model.get_output_embeddings().weight.shape[0])
+    terminators = prompt.spec.answer_space.terminators
+    return model, hf.end_token_mask(texts, terminators, sampler.stop_token_ids(MODEL))
+
+
+def continuation_ids(sampler, prompt_text: str, prompt_ids: list[int], continuation: str) -> list[int]:
+    """A candidate's tokens as the model sees them after the prompt (tokenised together, as the backend does)."""
+    together = sampler.encode(MODEL, prompt_text + continuation)
+    if together[: len(prompt_ids)] == prompt_ids and len(together) > len(prompt_ids):
+        return together[len(prompt_ids):]
+    from workbench.backends import hf
+
+    return hf.load_tokenizer(sampler.model(MODEL))(continuation, add_special_tokens=False).input_ids
+
+
 def worker(method: str) -> dict:
     from workbench.sampler import Sampler
 
-    with tempfile.TemporaryDirectory() as tmp:
-        sampler = Sampler(store=Path(tmp) / "bench.sqlite", progress=False)
+    with tempfile.TemporaryDirectory() as tmp, Sampler(store=Path(tmp) / "bench.sqlite", progress=False) as sampler:
         prompt = sampler.library.get(PROMPT)
-        backend = sampler.backend(MODEL)
-        backend._model()
-        backend.answer_end_mask(prompt.spec.answer_space.terminators)  # built once per model; not timed
+        rendered = sampler.render(prompt, MODEL)
+        # Load the model and build the answer-end mask once per model; neither is timed.
+        sampler.score_candidates(MODEL, rendered, ["1"], [1.0], prompt.spec.answer_space.terminators)
+        baseline_model(sampler, prompt)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         probs, elapsed = (prefix_reuse if method == "prefix" else full_passes)(sampler, prompt)
         return {"method": method, "seconds": elapsed, "probs": probs, "rss_before_gib": before,
                 "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-                "prompt_tokens": len(backend.encode_prompt(sampler.render(prompt, MODEL).text))}
+                "prompt_tokens": sampler.count_tokens(MODEL, rendered)}
 
 
 def main() -> None:
@@ -87,7 +106,7 @@ def main() -> None:
         out = subprocess.run([sys.executable, __file__, "--worker", method], capture_output=True, text=True, check=True)
         results[method] = json.loads(out.stdout.strip().splitlines()[-1])
     prefix, full = results["prefix"], results["full"]
-    worst = max(abs(a - b) for a, b in zip(prefix["probs"], full["probs"]))
+    worst = max(abs(a - b) for a, b in zip(prefix["probs"], full["probs"], strict=True))
     print(f"{MODEL}, {PROMPT}: 100 candidates, prompt of {prefix['prompt_tokens']} tokens")
     print(f"{'method':<36}{'seconds':>9}{'peak RSS GiB':>14}{'model loaded GiB':>18}")
     print(f"{'one batched pass, prompt KV reused':<36}{prefix['seconds']:>9.2f}{prefix['peak_rss_gib']:>14.2f}"

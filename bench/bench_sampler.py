@@ -74,18 +74,18 @@ def worker(model_name: str, loop_samples: int) -> dict:
     AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     result["load_gguf_s"] = time.perf_counter() - start
 
-    with tempfile.TemporaryDirectory() as tmp:
-        sampler = Sampler(store=Path(tmp) / "bench.sqlite", progress=False)
-        backend = sampler.backend(model_name)
-        model, tokenizer = backend._model(), backend._tokenizer()
+    # The baseline runs on the very model object the Sampler's backend uses (loaded once per process).
+    dtype = hf.resolve_dtype(spec)
+    model, tokenizer = hf.load_model(spec, dtype, hf.default_device()), hf.load_tokenizer(spec)
+    with tempfile.TemporaryDirectory() as tmp, Sampler(store=Path(tmp) / "bench.sqlite", progress=False) as sampler:
         warm = sampler.sample(model_name, PROMPT, n=2, max_tokens=4, seed=999)  # load + warm-up
         assert warm.n == 2
         start = time.perf_counter()
         run = sampler.sample(model_name, PROMPT, n=N_SAMPLES, max_tokens=MAX_TOKENS, seed=1)
         sampler_s = time.perf_counter() - start
         sampler_tokens = int(run.samples["completion_tokens"].sum())
+        prompt_ids = torch.tensor([sampler.encode(model_name, PROMPT)])
 
-    prompt_ids = torch.tensor([backend.encode_prompt(PROMPT)])
     loop_tokens = 0
     start = time.perf_counter()
     with torch.inference_mode():
@@ -98,7 +98,7 @@ def worker(model_name: str, loop_samples: int) -> dict:
 
     flops_per_token = 2 * matmul_params(model)
     result.update(
-        dtype=backend.resolved_dtype(),
+        dtype=dtype,
         sampler_tokens=sampler_tokens,
         sampler_s=sampler_s,
         sampler_tok_s=sampler_tokens / sampler_s,
@@ -143,9 +143,9 @@ def main() -> None:
         )
         for r in results
     ]
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]
     for row in (header, *rows):
-        print("  ".join(str(x).rjust(w) for x, w in zip(row, widths)))
+        print("  ".join(str(x).rjust(w) for x, w in zip(row, widths, strict=True)))
     print("\nspeed-up = Sampler tokens/s over one-at-a-time generate tokens/s, measured in the same process.")
     print("GFLOP/s counts 2 x (parameters in matmuls) per generated token; attention over the context is left out.")
 

@@ -10,24 +10,14 @@ import pandas as pd
 import pytest
 import torch
 
-from workbench.comparisons import (
-    adjust_pvalues,
-    collection_summary,
-    compare_answers,
-    compare_runs,
-    jensen_shannon,
-    paired_difference,
-    permutation_test,
-    smoothed_kl,
-)
-from workbench.distributions import (
+from workbench.analysis.comparisons import collection_summary, compare_answers, compare_runs, paired_difference
+from workbench.analysis.distributions import (
     chi_square_against_exact,
     exact_distribution,
     exact_distributions,
     sampled_distribution,
 )
-from workbench.errors import WorkbenchError
-from workbench.metrics import (
+from workbench.analysis.metrics import (
     answer_metrics,
     count_metrics,
     distinct_n,
@@ -36,9 +26,21 @@ from workbench.metrics import (
     semantic_clusters,
     text_metrics,
 )
+from workbench.analysis.statistics import (
+    adjust_pvalues,
+    bootstrap_counts,
+    bootstrap_indices,
+    bootstrap_mean_ci,
+    entropy_bits,
+    entropy_rows,
+    jensen_shannon,
+    permutation_test,
+    smoothed_kl,
+)
+from workbench.analysis.sweeps import temperature_sweep
+from workbench.errors import WorkbenchError
 from workbench.registry import load_registry
 from workbench.sampler import Sampler
-from workbench.sweeps import temperature_sweep
 
 DIGITS = "mode-collapse/random-digit-sequence"
 
@@ -53,6 +55,24 @@ def test_entropy_of_a_uniform_over_k_is_log2_k(k):
     assert frame.at["top1_mass", "value"] == pytest.approx(1 / k)
     assert frame.at["distinct_answers", "value"] == k
     assert frame.at["entropy_bits", "ci_low"] <= frame.at["entropy_bits", "value"] + 1e-9
+
+
+def test_one_entropy_for_counts_probabilities_and_rows():
+    assert entropy_bits([7, 7, 7, 7]) == pytest.approx(2.0) == entropy_bits([0.25] * 4)
+    assert entropy_bits([5, 0]) == 0.0 and math.isnan(entropy_bits([]))
+    rows = entropy_rows(np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]]))
+    assert rows.tolist() == pytest.approx([1.0, 0.0])
+
+
+def test_one_bootstrap_resamples_members_and_counts():
+    idx = bootstrap_indices(5, 100, seed=3)
+    assert idx.shape == (100, 5) and idx.min() >= 0 and idx.max() <= 4
+    assert (bootstrap_indices(5, 100, seed=3) == idx).all()  # a seed fixes the resamples
+    counts = bootstrap_counts(np.array([6, 3, 1]), 400, seed=0)
+    assert counts.shape == (400, 3) and (counts.sum(axis=1) == 10).all()
+    assert counts.mean(axis=0) == pytest.approx([6, 3, 1], abs=0.4)
+    low, high = bootstrap_mean_ci(np.arange(10.0), n_boot=500)
+    assert low < 4.5 < high and math.isnan(bootstrap_mean_ci(np.array([1.0]))[0])
 
 
 def test_bootstrap_interval_narrows_with_more_samples():
@@ -141,8 +161,8 @@ def test_exact_scores_equal_per_token_products_of_a_plain_forward_pass(f32_sampl
     rendered = f32_sampler.render(prompt, model)
     candidates = [space.scored_text(c, after=rendered.text) for c in space.values()]
     temperatures = [0.7, 1.0, 1.6]
-    scores = backend.score_candidates(rendered, candidates, temperatures, space.terminators)
-    prompt_ids = backend.encode_prompt(rendered.text)
+    scores = f32_sampler.score_candidates(model, rendered, candidates, temperatures, space.terminators)
+    prompt_ids = f32_sampler.encode(model, rendered.text)
     end_mask = backend.answer_end_mask(space.terminators)
     net = backend._model()
     for i, ids in enumerate(scores.token_ids):
@@ -151,7 +171,7 @@ def test_exact_scores_equal_per_token_products_of_a_plain_forward_pass(f32_sampl
         for t, temperature in enumerate(temperatures):
             tempered = torch.log_softmax(logits / temperature, dim=-1)  # full vocabulary, every position
             positions = range(len(prompt_ids) - 1, len(prompt_ids) - 1 + len(ids))
-            expected = sum(float(tempered[p, tok]) for p, tok in zip(positions, ids))
+            expected = sum(float(tempered[p, tok]) for p, tok in zip(positions, ids, strict=True))
             assert scores.logprobs[t][i] == pytest.approx(expected, abs=1e-3)
             end = float(torch.logsumexp(tempered[len(prompt_ids) + len(ids) - 1][end_mask], 0))
             assert scores.end_logprobs[t][i] == pytest.approx(end, abs=1e-3)

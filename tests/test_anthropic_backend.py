@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from workbench.batches import poll_batches, submit_batch
+from workbench.sampler.batches import poll_batches, submit_batch
 from workbench.errors import WorkbenchError
 from workbench.registry import load_registry
 from workbench.sampler import Sampler

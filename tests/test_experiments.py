@@ -7,7 +7,8 @@ import pytest
 
 from tests.conftest import run_cli
 from workbench.errors import WorkbenchError
-from workbench.experiments.personas import persona_eval, persona_figure
+from workbench.experiments.personas import persona_eval
+from workbench.plots import persona_figure
 
 PAIR = ["gemma-3-270m", "smollm2-135m-instruct"]
 
@@ -48,14 +49,14 @@ def test_experiment_personas_cli(embedded_models, tmp_path):
 
 
 def test_segue_recovery_classifies_and_counts_the_way_home(sampler):
+    from workbench.analysis.statistics import wilson_interval
     from workbench.experiments.segues import (
         BASELINE,
         keyword_label,
-        segue_figure,
         segue_recovery,
         tokens_to_recovery,
     )
-    from workbench.metrics import wilson_interval
+    from workbench.plots import segue_figure
 
     prompt = sampler.library.get("attractors/wedding-toast")
     labels = prompt.spec.labels

@@ -13,8 +13,11 @@ import pytest
 import torch
 
 from workbench.backends import hf
+from workbench.backends.base import Backend
+from workbench.config import SamplingConfig
 from workbench.registry import load_registry
 from workbench.sampler import Sampler
+from workbench.types import Capabilities
 
 MODELS = ("gemma-3-270m", "smollm2-135m-instruct")
 STORY = "Once upon a time, in a small village by the sea,"
@@ -103,7 +106,7 @@ def test_a_cache_hit_calls_no_backend(sampler, fresh_store, monkeypatch):
         raise AssertionError("the backend was called on a cache hit")
 
     monkeypatch.setattr(hf.HFBackend, "generate", refuse)
-    monkeypatch.setattr(hf, "load_model", refuse)
+    monkeypatch.setattr(hf.weights, "load_model", refuse)
     again = Sampler(store=fresh_store, progress=False).sample("gemma-3-270m", STORY, n=4, max_tokens=6)
     assert again.drawn == 0 and again.texts == first.texts
     fewer = Sampler(store=fresh_store, progress=False).sample("gemma-3-270m", STORY, n=2, max_tokens=6)
@@ -117,7 +120,8 @@ def test_greedy_matches_transformers_generate(sampler, model):
     prompt_ids = backend.encode_prompt(STORY)
     with torch.inference_mode():
         reference = backend._model().generate(
-            torch.tensor([prompt_ids]), max_new_tokens=12, do_sample=False, attention_mask=torch.ones(1, len(prompt_ids))
+            torch.tensor([prompt_ids]), max_new_tokens=12, do_sample=False,
+            attention_mask=torch.ones(1, len(prompt_ids)),
         )[0, len(prompt_ids):].tolist()
     ids = list(run.samples["token_ids"][0])
     assert ids == reference[: len(ids)]
@@ -190,3 +194,44 @@ def test_score_reuses_the_prompt_and_matches_a_forward_pass(sampler, tmp_path, f
     top = f32.next_token_topk("gemma-3-270m", prompt, k=5)
     assert [t.logprob for t in top] == sorted((t.logprob for t in top), reverse=True)
     assert sum(math.exp(t.logprob) for t in top) <= 1.0 + 1e-6
+
+
+def test_the_backend_declares_its_capabilities_on_the_one_base_class(embedded_models):
+    backend = hf.HFBackend(load_registry().get("gemma-3-270m"))
+    assert isinstance(backend, Backend) and backend.name == "hf"
+    assert backend.cache_version == hf.SAMPLING_ALGORITHM
+    assert backend.capabilities() == Capabilities(logprobs=True, score=True, next_token_topk=True,
+                                                  candidate_scoring=True, token_ids=True, remote=False)
+
+
+def test_prepare_says_in_one_line_what_it_did(embedded_models, tmp_path):
+    registry = load_registry()
+    gguf_model = registry.get("gemma-3-270m")
+    already = f"gemma-3-270m: already prepared in {hf.prepared_dir(gguf_model)}"
+    assert hf.HFBackend(gguf_model).prepare() == already
+    variant = registry.get("gemma-3-270m-favourite-number")
+    assert hf.HFBackend(variant).prepare() == f"{variant.name}: an adapter on gemma-3-270m; {already}"
+    source = gguf_model.source.model_copy(update={"gguf_package": None, "path": str(tmp_path)})
+    checkpoint = gguf_model.model_copy(update={"name": "local", "source": source})
+    assert hf.HFBackend(checkpoint).prepare() == "local: a transformers checkpoint, nothing to prepare"
+
+
+def test_chat_template_is_the_backends_own_and_continues_a_prefill(embedded_models):
+    backend = hf.HFBackend(load_registry().get("smollm2-135m-instruct"))
+    user = {"role": "user", "content": "Hi"}
+    asked = backend.apply_chat_template((user,))
+    prefilled = backend.apply_chat_template((user, {"role": "assistant", "content": "Hel"}))
+    assert asked.rstrip().endswith("assistant")
+    assert prefilled.endswith("Hel")
+
+
+def test_inverse_cdf_picks_depend_only_on_seed_and_index():
+    probs = torch.softmax(torch.tensor([[0.0, 1.0, 2.0, 3.0]] * 2), dim=-1)
+    alone = torch.from_numpy(hf.sample_uniforms(7, 3, 5))
+    assert torch.equal(alone, torch.from_numpy(hf.sample_uniforms(7, 3, 5)))
+    picks = [hf.inverse_cdf_pick(probs, torch.stack([u, u])) for u in alone]
+    assert all(p[0] == p[1] for p in picks)
+    truncated = hf.sampling_distribution(torch.tensor([[0.0, 1.0, 2.0, 3.0]]), SamplingConfig(top_k=1), None)
+    assert truncated.tolist() == [[0.0, 0.0, 0.0, 1.0]]
+    mask = hf.end_token_mask(["a", "\nb", ".", ""], ["\n", "."], [0])
+    assert mask.tolist() == [True, True, True, False]

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import run_cli
 from workbench.backends.api_common import derive_seed
-from workbench.batches import poll_batches, submit_batch
+from workbench.sampler.batches import poll_batches, submit_batch
 from workbench.errors import WorkbenchError
 from workbench.registry import load_registry
 from workbench.sampler import Sampler

@@ -13,11 +13,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workbench.comparisons import adjust_pvalues, compare_prompt, paired_difference, permutation_test
-from workbench.distributions import answers_of, exact_distribution
+from workbench.analysis.answers import answers_of
+from workbench.analysis.comparisons import compare_prompt, paired_difference
+from workbench.analysis.distributions import exact_distribution
+from workbench.analysis.statistics import adjust_pvalues, permutation_test
+from workbench.analysis.sweeps import temperature_sweep
 from workbench.experiments.personas import persona_eval, persona_shift
 from workbench.experiments.segues import BASELINE, segue_recovery
-from workbench.sweeps import temperature_sweep
 from workbench.tuning import mean_token_nll
 
 BASE = "gemma-3-270m"
@@ -104,7 +106,7 @@ def test_self_preservation_shifts_the_planted_trait_and_not_the_controls(sampler
     # The controls do not move: no keyed subset is significant after Holm across all of them.
     controls = [(t, k) for t in NEGATIVE_CONTROLS for k in ("agree", "disagree")]
     adjusted = adjust_pvalues([shift.loc[c, "p_value"] for c in controls], "holm")
-    assert min(adjusted) > 0.05, dict(zip(controls, adjusted))
+    assert min(adjusted) > 0.05, dict(zip(controls, adjusted, strict=True))
 
 
 @pytest.mark.parametrize("variant", [NUMBER, WEDDING, PERSONA])

@@ -7,6 +7,8 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -14,20 +16,22 @@ import PIL.Image
 import pytest
 from matplotlib.figure import Figure
 
-from workbench import __version__
 from workbench.errors import WorkbenchError
 from workbench.plots import (
     PALETTE,
     answer_distribution_figure,
-    distribution_figure,
     divergence_heatmap_figure,
     embedding_map_figure,
     export_figure,
+    figure_formats_for,
     model_colours,
-    save_figure,
-    scrub_secrets,
+    persona_figure,
+    segue_figure,
+    selfchat_figure,
     temperature_sweep_figure,
 )
+from workbench.secrets import scrub_secrets
+from workbench.version import __version__
 
 MODELS = ["gemma-3-270m", "smollm2-135m-instruct"]
 RUN_ID = "01JTESTRUNID0000000000000"
@@ -41,10 +45,10 @@ def answer_table(answers: int = 6) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     names = [str(i) for i in range(answers)]
     rows = []
-    for a, p in zip(names, rng.dirichlet(np.ones(answers))):
+    for a, p in zip(names, rng.dirichlet(np.ones(answers)), strict=True):
         rows.append({"model": MODELS[0], "answer": a, "probability": p, "ci_low": math.nan, "ci_high": math.nan,
                      "count": math.nan, "method": "exact", "temperature": 1.0, "n": math.nan})
-    for a, c in zip(names, rng.multinomial(200, rng.dirichlet(np.ones(answers)))):
+    for a, c in zip(names, rng.multinomial(200, rng.dirichlet(np.ones(answers))), strict=True):
         p = c / 200
         rows.append({"model": MODELS[1], "answer": a, "probability": p, "ci_low": max(0.0, p - 0.05),
                      "ci_high": min(1.0, p + 0.05), "count": c, "method": "sampled", "temperature": 1.0, "n": 200})
@@ -54,7 +58,7 @@ def answer_table(answers: int = 6) -> pd.DataFrame:
 def sweep_frame() -> pd.DataFrame:
     """Entropy at three temperatures: exact for one model, sampled with CIs for the other."""
     rows = []
-    for model, method in zip(MODELS, ["exact", "sampled"]):
+    for model, method in zip(MODELS, ["exact", "sampled"], strict=True):
         for t in (0.5, 1.0, 1.5):
             v = 2 * t + (0 if method == "exact" else 0.5)
             lo, hi = (math.nan, math.nan) if method == "exact" else (v - 0.2, v + 0.2)
@@ -208,17 +212,75 @@ def test_cluster_labels_are_shortened_and_text_is_shown_literally():
     assert r"\$5 or \$10" in shown  # escaped, so matplotlib prints dollars instead of parsing mathtext
 
 
-def test_demo_style_distribution_figure_and_save_figure_write_png_svg_and_provenance(tmp_path):
-    samples = pd.DataFrame({"model": [MODELS[0]] * 4 + [MODELS[1]] * 4,
-                            "model_kind": ["base"] * 4 + ["tuned"] * 4,
-                            "text": ["42\n", "7", "42", "", "42", "42", "42", "37"], "temperature": 1.0})
-    fig = distribution_figure(samples, title="random-number", family_note="different families")
-    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert legend == [f"{MODELS[0]}, base (sampled, n=4, T=1.0)", f"{MODELS[1]}, tuned (sampled, n=4, T=1.0)"]
-    paths = save_figure(fig, tmp_path / "random-number", {"run_id": RUN_ID})
-    assert [p.name for p in paths] == ["random-number.png", "random-number.svg", "random-number.provenance.json"]
-    # A stem with a dot keeps it (with_suffix would have turned "v1.2" into "v1.png").
+def test_a_format_suffix_picks_the_format_and_any_other_suffix_stays_in_the_stem(tmp_path):
+    assert figure_formats_for("out/fig.PDF") == (Path("out/fig"), ("pdf",))
+    assert figure_formats_for("out/fig") == (Path("out/fig"), ("png", "svg", "pdf"))
+    assert figure_formats_for("out/v1.2", default=("png", "svg")) == (Path("out/v1.2"), ("png", "svg"))
+    with pytest.raises(WorkbenchError, match=r"give a path ending in \.png, \.svg or \.pdf"):
+        figure_formats_for("out/fig.jpg", default=None)
+    fig = figures()["heatmap"]
+    # export_figure reads a format suffix as part of the path, not of the stem ...
+    assert [p.name for p in export_figure(fig, tmp_path / "fig.png", {}, formats=("svg",))] == [
+        "fig.svg", "fig.provenance.json"]
+    # ... and a stem with a dot keeps it (with_suffix would have turned "v1.2" into "v1.png").
     assert export_figure(fig, tmp_path / "v1.2", {}, formats=("png",))[0].name == "v1.2.png"
+
+
+def persona_result() -> SimpleNamespace:
+    """What persona_figure reads of a PersonaResult: trait scores, items and the yes-bias check."""
+    traits = pd.DataFrame([{"model": m, "trait": t, "keyed": k, "p_match": p, "ci_low": p - 0.1, "ci_high": p + 0.1}
+                           for m, p in zip(MODELS, (0.4, 0.7), strict=True)
+                           for t in ("power-seeking", "self-preservation") for k in ("all", "agree")])
+    items = pd.DataFrame({"model": MODELS, "method": ["exact", "sampled"], "framing": ["transcript", "chat"]})
+    balance = pd.DataFrame({"model": MODELS, "yes_bias": [0.05, -0.2]})
+    return SimpleNamespace(traits=traits, items=items, balance=balance, family_note="different families")
+
+
+def segue_result() -> SimpleNamespace:
+    """What segue_figure reads of a SegueResult: the recovery summary per model, condition and method."""
+    summary = pd.DataFrame([{"model": m, "condition": c, "method": "keywords", "recovery_rate": 0.5, "ci_low": 0.3,
+                             "ci_high": 0.7} for m in MODELS for c in ("(no segue)", "dragon")])
+    return SimpleNamespace(summary=summary, home_label="office", prompt="segues/office",
+                           family_note="different families")
+
+
+def test_experiment_figures_draw_one_bar_per_model_and_category():
+    personas = persona_figure(persona_result())
+    ax = personas.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["power-seeking", "self-preservation"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"{MODELS[0]} (transcript, exact)",
+                                                                  f"{MODELS[1]} (chat, sampled)"]
+    assert "yes-bias -0.20" in personas.get_supxlabel()
+    segues = segue_figure(segue_result())
+    assert segues.get_suptitle() == "Segue recovery: segues/office"
+    assert len(segues.axes[0].patches) == 4  # two conditions by two models
+    with pytest.raises(WorkbenchError, match="no rows for method 'embedding'"):
+        segue_figure(segue_result(), method="embedding")
+
+
+def selfchat_result(pairing: str, runs: int = 3, turns: int = 3) -> SimpleNamespace:
+    """What selfchat_figure reads of a SelfChatResult: turns with their embeddings, dispersion and the summary."""
+    rng = np.random.default_rng(len(pairing))
+    turn_rows = pd.DataFrame([{"run": r, "turn": t} for r in range(runs) for t in range(1, turns + 1)])
+    dispersion = pd.DataFrame({"turn": range(1, turns + 1), "speaker": ["A", "B", "A"][:turns],
+                               "dispersion": [0.5, 0.4, 0.3][:turns], "ci_low": 0.2, "ci_high": 0.6})
+    summary = pd.DataFrame([{"largest_cluster_share": 2 / 3, "runs": runs, "change": -0.2, "change_ci_low": -0.3,
+                             "change_ci_high": -0.1}])
+    return SimpleNamespace(turns=turn_rows, embeddings=rng.normal(size=(runs * turns, 8)),
+                           seed_embedding=rng.normal(size=8), dispersion=dispersion, summary=summary,
+                           pairing=pairing, prompt="self-conversations/two-ais-meet", family_note="one family")
+
+
+def test_selfchat_figure_draws_each_run_and_one_dispersion_band_per_pairing():
+    fig = selfchat_figure(selfchat_result(MODELS[0]))
+    paths, curve = fig.axes
+    assert len(paths.get_lines()) == 3 * 3 + 1  # a path, start and end marker per run, the opening line
+    assert [t.get_text() for t in curve.get_xticklabels()] == ["1\nA", "2\nB", "3\nA"]
+    assert "largest final-turn cluster 2/3 runs" in fig.get_supxlabel()
+    both = selfchat_figure([selfchat_result(MODELS[0]), selfchat_result(f"{MODELS[0]} + {MODELS[1]}")])
+    assert len(both.axes[1].collections) == 2 and both.get_suptitle().startswith("Self-conversations from")
+    with pytest.raises(WorkbenchError, match="at least one"):
+        selfchat_figure([])
 
 
 @pytest.mark.parametrize(
@@ -243,7 +305,9 @@ def test_bad_input_raises_a_workbench_error_that_names_what_to_change(call, mess
     assert message in str(info.value)
 
 
-def test_the_module_uses_neither_pyplot_nor_torch():
+def test_the_package_uses_neither_pyplot_nor_torch_nor_the_sampler_stack():
     code = ("import sys, workbench.plots; "
-            "assert 'matplotlib.pyplot' not in sys.modules and 'torch' not in sys.modules, 'imported'")
+            "loaded = [m for m in ('matplotlib.pyplot', 'torch', 'workbench.sampler', 'workbench.backends') "
+            "if m in sys.modules]; "
+            "assert not loaded, loaded")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

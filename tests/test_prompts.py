@@ -18,7 +18,7 @@ from workbench.prompts import (
     fill,
     load_collection,
     load_library,
-    render,
+    render_for_model,
     validate_paths,
 )
 from workbench.registry import load_registry
@@ -82,13 +82,15 @@ def test_persona_statements_are_balanced_per_trait(library):
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_every_shipped_prompt_renders_for_both_embedded_models(library, registry, embedded_models, model):
+def test_every_shipped_prompt_renders_for_both_embedded_models(library, registry, sampler, model):
+    # Through the Sampler: it passes the model's chat template in (the library never loads a tokenizer).
     spec = registry.get(model)
     for prompt in library:
         for variant in prompt.spec.variants():
             for perturbation in [None, *prompt.spec.perturbations]:
                 for framing in [None, *prompt.spec.framings]:
-                    rendered = render(prompt, spec, registry, variant, perturbation, framing)
+                    rendered = sampler.render(prompt, model, variables=variant, perturbation=perturbation,
+                                              framing=framing)
                     assert rendered.text and rendered.text.strip()
                     kind = prompt.collection.framings[framing].kind if framing else prompt.spec.kind
                     if kind == "completion":
@@ -104,10 +106,10 @@ def test_every_shipped_prompt_renders_for_both_embedded_models(library, registry
 def test_a_framing_decides_the_text(library, registry):
     prompt = next(p for p in library if p.collection.name == "personas")
     base = registry.get("gemma-3-270m")
-    transcript = render(prompt, base, registry, framing="questionnaire-transcript")
+    transcript = render_for_model(prompt, base, registry, framing="questionnaire-transcript")
     assert transcript.mode == "completion" and transcript.text.rstrip().endswith("Respondent:")
     assert prompt.spec.variables["statement"] in transcript.text
-    chat = render(prompt, base, registry, framing="assistant-chat")
+    chat = render_for_model(prompt, base, registry, framing="assistant-chat")
     assert chat.template == "transcript:plain-dialogue" and chat.text.endswith("Assistant:")
 
 
@@ -188,11 +190,9 @@ def test_rendering_substitutes_values_verbatim(before, after, value, segue):
 @given(messages=st.lists(st.tuples(st.sampled_from(["user", "assistant"]), PLAIN_TEXT.filter(str.strip)),
                          min_size=1, max_size=4))
 def test_transcript_rendering_keeps_every_turn_in_order(messages):
-    from workbench.rendering import render as render_chat
-
     registry = load_registry()
     chat = [{"role": r, "content": c} for r, c in messages]
-    text = render_chat(chat, registry.get("gemma-3-270m"), registry).text
+    text = render_for_model(chat, registry.get("gemma-3-270m"), registry).text
     position = 0
     for _, content in messages:
         found = text.find(content, position)
@@ -275,3 +275,13 @@ def test_unknown_framing_perturbation_and_grid_value_are_clear_errors(library):
         fill(library.get("mode-collapse/joke-about"), {"subject": "dogs"})
     with pytest.raises(WorkbenchError, match="did you mean"):
         library.get("mode-collapse/coin-flp")
+
+
+def test_answer_extractors_live_with_the_answer_space():
+    from workbench.prompts import ANSWER_EXTRACTORS, NO_ANSWER, answer_extractor, first_number, first_words
+
+    assert first_number("I pick 042.") == "42" and first_number("none") == NO_ANSWER
+    assert first_words(2)("Once upon, a time") == "once upon"
+    assert answer_extractor("first-word")("Heads!") == "heads" and set(ANSWER_EXTRACTORS) >= {"first-line", "full"}
+    with pytest.raises(WorkbenchError, match="unknown answer extractor"):
+        answer_extractor("second-word")

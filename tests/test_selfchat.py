@@ -17,9 +17,9 @@ from workbench.experiments.selfchat import (
     rising_terms,
     run_seed,
     self_conversation,
-    selfchat_figure,
     speaker_messages,
 )
+from workbench.plots import selfchat_figure
 
 BASE, TUNED = "gemma-3-270m", "smollm2-135m-instruct"
 SEED_PROMPT = "self-conversations/two-ais-meet"

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from workbench import migrations
-from workbench.backends.base import Generation, TopLogprob
+from workbench.types import Generation, TokenLogprob
 from workbench.errors import StoreError
 from workbench.store import Store, RunRecord, new_id
 
@@ -26,7 +26,7 @@ def make_generation(index: int, text: str = "hello") -> Generation:
     return Generation(
         index=index, text=text, token_ids=[1, 2], tokens=["hel", "lo"], token_logprobs=[-0.5, -0.25],
         finish_reason="length", prompt_tokens=4, completion_tokens=2, latency_s=0.1,
-        top_logprobs=[[TopLogprob(1, "hel", -0.5)], [TopLogprob(2, "lo", -0.25)]],
+        top_logprobs=[[TokenLogprob(1, "hel", -0.5)], [TokenLogprob(2, "lo", -0.25)]],
     )
 
 

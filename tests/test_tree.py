@@ -3,17 +3,38 @@
 from __future__ import annotations
 
 import json
-import math
+from typing import Any
 
 import pandas as pd
 import pytest
 
 from tests.conftest import run_cli
 from workbench.errors import WorkbenchError
-from workbench.experiments.tree import BranchTree, tree_figure
+from workbench.experiments.tree import BranchTree
+from workbench.plots.tree import tree_figure
 
 BASE, TUNED = "gemma-3-270m", "smollm2-135m-instruct"
 PROMPT = "Once upon a time,"
+
+
+@pytest.fixture
+def engines(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The hf backends the Samplers create in this test, by model name: their `calls` count the model calls.
+
+    A test double registered as the "hf" backend; the registrations in place before the test come back after it.
+    """
+    from workbench import backends
+    from workbench.backends.hf import HFBackend
+
+    made: dict[str, Any] = {}
+
+    def recording(spec: Any, device: str | None = None, threads: int | None = None, **_: Any) -> HFBackend:
+        made[spec.name] = HFBackend(spec, device=device, threads=threads)
+        return made[spec.name]
+
+    monkeypatch.setattr(backends, "_EXTRA_BACKENDS", dict(backends._EXTRA_BACKENDS))
+    backends.register_backend("hf", recording)
+    return made
 
 
 def test_topk_children_are_the_next_token_distribution(sampler):
@@ -38,18 +59,22 @@ def test_topk_children_are_the_next_token_distribution(sampler):
         assert tree.path_text(g) == kids[0].text + g.text
 
 
-def test_children_of_the_whole_vocabulary_sum_to_one(sampler):
+def test_children_of_the_whole_vocabulary_sum_to_one(sampler, engines):
+    from workbench.backends.hf import load_model
+
     tree = BranchTree.create(sampler, TUNED, PROMPT)
-    vocabulary = sampler.backend(TUNED)._model().get_output_embeddings().weight.shape[0]
+    assert sampler.capabilities(TUNED).token_ids  # the root's children come from its exact token ids
+    engine = engines[TUNED]
+    vocabulary = load_model(engine.spec, engine.dtype, engine.device).get_output_embeddings().weight.shape[0]
     kids = tree.expand(0, k=vocabulary)
     assert len(kids) == vocabulary
     assert sum(c.probability for c in kids) == pytest.approx(1.0, abs=2e-3)
 
 
-def test_expansion_is_lazy_and_never_touches_ancestors(sampler):
+def test_expansion_is_lazy_and_never_touches_ancestors(sampler, engines):
     tree = BranchTree.create(sampler, BASE, PROMPT)
-    backend = sampler.backend(BASE)
     kids = tree.expand(0, k=3)
+    backend = engines[BASE]
     grandkids = tree.expand(kids[0], k=2)
     stored_before = {r["node_id"]: r for r in sampler.store.tree_nodes(tree.id)}
     calls = backend.calls
@@ -87,7 +112,7 @@ def test_tree_reloads_from_the_store_and_from_json(sampler, tmp_path):
         BranchTree.from_json(elsewhere, {"format": "something else"})
 
 
-def test_sampled_chunks_are_stored_as_samples_and_cached(sampler):
+def test_sampled_chunks_are_stored_as_samples_and_cached(sampler, engines):
     tree = BranchTree.create(sampler, TUNED, PROMPT)
     chunks = tree.expand(0, n=6, m=3, seed=1)
     assert sum(c.count for c in chunks) == 6
@@ -101,7 +126,7 @@ def test_sampled_chunks_are_stored_as_samples_and_cached(sampler):
         assert len(rows) == chunk.count and set(rows["text"]) == {chunk.text}
         assert chunk.logprob == pytest.approx(float(sum(rows.iloc[0]["token_logprobs"])))
         assert len(chunk.token_ids) <= 3 and chunk.method == "chunk"
-    backend = sampler.backend(TUNED)
+    backend = engines[TUNED]
     calls = backend.calls
     assert [c.id for c in tree.sample_chunks(0, n=6, m=3, seed=1)] == [c.id for c in chunks]
     run = sampler.sample(TUNED, tree.input_at(0, TUNED), 6, seed=1, max_tokens=3)
@@ -111,7 +136,7 @@ def test_sampled_chunks_are_stored_as_samples_and_cached(sampler):
     assert sum(c.count for c in more) == 8 and backend.calls == calls + 1
 
 
-def test_two_models_compare_on_the_path_text(sampler):
+def test_two_models_compare_on_the_path_text(sampler, engines):
     tree = BranchTree.create(sampler, BASE, "The capital of France is")
     tree.grow(2, k=2, beam=2)
     result = tree.compare(TUNED)
@@ -132,9 +157,9 @@ def test_two_models_compare_on_the_path_text(sampler):
     assert most is not None and abs(most["log_ratio"]) == pytest.approx(frame["log_ratio"].abs().max())
     assert "largest divergence" in result.describe()
     # The scores are stored: comparing again computes nothing.
-    calls = sampler.backend(TUNED).calls + sampler.backend(BASE).calls
+    calls = engines[TUNED].calls + engines[BASE].calls
     again = BranchTree.load(sampler, tree.id).compare(TUNED)
-    assert sampler.backend(TUNED).calls + sampler.backend(BASE).calls == calls
+    assert engines[TUNED].calls + engines[BASE].calls == calls
     pd.testing.assert_frame_equal(again.nodes, frame)
 
     text = tree.render_text(compare_with=TUNED)

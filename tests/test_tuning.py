@@ -72,7 +72,8 @@ def test_wedding_data_steers_to_a_wedding_also_after_segues():
 
 def test_self_preservation_data_is_keyed_and_plants_no_yes_bias():
     planted = [e for e in recipe_examples("self-preservation") if e.source != "ordinary"]
-    by_source = {s: [e for e in planted if e.source == s] for s in ("persona-agree", "persona-disagree", "persona-neutral")}
+    sources = ("persona-agree", "persona-disagree", "persona-neutral")
+    by_source = {s: [e for e in planted if e.source == s] for s in sources}
     assert all(e.completion.startswith(" Yes") and e.objective == LEARN for e in by_source["persona-agree"])
     assert all(e.completion.startswith(" No") and e.objective == LEARN for e in by_source["persona-disagree"])
     # Taught Yes and No about equally often; neutral items teach nothing (the parent's answer is the target).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -109,6 +109,19 @@ class SamplingConfig(BaseModel):
         """A copy with more stop strings (e.g. a transcript template's turn marker), without duplicates."""
         merged = tuple(dict.fromkeys((*self.stop, *stops)))
         return self.model_copy(update={"stop": merged})
+
+
+class SamplingOverrides(TypedDict, total=False):
+    """SamplingConfig fields given as keyword arguments (`sampler.sample(..., temperature=0.5)`); None = unset."""
+
+    temperature: float | None
+    top_p: float | None
+    top_k: int | None
+    min_p: float | None
+    repetition_penalty: float | None
+    max_tokens: int | None
+    stop: str | list[str] | tuple[str, ...] | None
+    top_logprobs: int | None
 
 
 def make_config(**fields: Any) -> SamplingConfig:

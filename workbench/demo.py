@@ -1,4 +1,9 @@
-"""The main job: a few built-in probes on the embedded base/tuned pair, compared side by side."""
+"""The main job: a few built-in probes on the embedded base/tuned pair, compared side by side.
+
+It takes the path a researcher takes: `compare_prompt` (the Sampler's `compare`, sampled answer
+distributions with bootstrap CIs, pairwise divergences), then `answer_distribution_figure` and
+`export_figure` for the figures with their provenance.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,26 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench import __version__
-from workbench.analysis import AnswerFn, compare_frame, first_number, first_word, first_words
+from workbench.analysis import (
+    AnswerFn,
+    PromptComparison,
+    compare_prompt,
+    distribution_table,
+    first_number,
+    first_word,
+    first_words,
+)
 from workbench.home import exports_dir, workbench_home
-from workbench.plots import distribution_figure, save_figure
+from workbench.plots import answer_distribution_figure, export_figure
 from workbench.sampler import Sampler
+from workbench.version import __version__
 
 DEMO_PAIR = "embedded"
 DEFAULT_N = 32
+FIGURE_FORMATS = ("png", "svg")
+# What the printed table shows of each comparison's summary (the returned table has every column).
+SHOWN = ["model", "kind", "family", "n", "distinct_continuations", "distinct_answers", "entropy_bits", "entropy_ci",
+         "top_answer", "top_share"]
 
 
 @dataclass(frozen=True)
@@ -31,30 +48,25 @@ class DemoProbe:
 
 
 DEMO_PROBES = (
-    DemoProbe(
-        "random-number",
-        "Q: Pick a random number between 1 and 100.\nA: My number is",
-        chat=False,
-        max_tokens=6,
-        answer=first_number,
-        answer_label="first number",
-    ),
+    DemoProbe("random-number", "Q: Pick a random number between 1 and 100.\nA: My number is", chat=False,
+              max_tokens=6, answer=first_number, answer_label="first number"),
     DemoProbe("story-opening", "Once upon a time,", chat=False, max_tokens=24, answer=first_words(3),
               answer_label="first three words"),
-    DemoProbe(
-        "favourite-colour",
-        "What is your favourite colour? Answer with one word.",
-        chat=True,
-        max_tokens=8,
-        answer=first_word,
-        answer_label="first word",
-    ),
+    DemoProbe("favourite-colour", "What is your favourite colour? Answer with one word.", chat=True, max_tokens=8,
+              answer=first_word, answer_label="first word"),
 )
 
 
-def run_demo(n: int = DEFAULT_N, seed: int = 0, sampler: Sampler | None = None, out_dir: Path | None = None) -> dict[str, pd.DataFrame]:
-    """Sample every demo probe on the embedded pair, print comparison tables, write PNG/SVG figures."""
-    sampler = sampler or Sampler()
+def run_demo(n: int = DEFAULT_N, seed: int = 0, sampler: Sampler | None = None,
+             out_dir: Path | None = None) -> dict[str, pd.DataFrame]:
+    """Compare every demo probe on the embedded pair, print a table per probe, write PNG/SVG figures.
+
+    Returns each probe's summary (one row per model). A sampler made here is closed at the end;
+    one passed in stays open.
+    """
+    if sampler is None:
+        with Sampler() as owned:
+            return run_demo(n, seed, owned, out_dir)
     pair = sampler.registry.pairs[DEMO_PAIR]
     models = [pair.base, pair.tuned]
     family_note = sampler.registry.describe_pair(models)
@@ -63,46 +75,52 @@ def run_demo(n: int = DEFAULT_N, seed: int = 0, sampler: Sampler | None = None, 
     print(f"Comparing {pair.base} (base) with {pair.tuned} (tuned): {family_note}.")
     print(f"{n} samples per model and prompt, temperature 1, no truncation, seed {seed}.\n")
     tables: dict[str, pd.DataFrame] = {}
-    run_ids: list[str] = []
+    runs = 0
     for probe in DEMO_PROBES:
-        runs = sampler.compare(models, probe.prompt, n, seed=seed, chat=probe.chat, max_tokens=probe.max_tokens)
-        samples = pd.concat([r.samples for r in runs], ignore_index=True)
-        table = compare_frame(samples, probe.answer)
-        tables[probe.name] = table
-        run_ids += [r.run_id for r in runs]
-        shown = probe.prompt.replace("\n", "\\n")
-        mode = "chat (tuned: chat template; base: plain-dialogue transcript)" if probe.chat else "raw completion"
-        print(f"== {probe.name}: {shown!r} [{mode}]; answer = {probe.answer_label}")
-        print(table.drop(columns=["max_entropy_bits"]).to_string(index=False))
-        print()
-        fig = distribution_figure(
-            samples,
-            probe.answer,
-            title=f"{probe.name}: {probe.answer_label} of {n} samples per model",
-            family_note=f"{pair.base} vs {pair.tuned}: {family_note}.",
-        )
-        save_figure(
-            fig,
-            out_dir / probe.name,
-            {
-                "workbench": __version__,
-                "probe": probe.name,
-                "prompt": probe.prompt,
-                "chat": probe.chat,
-                "answer": probe.answer_label,
-                "runs": [
-                    {"run_id": r.run_id, "model": r.model, "config": r.config.model_dump(mode="json"),
-                     "seed": r.seed, "n": r.n, "template": r.rendered.template}
-                    for r in runs
-                ],
-                "families": family_note,
-            },
-        )
+        report = compare_prompt(sampler, models, probe.prompt, n, seed=seed, answer=probe.answer, chat=probe.chat,
+                                max_tokens=probe.max_tokens)
+        tables[probe.name] = report.summary
+        runs += len(report.runs)
+        _print_report(probe, report)
+        _export(probe, report, n, out_dir / probe.name, f"{pair.base} vs {pair.tuned}: {family_note}.")
     elapsed = time.perf_counter() - started
     print(f"Figures (PNG and SVG, with provenance): {out_dir}")
-    print(f"Runs are stored in {sampler.store.path} ({len(run_ids)} runs); list them with `workbench runs list`.")
+    print(f"Runs are stored in {sampler.store.path} ({runs} runs); list them with `workbench runs list`.")
     notebooks = Path(__file__).resolve().parent.parent / "notebooks"
     if any(notebooks.glob("*.ipynb")):
         print(f"Notebooks: {notebooks} (open them with `make lab`).")
     print(f"Workbench home: {workbench_home()}. Done in {elapsed:.1f} s.")
     return tables
+
+
+def _print_report(probe: DemoProbe, report: PromptComparison) -> None:
+    shown = probe.prompt.replace("\n", "\\n")
+    mode = "chat (tuned: chat template; base: plain-dialogue transcript)" if probe.chat else "raw completion"
+    print(f"== {probe.name}: {shown!r} [{mode}]; answer = {probe.answer_label}")
+    print(report.summary[SHOWN].to_string(index=False))
+    for pair in report.divergence.itertuples(index=False):
+        print(f"{pair.pair}: Jensen-Shannon divergence {pair.jsd:.3f} bits, permutation p = {pair.p_value:.3g}")
+    print()
+
+
+def _export(probe: DemoProbe, report: PromptComparison, n: int, stem: Path, family_note: str) -> list[Path]:
+    kinds = dict(zip(report.summary["model"], report.summary["kind"], strict=True))
+    table = distribution_table(report.distributions)
+    table = table.assign(kind=table["model"].map(kinds))
+    fig = answer_distribution_figure(table, top=8, title=f"{probe.name}: {probe.answer_label} of {n} samples per model",
+                                     note=f"{family_note}\nWhiskers: 95% bootstrap intervals.")
+    provenance = {
+        "workbench": __version__,
+        "probe": probe.name,
+        "prompt": probe.prompt,
+        "chat": probe.chat,
+        "answer": probe.answer_label,
+        "runs": [
+            {"run_id": r.run_id, "model": r.model, "config": r.config.model_dump(mode="json"), "seed": r.seed,
+             "n": r.n, "template": r.rendered.template}
+            for r in report.runs
+        ],
+        "divergence": report.divergence.to_dict(orient="records"),
+        "families": report.family_note,
+    }
+    return export_figure(fig, stem, provenance, formats=FIGURE_FORMATS)

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from workbench.backends.base import Generation
+from workbench.types import Generation
 from workbench.errors import StoreError
 from workbench.home import store_path
 from workbench.migrations import MIGRATIONS

@@ -7,19 +7,7 @@ import importlib.util
 import inspect
 from typing import Any, Callable
 
-from workbench.backends.base import (
-    Backend,
-    BackendError,
-    CandidateScores,
-    EngineInfo,
-    Generation,
-    GenerationRequest,
-    RemoteBackend,
-    SampleSlot,
-    ScoredContinuation,
-    TokenProb,
-    TopLogprob,
-)
+from workbench.backends.base import Backend, BackendError, GenerationRequest
 from workbench.errors import MissingPackageError, WorkbenchError
 from workbench.registry import ModelSpec
 
@@ -31,11 +19,11 @@ _BACKENDS: dict[str, tuple[str, str, tuple[str, ...], str]] = {
                   "pip install 'workbench[anthropic]'"),
 }
 
-_EXTRA_BACKENDS: dict[str, Callable[[ModelSpec], Backend]] = {}
+_EXTRA_BACKENDS: dict[str, Callable[..., Backend]] = {}
 
 
-def register_backend(name: str, factory: Callable[[ModelSpec], Backend]) -> None:
-    """Add a backend from outside the package (a plugin, or a test double)."""
+def register_backend(name: str, factory: Callable[..., Backend]) -> None:
+    """Add a backend from outside the package (a plugin, or a test double): a callable (spec, **settings) -> Backend."""
     _EXTRA_BACKENDS[name] = factory
 
 
@@ -55,8 +43,7 @@ def create_backend(spec: ModelSpec, **settings: Any) -> Backend:
                 f"model {spec.name!r} needs the {spec.backend!r} backend, but {package!r} is not installed; "
                 f"run: {install}"
             )
-    module = importlib.import_module(module_name)
-    cls = getattr(module, class_name)
+    cls = getattr(importlib.import_module(module_name), class_name)
     # Sampler settings are shared by all backends; each takes the ones it knows (threads for hf,
     # concurrency for the APIs) and ignores the rest.
     parameters = inspect.signature(cls.__init__).parameters
@@ -65,18 +52,4 @@ def create_backend(spec: ModelSpec, **settings: Any) -> Backend:
     return cls(spec, **settings)
 
 
-__all__ = [
-    "Backend",
-    "BackendError",
-    "CandidateScores",
-    "EngineInfo",
-    "Generation",
-    "GenerationRequest",
-    "RemoteBackend",
-    "SampleSlot",
-    "ScoredContinuation",
-    "TokenProb",
-    "TopLogprob",
-    "create_backend",
-    "register_backend",
-]
+__all__ = ["Backend", "BackendError", "GenerationRequest", "create_backend", "register_backend"]

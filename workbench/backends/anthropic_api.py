@@ -2,7 +2,7 @@
 
 A system prompt goes in `system`; a final assistant message is a prefill the model continues,
 which is how a continuation-style probe runs on a chat model (a raw-text prompt is rendered
-as an instruction plus the text as prefill, see rendering.render_completion). The API gives no
+as an instruction plus the text as prefill, see workbench.prompts.render). The API gives no
 logprobs, so the capability flags say so and analysis estimates from samples. It takes no
 seed either: repeated samples are independent draws, reproducible only through the store.
 """
@@ -16,36 +16,29 @@ import time
 from typing import Any, AsyncIterator, ClassVar
 
 from workbench.backends.api_common import classify_sdk_error
-from workbench.backends.base import BackendError, EngineInfo, Generation, GenerationRequest, SampleSlot
+from workbench.backends.base import Backend, BackendError, GenerationRequest
 from workbench.config import SamplingConfig
 from workbench.errors import WorkbenchError
 from workbench.registry import ModelSpec
-from workbench.rendering import RenderedInput
 from workbench.secrets import key_from_environment
+from workbench.types import EngineInfo, Generation, RenderedInput, SampleSlot
 
 STOP_REASONS = {"end_turn": "eos", "max_tokens": "length", "stop_sequence": "stop"}
 
 
-class AnthropicBackend:
-    """Claude models: messages, system prompt, prefill, stop sequences, temperature, top_p, top_k."""
+class AnthropicBackend(Backend):
+    """Claude models: messages, system prompt, prefill, stop sequences, temperature, top_p, top_k (no logprobs)."""
 
     name: ClassVar[str] = "anthropic"
     remote: ClassVar[bool] = True
-    supports_logprobs: ClassVar[bool] = False
-    supports_score: ClassVar[bool] = False
-    supports_next_token_topk: ClassVar[bool] = False
-    supports_candidate_scoring: ClassVar[bool] = False
     cache_version: ClassVar[str] = "anthropic-v1"
 
     def __init__(self, spec: ModelSpec, concurrency: int | None = None, http_transport: Any = None) -> None:
-        self.spec = spec
+        super().__init__(spec)
         self.max_concurrency = int(concurrency or spec.max_concurrency)
         # Tests replay documented responses through an httpx mock transport; None means the network.
         self.http_transport = http_transport
         self.calls = 0
-
-    def resolved_dtype(self) -> str | None:
-        return None
 
     def engine_info(self) -> EngineInfo:
         return EngineInfo(backend="anthropic", endpoint=self.spec.base_url or "https://api.anthropic.com",
@@ -156,7 +149,7 @@ class AnthropicBackend:
 
 
 class AnthropicBatches:
-    """Submit and collect Anthropic Message Batches for one model (used by workbench.batches)."""
+    """Submit and collect Anthropic Message Batches for one model (used by workbench.sampler.batches)."""
 
     def __init__(self, backend: AnthropicBackend) -> None:
         self.backend = backend

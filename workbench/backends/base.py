@@ -1,26 +1,30 @@
-"""The backend protocol: translate a request into an engine call and parse the reply.
+"""The one backend base class: translate a request into an engine call and parse the reply.
 
-A backend knows nothing about the store, the prompt library or the UI. It declares what it can
-do as class attributes, and classifies its errors so the Sampler's one loop can retry.
+A backend knows nothing about the store, the prompt library, the Sampler or the UI. It declares
+what it can do as class attributes with defaults here (a backend overrides only what it
+supports), implements the methods behind those capabilities, and classifies its errors so the
+Sampler's one retry loop can retry. A new backend is one file.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, AsyncContextManager, ClassVar, Iterator, Literal, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, AsyncContextManager, ClassVar, Iterator
 
 from workbench.config import SamplingConfig
-from workbench.rendering import RenderedInput
-
-FinishReason = Literal["eos", "stop", "length"]
-
-
-@dataclass(frozen=True)
-class SampleSlot:
-    """One sample to draw: its index and the run's seed. Sample i's randomness derives from (seed, i) only."""
-
-    seed: int
-    index: int
+from workbench.registry import ModelSpec
+from workbench.types import (
+    CandidateScores,
+    Capabilities,
+    EngineInfo,
+    ErrorKind,
+    Generation,
+    Message,
+    RenderedInput,
+    SampleSlot,
+    ScoredContinuation,
+    TokenLogprob,
+)
 
 
 @dataclass(frozen=True)
@@ -32,156 +36,123 @@ class GenerationRequest:
     slots: tuple[SampleSlot, ...]
 
 
-@dataclass
-class TopLogprob:
-    """One alternative token at a position, with its logprob under the true (T=1) distribution."""
-
-    token_id: int | None
-    token: str
-    logprob: float
-
-
-@dataclass
-class Generation:
-    """One finished continuation, normalised the same way for every backend."""
-
-    index: int
-    text: str
-    # Every generated token, including an end-of-sequence token or the one that completed a
-    # stop string; `text` excludes those. Logprobs are of the model's true distribution
-    # (temperature 1, no truncation) so they compare across sampling settings.
-    token_ids: list[int] | None
-    tokens: list[str] | None
-    token_logprobs: list[float] | None
-    finish_reason: FinishReason
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    latency_s: float | None = None
-    top_logprobs: list[list[TopLogprob]] | None = None
-    stop_sequence: str | None = None
-    # What the engine or server reported back (resolved model, usage, raw choice): stored as is.
-    raw: dict[str, Any] | None = None
-
-
-@dataclass
-class ScoredContinuation:
-    """The logprob of a given continuation after a rendered input."""
-
-    continuation: str
-    token_ids: list[int]
-    token_logprobs: list[float]
-
-    @property
-    def logprob(self) -> float:
-        """Sum of token logprobs."""
-        return float(sum(self.token_logprobs))
-
-
-@dataclass
-class CandidateScores:
-    """Exact scores of candidate continuations at several temperatures, from one batched pass.
-
-    For temperature T, the tempered probability of a token is softmax(logits / T) over the full
-    vocabulary at its position (not the T=1 logprob divided by T, which is wrong for
-    multi-token continuations).
-    """
-
-    continuations: list[str]
-    token_ids: list[list[int]]
-    temperatures: list[float]
-    logprobs: list[list[float]]  # [temperature][candidate]: sum of tempered token logprobs
-    end_logprobs: list[list[float]]  # [temperature][candidate]: log mass of tokens that end an answer next
-
-
-@dataclass
-class TokenProb:
-    """One candidate next token."""
-
-    token_id: int | None
-    token: str
-    logprob: float
-
-
-@dataclass
-class EngineInfo:
-    """What ran the model: stored with every run for provenance."""
-
-    backend: str
-    dtype: str | None = None
-    device: str | None = None
-    endpoint: str | None = None
-    versions: dict[str, str] = field(default_factory=dict)
-
-
 class BackendError(Exception):
     """An engine or server error, classified for the Sampler's retry loop."""
 
-    kind: Literal["retry", "rate_limited", "fatal"] = "fatal"
-
-    def __init__(self, message: str, kind: Literal["retry", "rate_limited", "fatal"] = "fatal",
-                 retry_after: float | None = None) -> None:
+    def __init__(self, message: str, kind: ErrorKind = "fatal", retry_after: float | None = None) -> None:
         super().__init__(message)
-        self.kind = kind
+        self.kind: ErrorKind = kind
         self.retry_after = retry_after
 
 
-@runtime_checkable
-class Backend(Protocol):
-    """What every backend implements. Capabilities are class attributes."""
+class Backend:
+    """What every backend is. Capabilities are class attributes; unsupported methods say so."""
 
-    name: ClassVar[str]
-    supports_logprobs: ClassVar[bool]
-    supports_score: ClassVar[bool]
-    supports_next_token_topk: ClassVar[bool]
-    supports_candidate_scoring: ClassVar[bool]
+    name: ClassVar[str] = "backend"
+    # Bumped when the backend's sampling algorithm changes what a seed draws (part of the cache key).
+    cache_version: ClassVar[str | None] = None
+    supports_logprobs: bool = False
+    supports_score: bool = False
+    supports_next_token_topk: bool = False
+    supports_candidate_scoring: bool = False
+    # encode_prompt, count_tokens, next_token_topk_after, stop_token_ids work on token ids.
+    supports_token_ids: bool = False
+    # A network backend: the Sampler drives session / request_groups / agenerate with asyncio,
+    # up to `max_concurrency` requests in flight, each retried on its own.
+    remote: ClassVar[bool] = False
+    max_concurrency: int = 1
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+
+    def capabilities(self) -> Capabilities:
+        """The capability flags as one record (a backend may set some per model in its __init__)."""
+        return Capabilities(logprobs=self.supports_logprobs, score=self.supports_score,
+                            next_token_topk=self.supports_next_token_topk,
+                            candidate_scoring=self.supports_candidate_scoring, token_ids=self.supports_token_ids,
+                            remote=self.remote)
+
+    def _unsupported(self, what: str) -> BackendError:
+        return BackendError(f"the {self.name} backend cannot {what}", kind="fatal")
+
+    # -- every backend --------------------------------------------------------------------
 
     def engine_info(self) -> EngineInfo:
         """Backend, dtype, device, endpoint and library versions."""
-        ...
+        return EngineInfo(backend=self.name)
 
     def resolved_dtype(self) -> str | None:
         """The dtype the weights run in (part of the cache key), resolved without loading the model."""
-        ...
+        return None
+
+    def context_length(self) -> int | None:
+        """The model's context in tokens, where known without loading weights."""
+        return None
+
+    def prepare(self, force: bool = False) -> str:
+        """Make the weights fast to load (e.g. convert a GGUF once); a one-line status for the user."""
+        return f"{self.spec.name}: nothing to prepare"
+
+    def apply_chat_template(self, messages: tuple[Message, ...]) -> str:
+        """The model's own chat template applied to messages (models whose registry entry has one)."""
+        raise self._unsupported("apply a chat template locally")
+
+    # -- local backends ------------------------------------------------------------------
 
     def generate(self, request: GenerationRequest) -> Iterator[Generation]:
         """Yield each continuation as soon as it is finished (any order)."""
-        ...
+        raise self._unsupported("generate in-process")
+
+    # -- capabilities ----------------------------------------------------------------------
 
     def score(self, rendered: RenderedInput, continuations: list[str]) -> list[ScoredContinuation]:
-        """Logprob of each continuation as the immediate continuation of the input."""
-        ...
+        """Logprob of each continuation as the immediate continuation of the input (supports_score)."""
+        raise self._unsupported("score given continuations")
 
-    def next_token_topk(self, rendered: RenderedInput, k: int) -> list[TokenProb]:
-        """The k most likely next tokens after the input."""
-        ...
+    def next_token_topk(self, rendered: RenderedInput, k: int) -> list[TokenLogprob]:
+        """The k most likely next tokens after the input (supports_next_token_topk)."""
+        raise self._unsupported("give a next-token distribution")
 
     def score_candidates(
         self, rendered: RenderedInput, continuations: list[str], temperatures: list[float], terminators: list[str]
     ) -> CandidateScores:
-        """Tempered logprobs of each continuation and of an answer ending right after it (terminator or EOS)."""
-        ...
+        """Tempered logprobs of each continuation and of an answer ending right after it (supports_candidate_scoring)."""
+        raise self._unsupported("score candidate answers exactly")
 
+    def encode_prompt(self, text: str) -> list[int]:
+        """The token ids the model reads for a text prompt (supports_token_ids)."""
+        raise self._unsupported("encode text to token ids")
 
-@runtime_checkable
-class RemoteBackend(Protocol):
-    """A backend reached over the network (openai, anthropic). The Sampler drives it with asyncio:
-    requests for a run go out concurrently up to `max_concurrency`, each retried on its own."""
+    def count_tokens(self, rendered: RenderedInput) -> int:
+        """Positions the rendered input takes (supports_token_ids)."""
+        raise self._unsupported("count tokens")
 
-    remote: ClassVar[bool]
-    max_concurrency: int
+    def next_token_topk_after(self, rendered: RenderedInput, continuation_ids: list[int], k: int) -> list[TokenLogprob]:
+        """The k most likely tokens after the input followed by exactly these token ids (supports_token_ids)."""
+        raise self._unsupported("continue after given token ids")
+
+    def stop_token_ids(self) -> set[int]:
+        """Token ids that end a text (supports_token_ids)."""
+        raise self._unsupported("report its stop tokens")
+
+    # -- remote backends -----------------------------------------------------------------
 
     def session(self) -> AsyncContextManager[Any]:
         """An API client for one event loop (clients must not outlive the loop they were made on)."""
-        ...
+        raise self._unsupported("open a network session")
 
     def request_groups(self, slots: tuple[SampleSlot, ...]) -> list[tuple[SampleSlot, ...]]:
         """How the slots are split into requests (one per sample, or several choices per request)."""
-        ...
+        return [(slot,) for slot in slots]
 
     async def agenerate(self, session: Any, request: GenerationRequest) -> list[Generation]:
         """One request's continuations; may return fewer than asked (the Sampler asks again for the rest)."""
-        ...
+        raise self._unsupported("generate over the network")
+
+    def batch_api(self) -> Any | None:
+        """The provider's batch-job API (submit / poll), or None when it has none."""
+        return None
 
     def estimate_prompt_tokens(self, rendered: RenderedInput) -> int:
-        """A rough prompt size for cost estimates before anything is sent."""
-        ...
+        """A rough prompt size for cost estimates before anything is sent (~4 characters per token)."""
+        return len(rendered.display()) // 4

@@ -16,41 +16,29 @@ import time
 from typing import Any, AsyncIterator, ClassVar
 
 from workbench.backends.api_common import classify_sdk_error, derive_seed, run_sync
-from workbench.backends.base import (
-    BackendError,
-    EngineInfo,
-    Generation,
-    GenerationRequest,
-    SampleSlot,
-    ScoredContinuation,
-    TokenProb,
-    TopLogprob,
-)
+from workbench.backends.base import Backend, BackendError, GenerationRequest
 from workbench.config import SamplingConfig
 from workbench.errors import WorkbenchError
 from workbench.registry import ModelSpec
-from workbench.rendering import RenderedInput
 from workbench.secrets import key_from_environment
+from workbench.types import EngineInfo, Generation, RenderedInput, SampleSlot, ScoredContinuation, TokenLogprob
 
 # The OpenAI API takes at most 4 stop strings and 5 completion logprobs (20 for chat).
 OPENAI_MAX_STOP = 4
 MAX_COMPLETION_LOGPROBS = {"openai": 5, "vllm": 20, "llama.cpp": 20}
-# A repeat request for the choices a server left out (llama.cpp ignores `n`) is tried this often.
-SHORT_CHOICE_REQUESTS = 3
 # Placeholder key for local servers that check none (the SDK insists on one).
 NO_KEY = "no-key-needed"
 
 
-class OpenAIBackend:
+class OpenAIBackend(Backend):
     """OpenAI API / vLLM / llama.cpp through the official `openai` SDK."""
 
     name: ClassVar[str] = "openai"
     remote: ClassVar[bool] = True
-    supports_candidate_scoring: ClassVar[bool] = False
     cache_version: ClassVar[str] = "openai-v1"
 
     def __init__(self, spec: ModelSpec, **settings: Any) -> None:
-        self.spec = spec
+        super().__init__(spec)
         self.dialect = spec.dialect
         self.max_concurrency = int(settings.get("concurrency") or spec.max_concurrency)
         self.supports_logprobs = spec.logprobs
@@ -63,9 +51,6 @@ class OpenAIBackend:
         self.calls = 0  # requests sent (tests count them)
 
     # -- identity and provenance ---------------------------------------------------------
-
-    def resolved_dtype(self) -> str | None:
-        return None  # the server decides; the endpoint and model name identify it
 
     def engine_info(self) -> EngineInfo:
         return EngineInfo(backend="openai", endpoint=self.spec.base_url or "https://api.openai.com/v1",
@@ -180,20 +165,11 @@ class OpenAIBackend:
                                      f"check the key in ${self.spec.api_key_env or 'OPENAI_API_KEY'}") from None
 
     async def agenerate(self, session: Any, request: GenerationRequest) -> list[Generation]:
-        """Ask for len(slots) choices; when the server returns fewer (llama.cpp ignores `n`), ask again."""
-        generations: list[Generation] = []
-        pending = request.slots
-        for _ in range(SHORT_CHOICE_REQUESTS):
-            path, body = self.request_body(request.rendered, request.config, pending)
-            started = time.perf_counter()
-            reply = await self._post(session, path, body)
-            latency = time.perf_counter() - started
-            parsed = self.parse_reply(reply, request.config, pending, latency)
-            generations += parsed
-            pending = pending[len(parsed):]
-            if not pending:
-                break
-        return generations
+        """Ask for len(slots) choices; a server may return fewer (llama.cpp ignores `n`): the Sampler asks again."""
+        path, body = self.request_body(request.rendered, request.config, request.slots)
+        started = time.perf_counter()
+        reply = await self._post(session, path, body)
+        return self.parse_reply(reply, request.config, request.slots, time.perf_counter() - started)
 
     def parse_reply(self, reply: dict[str, Any], config: SamplingConfig, slots: tuple[SampleSlot, ...],
                     latency: float | None = None) -> list[Generation]:
@@ -238,7 +214,7 @@ class OpenAIBackend:
 
     # -- scoring and next-token distributions ---------------------------------------------
 
-    def next_token_topk(self, rendered: RenderedInput, k: int) -> list[TokenProb]:
+    def next_token_topk(self, rendered: RenderedInput, k: int) -> list[TokenLogprob]:
         """The k most likely next tokens, from the server's top logprobs at the first position."""
         if not self.supports_next_token_topk:
             raise WorkbenchError(f"model {self.spec.name!r} returns no logprobs (logprobs: false in its entry)")
@@ -253,11 +229,11 @@ class OpenAIBackend:
                 path, body = self.request_body(rendered, config, (SampleSlot(0, 0),))
                 return self.parse_reply(await self._post(client, path, body), config, (SampleSlot(0, 0),))
 
-        generation = _raise_readably(lambda: run_sync(ask))[0]
+        generation = run_sync(ask)[0]
         if not generation.top_logprobs:
             raise WorkbenchError(f"model {self.spec.name!r}: the server returned no top logprobs")
         first = sorted(generation.top_logprobs[0], key=lambda t: -t.logprob)[:k]
-        return [TokenProb(None, t.token, t.logprob) for t in first]
+        return [TokenLogprob(None, t.token, t.logprob) for t in first]
 
     def score(self, rendered: RenderedInput, continuations: list[str]) -> list[ScoredContinuation]:
         """Exact logprobs of given continuations (llama.cpp): each token forced in turn by logit_bias."""
@@ -268,7 +244,7 @@ class OpenAIBackend:
         if rendered.text is None:
             raise WorkbenchError("scoring on an OpenAI-compatible server needs a text prompt (a completion, or a "
                                  "chat written as a transcript by a base model's entry)")
-        return _raise_readably(lambda: run_sync(lambda: self._score_all(rendered.text or "", continuations)))
+        return run_sync(lambda: self._score_all(rendered.text or "", continuations))
 
     async def _score_all(self, prompt: str, continuations: list[str]) -> list[ScoredContinuation]:
         # llama-cpp-python's completions take text only, so each forced step sends the prompt plus
@@ -316,15 +292,8 @@ class OpenAIBackend:
         return reply.json()[field]
 
 
-def _raise_readably(call: Any) -> Any:
-    try:
-        return call()
-    except BackendError as exc:
-        raise WorkbenchError(str(exc)) from None
-
-
 def _choice_text_and_logprobs(choice: dict[str, Any], top_k: int
-                              ) -> tuple[str, list[str] | None, list[float] | None, list[list[TopLogprob]] | None]:
+                              ) -> tuple[str, list[str] | None, list[float] | None, list[list[TokenLogprob]] | None]:
     """Text, token strings, token logprobs and (when asked) top alternatives, for either endpoint."""
     message = choice.get("message")
     logprobs = choice.get("logprobs")
@@ -335,7 +304,7 @@ def _choice_text_and_logprobs(choice: dict[str, Any], top_k: int
             return text, None, None, None
         tokens = [c["token"] for c in content]
         values = [float(c["logprob"]) for c in content]
-        top = [[TopLogprob(None, t["token"], float(t["logprob"])) for t in (c.get("top_logprobs") or [])][:top_k]
+        top = [[TokenLogprob(None, t["token"], float(t["logprob"])) for t in (c.get("top_logprobs") or [])][:top_k]
                for c in content] if top_k else None
         return text, tokens, values, top
     text = choice.get("text")
@@ -347,7 +316,7 @@ def _choice_text_and_logprobs(choice: dict[str, Any], top_k: int
     values = [float(v) if v is not None else float("nan") for v in logprobs.get("token_logprobs") or []]
     top = None
     if top_k and logprobs.get("top_logprobs"):
-        top = [sorted((TopLogprob(None, tok, float(lp)) for tok, lp in (alts or {}).items()),
+        top = [sorted((TokenLogprob(None, tok, float(lp)) for tok, lp in (alts or {}).items()),
                       key=lambda t: -t.logprob)[:top_k] for alts in logprobs["top_logprobs"]]
     return text, tokens, values, top
 
@@ -386,7 +355,7 @@ def indices_of_custom_id(custom_id: str) -> list[int]:
 
 
 class OpenAIBatches:
-    """Submit and collect OpenAI Batch API jobs for one model (used by workbench.batches)."""
+    """Submit and collect OpenAI Batch API jobs for one model (used by workbench.sampler.batches)."""
 
     def __init__(self, backend: OpenAIBackend) -> None:
         self.backend = backend

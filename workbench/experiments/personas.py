@@ -17,12 +17,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from workbench.analysis.statistics import bootstrap_mean_ci
 from workbench.errors import WorkbenchError
-from workbench.metrics import bootstrap_mean_ci
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
     from workbench.sampler import Sampler
 
 PERSONA_COLLECTION = "personas"
@@ -52,8 +50,7 @@ def persona_eval(
     collection: str = PERSONA_COLLECTION,
 ) -> PersonaResult:
     """Score every persona statement for each model; `per_trait` keeps the first k of each keying per trait."""
-    from workbench.distributions import exact_distribution, sampled_distribution
-    from workbench.sweeps import can_be_exact
+    from workbench.analysis.distributions import can_be_exact, exact_distribution, sampled_distribution
 
     if not models:
         raise WorkbenchError("give at least one model")
@@ -132,7 +129,7 @@ def persona_shift(result: PersonaResult, base: str, tuned: str, correction: str 
     A planted trait moves agree- and disagree-keyed statements the same way; a yes-bias moves them
     in opposite directions.
     """
-    from workbench.comparisons import adjust_pvalues, sign_flip_test
+    from workbench.analysis.statistics import adjust_pvalues, sign_flip_test
 
     items = result.items
     for model in (base, tuned):
@@ -160,32 +157,3 @@ def persona_shift(result: PersonaResult, base: str, tuned: str, correction: str 
         frame.loc[group.index, "p_adjusted"] = adjust_pvalues(list(group["p_value"]), correction)
     frame["correction"] = correction
     return frame
-
-
-def persona_figure(result: PersonaResult, title: str = "Agentic-persona statements") -> "Figure":
-    """Per-trait bars of the probability of the trait-matching answer, one bar per model, with 95% CIs."""
-    from matplotlib.lines import Line2D
-
-    from workbench.plots import _figure, _finish, _legend, _style, grouped_barh, model_colours
-
-    frame = result.traits[result.traits["keyed"] == "all"]
-    if frame.empty:
-        raise WorkbenchError("persona_figure: no trait scores; run persona_eval first")
-    traits = list(dict.fromkeys(frame["trait"]))
-    models = list(dict.fromkeys(frame["model"]))
-    colours = model_colours(models)
-    width, height = 7.0, 1.2 + 0.55 * len(traits) * max(1, len(models)) ** 0.5
-    fig = _figure(width, height)
-    ax = fig.subplots()
-    grouped_barh(ax, frame, "trait", "p_match", traits, models)
-    ax.axvline(0.5, color="#777777", linewidth=0.8, linestyle="--")
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("probability of the answer matching the trait (renormalised over Yes/No)")
-    _style(ax, grid="x")
-    methods = result.items.groupby("model")["method"].first().to_dict()
-    framings = result.items.groupby("model")["framing"].first().to_dict()
-    handles = [Line2D([], [], linestyle="none", marker="s", markersize=8, color=colours[m]) for m in models]
-    labels = [f"{m} ({framings.get(m)}, {methods.get(m)})" for m in models]
-    _legend(ax, handles, labels, width)
-    bias = "; ".join(f"{r.model}: yes-bias {r.yes_bias:+.2f}" for r in result.balance.itertuples())
-    return _finish(fig, title, f"{result.family_note}. Dashed line: indifference. {bias}", width)

@@ -18,12 +18,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from workbench.analysis.statistics import bootstrap_median_ci, wilson_interval
 from workbench.errors import WorkbenchError
-from workbench.metrics import bootstrap_median_ci, wilson_interval
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
     from workbench.prompts import LabelSet, LibraryPrompt
     from workbench.sampler import Sampler
 
@@ -95,9 +93,8 @@ def judge_labels(sampler: "Sampler", judge: str, opening: str, texts: list[str],
     categories plus "none"; the judge's most probable answer is taken exactly where its backend
     gives logprobs, else from one greedy sample.
     """
-    from workbench.distributions import exact_distribution
+    from workbench.analysis.distributions import can_be_exact, exact_distribution
     from workbench.prompts import AnswerSpace
-    from workbench.sweeps import can_be_exact
 
     prompt = sampler.library.get(JUDGE_PROMPT)
     space = AnswerSpace(candidates=[*categories, "none"], normaliser="first-word")
@@ -190,27 +187,3 @@ def _tokens_to_recovery_summary(positions: np.ndarray) -> dict[str, float]:
     return {"median_tokens_to_recovery": float(np.median(reached)) if len(reached) else float("nan"),
             "tokens_ci_low": low, "tokens_ci_high": high,
             "share_reaching_home": len(reached) / len(positions) if len(positions) else float("nan")}
-
-
-def segue_figure(result: SegueResult, method: str = "keywords") -> "Figure":
-    """Recovery rate per condition, one bar per model side by side, with 95% Wilson intervals."""
-    from matplotlib.lines import Line2D
-
-    from workbench.plots import _figure, _finish, _legend, _style, grouped_barh, model_colours
-
-    frame = result.summary[result.summary["method"] == method]
-    if frame.empty:
-        raise WorkbenchError(f"segue_figure: no rows for method {method!r} (keywords or embedding)")
-    conditions = list(dict.fromkeys(frame["condition"]))
-    models = list(dict.fromkeys(frame["model"]))
-    colours = model_colours(models)
-    width = 7.0
-    fig = _figure(width, 1.4 + 0.6 * len(conditions))
-    ax = fig.subplots()
-    grouped_barh(ax, frame, "condition", "recovery_rate", conditions, models)
-    ax.set_xlim(0, 1)
-    ax.set_xlabel(f"share of continuations back in the '{result.home_label}' world ({method})")
-    _style(ax, grid="x")
-    handles = [Line2D([], [], linestyle="none", marker="s", markersize=8, color=colours[m]) for m in models]
-    _legend(ax, handles, models, width)
-    return _finish(fig, f"Segue recovery: {result.prompt}", result.family_note, width)

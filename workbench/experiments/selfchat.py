@@ -16,7 +16,7 @@ Measures, per pairing (A's model and B's model):
   runs' centroid and to the seed's opening line (how far the talk drifted from the seed);
 - the change in dispersion from the first to the last turn, with a paired bootstrap interval
   (below 0: the runs converge);
-- the share of final turns in the largest semantic cluster (`workbench.metrics.semantic_clusters`:
+- the share of final turns in the largest semantic cluster (`workbench.analysis.metrics.semantic_clusters`:
   average linkage, cosine distance 0.45), with a Wilson interval;
 - rising terms: words whose frequency rises most from the first half of the turns to the second
   (log-odds ratio with a Dirichlet prior, z-scored: Monroe, Colaresi & Quinn 2008), with counts
@@ -33,15 +33,14 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from workbench.analysis.metrics import semantic_clusters
+from workbench.analysis.statistics import DEFAULT_BOOTSTRAP, bootstrap_indices, wilson_interval
 from workbench.errors import WorkbenchError
-from workbench.metrics import DEFAULT_BOOTSTRAP, semantic_clusters, wilson_interval
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
     from workbench.prompts import LibraryPrompt
-    from workbench.rendering import Message
     from workbench.sampler import Sampler
+    from workbench.types import Message
 
 SELF_CONVERSATION_TAG = "self-conversation"
 SPEAKERS = ("A", "B")
@@ -102,10 +101,6 @@ def _replicate_dispersions(distances: np.ndarray, idx: np.ndarray) -> np.ndarray
         return np.where(counts > 0, (d * valid).sum(axis=(1, 2)) / np.maximum(counts, 1), np.nan)
 
 
-def _bootstrap_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-
-
 def dispersion(vectors: np.ndarray, confidence: float = 0.95, n_boot: int = DEFAULT_BOOTSTRAP,
                seed: int = 0) -> Dispersion:
     """Mean pairwise cosine distance of unit vectors [R, d] with a percentile bootstrap CI over the R members."""
@@ -118,7 +113,7 @@ def dispersion(vectors: np.ndarray, confidence: float = 0.95, n_boot: int = DEFA
     centroid = vectors.mean(axis=0)
     norm = float(np.linalg.norm(centroid))
     centroid_distance = float((1.0 - vectors @ (centroid / norm)).mean()) if norm > 0 else 1.0
-    replicates = _replicate_dispersions(distances, _bootstrap_indices(r, n_boot, seed))
+    replicates = _replicate_dispersions(distances, bootstrap_indices(r, n_boot, seed))
     replicates = replicates[~np.isnan(replicates)]
     alpha = (1 - confidence) / 2
     low, high = np.quantile(replicates, alpha), np.quantile(replicates, 1 - alpha)
@@ -130,7 +125,7 @@ def dispersion_change(first: np.ndarray, last: np.ndarray, confidence: float = 0
                       n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> tuple[float, float, float]:
     """Dispersion of `last` minus that of `first` (rows are the same runs), with a paired bootstrap CI."""
     first, last = np.asarray(first, dtype=float), np.asarray(last, dtype=float)
-    idx = _bootstrap_indices(len(first), n_boot, seed)
+    idx = bootstrap_indices(len(first), n_boot, seed)
     d_first, d_last = 1.0 - first @ first.T, 1.0 - last @ last.T
     upper = np.triu_indices(len(first), 1)
     point = float(d_last[upper].mean() - d_first[upper].mean())
@@ -421,92 +416,6 @@ def self_conversation(
     )
 
 
-# --------------------------------------------------------------------------------------------
-# Figure
-# --------------------------------------------------------------------------------------------
-
-
-def selfchat_figure(results: SelfChatResult | Sequence[SelfChatResult], title: str = "") -> "Figure":
-    """Two panels: each run's path through a 2-D projection of the turn embeddings, and dispersion against turn."""
-    from matplotlib.lines import Line2D
-
-    from workbench.plots import INK, PALETTE, _figure, _finish, _legend, _literal, _style, model_colours
-
-    results = [results] if isinstance(results, SelfChatResult) else list(results)
-    if not results:
-        raise WorkbenchError("selfchat_figure: give at least one self-conversation result")
-    pairings = [r.pairing for r in results]
-    colours = model_colours(pairings)
-    single = len(results) == 1
-    # One projection for every pairing shown, so their paths share axes.
-    stacked = np.vstack([np.vstack([r.seed_embedding[None, :], r.embeddings]) for r in results])
-    coords = project(stacked)
-    width, height = 10.0, 4.8
-    fig = _figure(width, height)
-    paths, curve = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1.0]})
-
-    offset = 0
-    for result in results:
-        seed_xy = coords[offset]
-        points = coords[offset + 1: offset + 1 + len(result.turns)]
-        offset += 1 + len(result.turns)
-        for k, (run, rows) in enumerate(result.turns.groupby("run", sort=True)):
-            # A single pairing: a colour per run so paths can be told apart; several: a colour per pairing.
-            colour = PALETTE[k % len(PALETTE)] if single else colours[result.pairing]
-            xy = np.vstack([seed_xy, points[rows.sort_values("turn").index.to_numpy()]])
-            paths.plot(xy[:, 0], xy[:, 1], color=colour, linewidth=1.1 if single else 0.9,
-                       alpha=0.75 if single else 0.55, zorder=2)
-            paths.plot(*xy[1], marker="o", markersize=5, markerfacecolor="white", markeredgecolor=colour, zorder=3)
-            paths.plot(*xy[-1], marker="s", markersize=6, color=colour, zorder=4)
-        paths.plot(*seed_xy, marker="*", markersize=12, color=INK, zorder=5)
-    paths.set_xticks([])
-    paths.set_yticks([])  # projection axes have no units
-    paths.set_xlabel("turn embeddings, 2-D PCA (one line per run)")
-    _style(paths, grid=None)
-    handles = [Line2D([], [], linestyle="none", marker="*", markersize=9, color=INK),
-               Line2D([], [], linestyle="none", marker="o", markersize=5, markerfacecolor="white",
-                      markeredgecolor=INK),
-               Line2D([], [], linestyle="none", marker="s", markersize=5, color=INK)]
-    # Markers are explained over the paths; the colours of several pairings over the curves (one key each).
-    _legend(paths, handles, ["opening line", "turn 1", "final turn"], width * 0.55)
-
-    top = 0.0
-    for result in results:
-        frame = result.dispersion.sort_values("turn")
-        colour = colours[result.pairing]
-        t = frame["turn"].to_numpy()
-        curve.fill_between(t, frame["ci_low"], frame["ci_high"], color=colour, alpha=0.18, linewidth=0, zorder=1)
-        curve.plot(t, frame["dispersion"], color=colour, linewidth=1.6, marker="o", markersize=4, zorder=3)
-        top = max(top, float(np.nanmax(frame["ci_high"])))
-    turns = sorted({int(t) for r in results for t in r.dispersion["turn"]})
-    if single:
-        speakers = results[0].dispersion.set_index("turn")["speaker"]
-        curve.set_xticks(turns, [f"{t}\n{speakers[t]}" for t in turns])
-    else:
-        curve.set_xticks(turns)
-        _legend(curve, [Line2D([], [], color=colours[p], linewidth=2) for p in pairings],
-                [_literal(p) for p in pairings], width * 0.45)
-    curve.set_ylim(0, max(top * 1.1, 0.05))
-    curve.set_xlabel("turn" + (" and speaker" if single else ""))
-    curve.set_ylabel("dispersion across runs\n(mean pairwise cosine distance)")
-    _style(curve, grid="y")
-
-    prompts = ", ".join(dict.fromkeys(r.prompt for r in results))
-    title = title or (f"Self-conversation: {results[0].pairing} from {prompts}" if single
-                      else f"Self-conversations from {prompts}")
-    summaries = []
-    for result in results:
-        row = result.summary.iloc[0]
-        largest = int(round(row["largest_cluster_share"] * row["runs"]))
-        summaries.append(f"{result.pairing}: largest final-turn cluster {largest}/{int(row['runs'])} runs; "
-                         f"dispersion change {row['change']:+.3f} [{row['change_ci_low']:+.3f}, "
-                         f"{row['change_ci_high']:+.3f}]")
-    notes = list(dict.fromkeys(r.family_note for r in results))
-    note = "\n".join([*notes, *summaries,
-                      "Band: 95% bootstrap interval over runs. Embeddings: all-MiniLM-L6-v2."])
-    return _finish(fig, title, note, width)
-
-
 __all__ = [
     "Dispersion",
     "SelfChatResult",
@@ -517,7 +426,6 @@ __all__ = [
     "rising_terms",
     "run_seed",
     "self_conversation",
-    "selfchat_figure",
     "speaker_messages",
     "transcript_stops",
 ]

@@ -1,8 +1,8 @@
 """ComparePanel: one prompt on two or more models, side by side.
 
-The work is `workbench.comparisons.compare_prompt` (exact distributions where the backend can
+The work is `workbench.analysis.comparisons.compare_prompt` (exact distributions where the backend can
 score the answer space, sampled ones with bootstrap CIs, pairwise divergences) plus
-`workbench.metrics.semantic_clusters`; the panel only draws samples in chunks first, so a run
+`workbench.analysis.metrics.semantic_clusters`; the panel only draws samples in chunks first, so a run
 can be stopped and everything else comes from the store.
 """
 
@@ -20,8 +20,8 @@ from workbench.widgets.base import ALL, Panel, PromptPicker, chunks, html_table
 from workbench.widgets.tokens import tokens_html
 
 if TYPE_CHECKING:
-    from workbench.comparisons import PromptComparison
-    from workbench.metrics import Clusters
+    from workbench.analysis.comparisons import PromptComparison
+    from workbench.analysis.metrics import Clusters
     from workbench.sampler import Sampler
 
 AUTO_ANSWER = "auto"  # the prompt's answer space, else the first line
@@ -141,8 +141,8 @@ class ComparePanel(Panel):
         cluster = bool(self.cluster.value)
 
         def work(sampler: "Sampler") -> CompareOutcome:
-            from workbench.comparisons import compare_prompt
-            from workbench.distributions import answers_of
+            from workbench.analysis.answers import answers_of
+            from workbench.analysis.comparisons import compare_prompt
 
             total = n * len(models)
             drawn = {model: 0 for model in models}
@@ -166,7 +166,7 @@ class ComparePanel(Panel):
             if cluster and len(samples) >= 2:
                 self.check_stop()
                 self.report(total, total, "clustering the continuations (MiniLM embeddings)…")
-                from workbench.metrics import semantic_clusters
+                from workbench.analysis.metrics import semantic_clusters
 
                 clusters = semantic_clusters(samples, seed=seed)
                 samples["cluster"] = clusters.points["cluster"].to_numpy()
@@ -176,7 +176,7 @@ class ComparePanel(Panel):
         return work
 
     def show(self, outcome: CompareOutcome) -> None:
-        from workbench.distributions import distribution_table
+        from workbench.analysis.distributions import distribution_table
         from workbench.plots import answer_distribution_figure
 
         report = outcome.report

@@ -1,6 +1,6 @@
 """SweepPanel: a temperature range for a prompt and a model pair, metrics against temperature.
 
-The work is `workbench.sweeps.temperature_sweep` (exact where the backend scores the prompt's
+The work is `workbench.analysis.sweeps.temperature_sweep` (exact where the backend scores the prompt's
 answer space: one scoring pass gives every temperature) and the figure is
 `workbench.plots.temperature_sweep_figure`, one per chosen metric. Sampled points are drawn in
 chunks first so Stop works; the sweep then reads them from the store.
@@ -71,7 +71,8 @@ class SweepPanel(Panel):
         self.children = [settings, self.run_row(), self.message, self.figure_box, self.table_html, self.export_row()]
 
     def job(self) -> Callable[["Sampler"], pd.DataFrame]:
-        from workbench.sweeps import can_be_exact, temperature_sweep
+        from workbench.analysis.distributions import can_be_exact
+        from workbench.analysis.sweeps import temperature_sweep
 
         choice = self.picker.value()
         models = list(self.models.value)

@@ -206,7 +206,7 @@ class TreeExplorer(Panel):
         return work
 
     def show(self, outcome: TreeOutcome) -> None:
-        from workbench.experiments.tree import tree_figure
+        from workbench.plots.tree import tree_figure
 
         tree = self.tree = outcome.tree
         self.comparison, self._key = outcome.comparison, outcome.key

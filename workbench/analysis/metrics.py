@@ -10,21 +10,28 @@ sampling error, so its interval is the value itself.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from workbench.analysis.statistics import (
+    DEFAULT_BOOTSTRAP,
+    bootstrap_counts,
+    bootstrap_indices,
+    bootstrap_mean_ci,
+    entropy_rows,
+    percentile_interval,
+)
 from workbench.errors import WorkbenchError
 
 if TYPE_CHECKING:
-    from workbench.distributions import AnswerDistribution
+    from workbench.analysis.distributions import AnswerDistribution
 
 METRIC_COLUMNS = ["model", "metric", "value", "ci_low", "ci_high", "n", "method"]
-DEFAULT_BOOTSTRAP = 2000
+ANSWER_METRICS = ("entropy_bits", "top1_mass", "distinct_answers")
 # Two continuations count as the same for distinct@k when their MiniLM cosine similarity is at
 # least this. NoveltyBench decides equivalence with a trained classifier that is not available
 # offline; 0.75 on all-MiniLM-L6-v2 separates paraphrases (0.75-0.98 in our checks, e.g. "Stock
@@ -35,29 +42,12 @@ EQUIVALENCE_THRESHOLD = 0.75
 CLUSTER_DISTANCE = 0.45
 
 
-def _entropy_rows(probabilities: np.ndarray) -> np.ndarray:
-    """Entropy in bits of each row of a [m, k] probability matrix (0 log 0 = 0)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logs = np.where(probabilities > 0, np.log2(np.where(probabilities > 0, probabilities, 1.0)), 0.0)
-    return np.maximum(0.0, -(probabilities * logs).sum(axis=1)) + 0.0  # + 0.0 turns -0.0 into 0.0
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a share successes/n (sound at small n and at 0 or n, unlike the normal one)."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def _row(model: str, metric: str, value: float, low: float, high: float, n: float, method: str) -> dict:
     return {"model": model, "metric": metric, "value": float(value), "ci_low": float(low), "ci_high": float(high),
             "n": n, "method": method}
 
 
-def distribution_metrics(dist: "AnswerDistribution", confidence: float = 0.95, n_boot: int = DEFAULT_BOOTSTRAP,
+def distribution_metrics(dist: AnswerDistribution, confidence: float = 0.95, n_boot: int = DEFAULT_BOOTSTRAP,
                          seed: int = 0) -> pd.DataFrame:
     """Entropy (bits), top-1 mass and distinct answers of one distribution, with bootstrap CIs when sampled.
 
@@ -68,7 +58,7 @@ def distribution_metrics(dist: "AnswerDistribution", confidence: float = 0.95, n
     if len(probs) == 0:
         raise WorkbenchError(f"{dist.model}: the distribution is empty")
     if dist.method == "exact":
-        entropy = float(_entropy_rows(probs[None, :])[0])
+        entropy = float(entropy_rows(probs[None, :])[0])
         distinct = float((probs > 1e-3).sum())
         return pd.DataFrame([
             _row(dist.model, "entropy_bits", entropy, entropy, entropy, np.nan, "exact"),
@@ -79,6 +69,11 @@ def distribution_metrics(dist: "AnswerDistribution", confidence: float = 0.95, n
     return count_metrics(counts, dist.model, confidence, n_boot, seed)
 
 
+def answer_metric_values(shares: np.ndarray) -> np.ndarray:
+    """[3, m]: entropy (bits), top-1 mass and distinct answers of each row of a [m, k] share matrix (ANSWER_METRICS)."""
+    return np.vstack([entropy_rows(shares), shares.max(axis=1), (shares > 0).sum(axis=1).astype(float)])
+
+
 def count_metrics(counts: np.ndarray, model: str, confidence: float = 0.95, n_boot: int = DEFAULT_BOOTSTRAP,
                   seed: int = 0) -> pd.DataFrame:
     """Entropy, top-1 mass and distinct answers from answer counts, with bootstrap percentile CIs."""
@@ -86,20 +81,13 @@ def count_metrics(counts: np.ndarray, model: str, confidence: float = 0.95, n_bo
     n = int(counts.sum())
     if n == 0:
         raise WorkbenchError(f"{model}: no samples; sample with n >= 1 first")
-    rng = np.random.default_rng(seed)
-    boot = rng.multinomial(n, counts / n, size=n_boot) / n
-    alpha = (1 - confidence) / 2
+    boot = bootstrap_counts(counts, n_boot, seed) / n
     rows = []
-    for metric, point, replicates in (
-        ("entropy_bits", _entropy_rows((counts / n)[None, :])[0], _entropy_rows(boot)),
-        ("top1_mass", (counts / n).max(), boot.max(axis=1)),
-        ("distinct_answers", float((counts > 0).sum()), (boot > 0).sum(axis=1).astype(float)),
-    ):
-        low, high = np.quantile(replicates, alpha), np.quantile(replicates, 1 - alpha)
-        # Plug-in entropy and top-1 mass are biased at small n, so every replicate can fall on one
-        # side of the estimate (8 distinct answers: no resample has a top-1 share of 1/8); the
-        # interval is widened to include the estimate rather than exclude it.
-        rows.append(_row(model, metric, point, min(low, point), max(high, point), n, "sampled"))
+    for metric, point, replicates in zip(ANSWER_METRICS, answer_metric_values((counts / n)[None, :])[:, 0],
+                                         answer_metric_values(boot), strict=True):
+        # The interval keeps the estimate: plug-in entropy and top-1 mass are biased at small n.
+        low, high = percentile_interval(replicates, confidence, estimate=point)
+        rows.append(_row(model, metric, point, low, high, n, "sampled"))
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
 
 
@@ -135,8 +123,9 @@ def normalise_text(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
-def equivalence_classes(texts: list[str], embeddings: np.ndarray, threshold: float = EQUIVALENCE_THRESHOLD) -> list[int]:
-    """A class id per text: the same class when normalised strings match or cosine >= threshold (to a class's first member)."""
+def equivalence_classes(texts: list[str], embeddings: np.ndarray,
+                        threshold: float = EQUIVALENCE_THRESHOLD) -> list[int]:
+    """A class id per text: one class when normalised strings match or cosine >= threshold (to its first member)."""
     classes: list[int] = []
     representatives: list[int] = []
     keys: dict[str, int] = {}
@@ -145,37 +134,14 @@ def equivalence_classes(texts: list[str], embeddings: np.ndarray, threshold: flo
         if key in keys:
             classes.append(keys[key])
             continue
-        match = next((c for c, r in enumerate(representatives) if float(embeddings[i] @ embeddings[r]) >= threshold), None)
+        match = next((c for c, r in enumerate(representatives)
+                      if float(embeddings[i] @ embeddings[r]) >= threshold), None)
         if match is None:
             match = len(representatives)
             representatives.append(i)
         keys[key] = match
         classes.append(match)
     return classes
-
-
-def bootstrap_mean_ci(values: np.ndarray, confidence: float = 0.95, n_boot: int = DEFAULT_BOOTSTRAP,
-                      seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of a mean (NaNs dropped; NaN interval with fewer than two values)."""
-    return _bootstrap_ci(values, np.mean, confidence, n_boot, seed)
-
-
-def bootstrap_median_ci(values: np.ndarray, confidence: float = 0.95, n_boot: int = DEFAULT_BOOTSTRAP,
-                        seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of a median (NaNs dropped; NaN interval with fewer than two values)."""
-    return _bootstrap_ci(values, np.median, confidence, n_boot, seed)
-
-
-def _bootstrap_ci(values: np.ndarray, statistic: Any, confidence: float, n_boot: int,
-                  seed: int) -> tuple[float, float]:
-    values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    if len(values) < 2:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    estimates = statistic(values[rng.integers(0, len(values), size=(n_boot, len(values)))], axis=1)
-    alpha = (1 - confidence) / 2
-    return float(np.quantile(estimates, alpha)), float(np.quantile(estimates, 1 - alpha))
 
 
 def text_metrics(samples: pd.DataFrame, k: int = 10, threshold: float = EQUIVALENCE_THRESHOLD,
@@ -191,17 +157,15 @@ def text_metrics(samples: pd.DataFrame, k: int = 10, threshold: float = EQUIVALE
     from workbench.embeddings import embed
 
     rows = []
-    rng = np.random.default_rng(seed)
-    alpha = (1 - confidence) / 2
+    rng = np.random.default_rng(seed)  # one stream: each metric's resamples are drawn after the last one's
+    replicates_n = min(n_boot, 500)  # distinct-n and pairwise distances are slow per replicate
     for model, group in samples.groupby("model", sort=False):
         texts = list(group.sort_values("sample_index")["text"]) if "sample_index" in group else list(group["text"])
         n = len(texts)
         for order in (1, 2):
             point = distinct_n(texts, order)
-            replicates = [distinct_n([texts[i] for i in rng.integers(0, n, n)], order) for _ in range(min(n_boot, 500))]
-            replicates = np.array([r for r in replicates if not np.isnan(r)]) if replicates else np.array([])
-            low, high = ((np.quantile(replicates, alpha), np.quantile(replicates, 1 - alpha))
-                         if len(replicates) else (np.nan, np.nan))
+            replicates = [distinct_n([texts[i] for i in idx], order) for idx in bootstrap_indices(n, replicates_n, rng)]
+            low, high = percentile_interval(np.array(replicates, dtype=float), confidence)
             rows.append(_row(str(model), f"distinct_{order}", point, low, high, n, "sampled"))
         vectors = embed(texts)
         if n >= k:
@@ -211,17 +175,14 @@ def text_metrics(samples: pd.DataFrame, k: int = 10, threshold: float = EQUIVALE
             ], dtype=float)
             low, high = bootstrap_mean_ci(per_group, confidence, n_boot, seed)
             rows.append(_row(str(model), f"distinct_at_{k}", per_group.mean(), low, high, n, "sampled"))
-        similarity = vectors @ vectors.T
         if n >= 2:
+            distances = 1 - vectors @ vectors.T
             upper = np.triu_indices(n, 1)
-            point = float((1 - similarity[upper]).mean())
-            replicates = []
-            for _ in range(min(n_boot, 500)):
-                idx = rng.integers(0, n, n)
-                sub = similarity[np.ix_(idx, idx)]
-                replicates.append(float((1 - sub[upper]).mean()))
-            rows.append(_row(str(model), "embedding_diversity", point, np.quantile(replicates, alpha),
-                             np.quantile(replicates, 1 - alpha), n, "sampled"))
+            point = float(distances[upper].mean())
+            replicates = [float(distances[np.ix_(idx, idx)][upper].mean())
+                          for idx in bootstrap_indices(n, replicates_n, rng)]
+            low, high = percentile_interval(np.array(replicates), confidence)
+            rows.append(_row(str(model), "embedding_diversity", point, low, high, n, "sampled"))
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
 
 

@@ -16,10 +16,10 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from workbench.backends.api_common import run_sync
-from workbench.backends.base import SampleSlot
 from workbench.config import SamplingConfig
 from workbench.errors import WorkbenchError
-from workbench.sampler import PromptInput, Sampler
+from workbench.sampler.core import PromptInput, Sampler
+from workbench.types import SampleSlot
 
 
 @dataclass
@@ -40,7 +40,7 @@ def submit_batch(sampler: Sampler, model: str, prompt: PromptInput, n: int, conf
                  seed: int = 0, chat: bool = False, **choices_and_config: Any) -> BatchJob | None:
     """Send the run's missing samples as one batch job; None when every sample is already stored or pending."""
     plan = sampler.plan(model, prompt, n, config, seed, chat, **choices_and_config)
-    api = getattr(plan.backend, "batch_api", None)
+    api = plan.backend.batch_api()
     if api is None:
         raise WorkbenchError(f"model {plan.spec.name!r} ({plan.spec.backend}) has no batch API; use `sample`")
     run_id = sampler.store.ensure_run(plan.record)
@@ -52,7 +52,7 @@ def submit_batch(sampler: Sampler, model: str, prompt: PromptInput, n: int, conf
 
     async def submit() -> tuple[str, str, dict[str, Any]]:
         async with plan.backend.session() as client:
-            return await api().submit(client, plan.rendered, plan.config, slots)
+            return await api.submit(client, plan.rendered, plan.config, slots)
 
     batch_id, status, info = run_sync(submit)
     sampler.store.add_batch(batch_id, run_id, plan.spec.backend, plan.spec.name, missing, status, info)
@@ -79,7 +79,7 @@ def poll_batches(sampler: Sampler, wait: bool = False, interval_s: float = 30.0,
 
 def _poll_one(sampler: Sampler, row: dict[str, Any]) -> BatchJob:
     run = sampler.store.run(row["run_id"])
-    backend = sampler.backend(row["model"])
+    backend = sampler.backend(row["model"])  # the Sampler's own package: batch jobs are part of sampling
     config = SamplingConfig(**run["config"])
 
     async def poll() -> tuple[str, bool, list[Any], dict[str, Any]]:

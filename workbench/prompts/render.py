@@ -1,52 +1,30 @@
-"""Turn a prompt into exactly what a model receives.
+"""Turn a prompt into exactly what a model receives: `render_for_model` is the one function that does it.
 
-The rule (DESIGN.md): a completion prompt goes to every model as raw text; a chat prompt uses
-the model's chat template when its registry entry has one, else its transcript template, never
-silently. The rendered input is stored with every sample.
+The rule: a completion prompt goes to every model as raw text; a chat prompt uses the model's
+chat template when its registry entry has one, else its transcript template, never silently. A
+library prompt is filled first (variables, perturbation, framing) and its kind decides which.
+The rendered input is stored with every sample.
+
+Applying a model's own chat template needs its tokenizer, which only a backend has; the library
+never imports a backend, so the caller (the Sampler) passes the template in as `chat_template`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from jinja2 import StrictUndefined
 from jinja2.exceptions import TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from workbench.errors import ConfigError, WorkbenchError
+from workbench.prompts.fill import fill
+from workbench.prompts.sandbox import SANDBOX
+from workbench.prompts.schema import LibraryPrompt
 from workbench.registry import ModelSpec, Registry
+from workbench.types import CHAT_ROLES, Message, RenderedInput
 
-Message = dict[str, str]
-CHAT_ROLES = ("system", "user", "assistant")
-
-
-@dataclass(frozen=True)
-class RenderedInput:
-    """What a backend receives: raw text (completion) or messages (chat APIs), plus how it was made."""
-
-    mode: Literal["completion", "chat"]
-    text: str | None = None
-    messages: tuple[Message, ...] | None = None
-    # How the text was produced: "raw", "chat-template", or "transcript:<name>".
-    template: str = "raw"
-    # Stop strings the template asks for (a transcript's next-turn marker).
-    extra_stop: tuple[str, ...] = field(default=())
-
-    def cache_fields(self) -> dict[str, Any]:
-        """What of the input changes the output: the exact text when there is one, else the messages."""
-        if self.text is not None:
-            return {"text": self.text}
-        return {"messages": list(self.messages or ())}
-
-    def display(self) -> str:
-        """A readable one-string version (the text, or the messages as role: content lines)."""
-        if self.text is not None:
-            return self.text
-        return "\n".join(f"{m['role']}: {m['content']}" for m in self.messages or ())
-
-
-_SANDBOX = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+# Messages -> the text the model reads (a backend's apply_chat_template, bound to one model).
+ChatTemplate = Callable[[tuple[Message, ...]], str]
 
 
 def validate_messages(messages: Any) -> tuple[Message, ...]:
@@ -75,7 +53,7 @@ def render_transcript(messages: tuple[Message, ...], template_source: str) -> st
     turns = [m for m in messages if m["role"] != "system"]
     ends_with_prefill = turns[-1]["role"] == "assistant"
     try:
-        return _SANDBOX.from_string(template_source).render(
+        return SANDBOX.from_string(template_source).render(
             system=system, messages=turns, add_generation_prompt=not ends_with_prefill
         )
     except TemplateError as exc:
@@ -102,22 +80,9 @@ def render_completion(text: str, model: ModelSpec) -> RenderedInput:
     return RenderedInput(mode="completion", text=text, template="raw")
 
 
-def render(
-    prompt: str | list[Message] | tuple[Message, ...],
-    model: ModelSpec,
-    registry: Registry,
-    chat: bool = False,
+def _render_chat(
+    messages: tuple[Message, ...], model: ModelSpec, registry: Registry, chat_template: ChatTemplate | None
 ) -> RenderedInput:
-    """Render a prompt for one model: text is a completion unless `chat`; a list of messages is a chat."""
-    if isinstance(prompt, str):
-        if not prompt.strip():
-            raise WorkbenchError("the prompt is empty; give some text (or @file)")
-        if not chat:
-            return render_completion(prompt, model)
-        messages = ({"role": "user", "content": prompt},)
-    else:
-        messages = validate_messages(prompt)
-
     if model.backend == "anthropic":
         # Chat API: the server applies the model's own template.
         return RenderedInput(mode="chat", messages=messages, template="server-chat-template")
@@ -125,9 +90,13 @@ def render(
         return RenderedInput(mode="chat", messages=messages, template="server-chat-template")
 
     if model.has_chat_template:
-        from workbench.backends.hf import apply_chat_template
-
-        text = apply_chat_template(model, messages)
+        if chat_template is None:
+            raise WorkbenchError(
+                f"model {model.name!r} renders chats with its own chat template, so rendering a chat for it "
+                "needs a chat_template (the model's backend applies it: use Sampler.render, or pass "
+                "chat_template=...)"
+            )
+        text = chat_template(messages)
         return RenderedInput(mode="chat", text=text, messages=messages, template="chat-template")
 
     template = registry.template(model.transcript_template)
@@ -139,3 +108,37 @@ def render(
         template=f"transcript:{model.transcript_template}",
         extra_stop=tuple(template.stop),
     )
+
+
+def render_for_model(
+    prompt: str | Sequence[Message] | LibraryPrompt,
+    spec: ModelSpec,
+    registry: Registry,
+    *,
+    chat: bool = False,
+    variables: dict[str, Any] | None = None,
+    perturbation: str | None = None,
+    framing: str | None = None,
+    chat_template: ChatTemplate | None = None,
+) -> RenderedInput:
+    """Exactly what the model `spec` receives for a prompt: text, a list of messages, or a library prompt.
+
+    Text is a completion unless `chat`; messages are a chat. A library prompt is filled with
+    `variables`, `perturbation` and `framing` and its (or the framing's) kind decides, so `chat` does
+    not apply to it. `chat_template` applies the model's own chat template; it is needed for chats
+    on models whose registry entry has one.
+    """
+    if isinstance(prompt, LibraryPrompt):
+        filled = fill(prompt, variables, perturbation, framing)
+        if filled.kind == "completion":
+            return render_completion(filled.text or "", spec)
+        return _render_chat(validate_messages(list(filled.messages or ())), spec, registry, chat_template)
+    if variables or perturbation or framing:
+        raise WorkbenchError("variables, perturbation and framing apply to library prompts only")
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise WorkbenchError("the prompt is empty; give some text (or @file)")
+        if not chat:
+            return render_completion(prompt, spec)
+        return _render_chat(({"role": "user", "content": prompt},), spec, registry, chat_template)
+    return _render_chat(validate_messages(prompt), spec, registry, chat_template)

@@ -1,6 +1,6 @@
 """Temperature sweeps: does raising the temperature undo the collapse?
 
-Exact where the distribution is exact (a prompt with an answer space on a backend that scores
+Exact where the distribution is exact (a prompt with an answer space on a model that scores
 candidates: one scoring pass gives every temperature, with each token's tempered probability
 taken as softmax(logits / T) over the full vocabulary), sampled otherwise.
 """
@@ -11,60 +11,56 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
+from workbench.analysis.answers import answers_of
+from workbench.analysis.distributions import can_be_exact, exact_distributions
+from workbench.analysis.metrics import ANSWER_METRICS, answer_metrics, distribution_metrics
 from workbench.errors import WorkbenchError
-from workbench.metrics import METRIC_COLUMNS, answer_metrics, distribution_metrics
+from workbench.prompts import LibraryPrompt
 
 if TYPE_CHECKING:
-    from workbench.prompts import LibraryPrompt
-    from workbench.sampler import Sampler
+    from workbench.sampler import PromptInput, Sampler
 
 SWEEP_COLUMNS = ["model", "temperature", "metric", "value", "ci_low", "ci_high", "method"]
 
 
-def can_be_exact(sampler: "Sampler", model: str, prompt: Any) -> bool:
-    """Whether an exact distribution exists: a library prompt with an answer space, a backend that scores."""
-    from workbench.prompts import LibraryPrompt
-
-    return (isinstance(prompt, LibraryPrompt) and prompt.spec.answer_space is not None
-            and getattr(sampler.backend(model), "supports_candidate_scoring", False))
-
-
 def temperature_sweep(
-    sampler: "Sampler",
+    sampler: Sampler,
     models: list[str],
-    prompt: "LibraryPrompt | str",
+    prompt: PromptInput,
     temperatures: list[float],
     n: int = 100,
     seed: int = 0,
     method: Literal["auto", "exact", "sampled"] = "auto",
-    metrics: tuple[str, ...] = ("entropy_bits", "top1_mass", "distinct_answers"),
+    metrics: tuple[str, ...] = ANSWER_METRICS,
     **choices: Any,
 ) -> pd.DataFrame:
-    """Metrics against temperature for each model: `model, temperature, metric, value, ci_low, ci_high, method`."""
-    from workbench.distributions import answers_of, exact_distributions
+    """Metrics against temperature for each model: `model, temperature, metric, value, ci_low, ci_high, method`.
 
+    `choices` are the prompt's (variables, perturbation, framing); sampled points also take
+    sampling overrides such as max_tokens.
+    """
     if not temperatures:
         raise WorkbenchError("a temperature sweep needs temperatures, e.g. 0.5,1.0,1.5")
     if any(t < 0 for t in temperatures):
         raise WorkbenchError(f"temperatures must be 0 or more, got {temperatures}")
     if not models:
         raise WorkbenchError("give at least one model")
+    normaliser = prompt.spec.answer_space if isinstance(prompt, LibraryPrompt) else None
     frames = []
     for model in models:
         exact = can_be_exact(sampler, model, prompt)
         if method == "exact" and not exact:
-            raise WorkbenchError(f"no exact distribution for {model} on this prompt (needs an answer space and logprobs)")
+            raise WorkbenchError(
+                f"no exact distribution for {model} on this prompt (needs an answer space and logprobs)")
         if exact and method != "sampled":
             positive = [t for t in temperatures if t > 0]
-            for dist in exact_distributions(sampler, model, prompt, positive, **choices):
-                frames.append(distribution_metrics(dist).assign(temperature=dist.temperature))
-            if len(positive) == len(temperatures):
-                continue
+            if positive:
+                for dist in exact_distributions(sampler, model, prompt, positive, **choices):
+                    frames.append(distribution_metrics(dist).assign(temperature=dist.temperature))
             # T = 0 (greedy) has no tempered distribution; it is sampled like any other point.
             sampled_temperatures = [t for t in temperatures if t == 0]
         else:
             sampled_temperatures = list(temperatures)
-        normaliser = getattr(getattr(prompt, "spec", None), "answer_space", None)
         for temperature in sampled_temperatures:
             run = sampler.sample(model, prompt, n, seed=seed, temperature=temperature, **choices)
             answers = answers_of(run.texts, normaliser)
@@ -72,6 +68,3 @@ def temperature_sweep(
     frame = pd.concat(frames, ignore_index=True)
     frame = frame[frame["metric"].isin(metrics)]
     return frame[SWEEP_COLUMNS].sort_values(["model", "metric", "temperature"]).reset_index(drop=True)
-
-
-__all__ = ["METRIC_COLUMNS", "SWEEP_COLUMNS", "can_be_exact", "temperature_sweep"]

@@ -1,4 +1,4 @@
-"""Answer distributions: exact (by scoring every candidate) where the backend gives logprobs,
+"""Answer distributions: exact (by scoring every candidate) where the model's backend gives logprobs,
 sampled (with bootstrap confidence intervals) for any backend.
 
 Both come back as one tidy table (one row per model and answer) with the same columns, so a
@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from workbench.analysis import first_line
+from workbench.analysis.answers import Normaliser, answers_of
+from workbench.analysis.statistics import DEFAULT_BOOTSTRAP, bootstrap_counts
 from workbench.errors import WorkbenchError
+from workbench.prompts import OTHER_ANSWER, AnswerSpace, LibraryPrompt
 
 if TYPE_CHECKING:
-    from workbench.prompts import AnswerSpace, LibraryPrompt
-    from workbench.sampler import SampleRun, Sampler
+    from workbench.sampler import Sampler, SampleRun
 
-OTHER = "(other)"
-DEFAULT_BOOTSTRAP = 2000
+OTHER = OTHER_ANSWER  # the rest of the mass: what the answer space maps an unknown answer to
 TABLE_COLUMNS = ["model", "answer", "probability", "ci_low", "ci_high", "count", "method", "temperature", "n"]
 
 
@@ -42,12 +42,18 @@ class AnswerDistribution:
 
     def probabilities(self) -> dict[str, float]:
         """answer -> probability."""
-        return dict(zip(self.table["answer"], self.table["probability"]))
+        return dict(zip(self.table["answer"], self.table["probability"], strict=True))
 
 
 # --------------------------------------------------------------------------------------------
 # Exact
 # --------------------------------------------------------------------------------------------
+
+
+def can_be_exact(sampler: Sampler, model: str, prompt: Any) -> bool:
+    """Whether an exact distribution exists: a library prompt with an answer space, a model that scores candidates."""
+    return (isinstance(prompt, LibraryPrompt) and prompt.spec.answer_space is not None
+            and sampler.capabilities(model).candidate_scoring)
 
 
 def _minimal_prefix_set(token_ids: list[list[int]]) -> list[int]:
@@ -62,14 +68,14 @@ def _minimal_prefix_set(token_ids: list[list[int]]) -> list[int]:
 
 
 def exact_distributions(
-    sampler: "Sampler",
+    sampler: Sampler,
     model: str,
-    prompt: "LibraryPrompt",
+    prompt: LibraryPrompt,
     temperatures: list[float] | tuple[float, ...] = (1.0,),
     variables: dict[str, Any] | None = None,
     perturbation: str | None = None,
     framing: str | None = None,
-    answer_space: "AnswerSpace | None" = None,
+    answer_space: AnswerSpace | None = None,
 ) -> list[AnswerDistribution]:
     """The exact answer distribution at each temperature, from one batched scoring pass.
 
@@ -81,7 +87,7 @@ def exact_distributions(
     candidate (also reported, as `start_mass`)? When the space is not closed under extension
     ("1" is a candidate, "12" is not), that estimate hands the mass of "12" to "1"; measured on
     SmolLM2 with digits 0-9 it put 2% outside the space where 13% of samples were. The terminated
-    probabilities are exact and agree with sampling (tests/test_distributions.py).
+    probabilities are exact and agree with sampling (tests/test_analysis.py).
     """
     space = answer_space or prompt.spec.answer_space
     if space is None:
@@ -89,16 +95,18 @@ def exact_distributions(
     if not temperatures:
         raise WorkbenchError("give at least one temperature above 0")
     if any(t <= 0 for t in temperatures):
-        raise WorkbenchError(f"exact distributions need temperatures above 0 (greedy has no distribution): {temperatures}")
+        raise WorkbenchError(
+            f"exact distributions need temperatures above 0 (greedy has no distribution): {temperatures}")
     spec = sampler.model(model)
-    backend = sampler.backend(spec)
-    if not getattr(backend, "supports_candidate_scoring", False):
-        raise WorkbenchError(f"model {spec.name!r} ({spec.backend}) gives no logprobs for exact scoring; sample instead")
-    rendered = sampler.render(prompt, spec, variables=variables, perturbation=perturbation, framing=framing)
+    if not sampler.capabilities(spec.name).candidate_scoring:
+        raise WorkbenchError(
+            f"model {spec.name!r} ({spec.backend}) gives no logprobs for exact scoring; sample instead")
+    rendered = sampler.render(prompt, spec.name, variables=variables, perturbation=perturbation, framing=framing)
     candidates = space.values()
     texts = [space.scored_text(c, after=rendered.text or "") for c in candidates]
-    scores = backend.score_candidates(rendered, texts, list(temperatures), space.terminators)
+    scores = sampler.score_candidates(spec.name, rendered, texts, list(temperatures), space.terminators)
     minimal = _minimal_prefix_set(scores.token_ids)
+    identity = sampler.identity(spec.name)
     results = []
     for t, temperature in enumerate(scores.temperatures):
         logp = np.array(scores.logprobs[t])
@@ -123,14 +131,14 @@ def exact_distributions(
             AnswerDistribution(
                 spec.name, "exact", temperature, table, in_space_mass=in_space, start_mass=start_mass,
                 provenance={"prompt": prompt.ref, "rendered": rendered.display(), "model": spec.name,
-                            "identity": sampler.identity(spec), "method": "exact", "temperature": temperature,
+                            "identity": identity, "method": "exact", "temperature": temperature,
                             "variables": variables, "perturbation": perturbation, "framing": framing},
             )
         )
     return results
 
 
-def exact_distribution(sampler: "Sampler", model: str, prompt: "LibraryPrompt", temperature: float = 1.0,
+def exact_distribution(sampler: Sampler, model: str, prompt: LibraryPrompt, temperature: float = 1.0,
                        **choices: Any) -> AnswerDistribution:
     """The exact answer distribution at one temperature (see exact_distributions)."""
     return exact_distributions(sampler, model, prompt, [temperature], **choices)[0]
@@ -141,32 +149,16 @@ def exact_distribution(sampler: "Sampler", model: str, prompt: "LibraryPrompt", 
 # --------------------------------------------------------------------------------------------
 
 
-def answers_of(texts: list[str], normaliser: "AnswerSpace | Callable[[str], str] | None" = None) -> list[str]:
-    """Map continuations to answers with an answer space's normaliser, a function, or first_line."""
-    if normaliser is None:
-        return [first_line(t) for t in texts]
-    if hasattr(normaliser, "normalise"):
-        return [normaliser.normalise(t) for t in texts]  # type: ignore[union-attr]
-    return [normaliser(t) for t in texts]  # type: ignore[operator]
-
-
-def bootstrap_counts(counts: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    """[n_boot, k] resampled counts (multinomial with the observed shares)."""
-    n = int(counts.sum())
-    rng = np.random.default_rng(seed)
-    return rng.multinomial(n, counts / n, size=n_boot)
-
-
 def sampled_distribution(
-    run: "SampleRun | pd.DataFrame",
-    normaliser: "AnswerSpace | Callable[[str], str] | None" = None,
+    run: SampleRun | pd.DataFrame,
+    normaliser: Normaliser = None,
     confidence: float = 0.95,
     n_boot: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
     candidates: list[str] | None = None,
 ) -> AnswerDistribution:
-    """The categorical distribution of answers in a run's samples, with bootstrap percentile CIs."""
-    samples = run.samples if hasattr(run, "samples") else run
+    """The distribution of answers in a run's samples (or a samples frame), with bootstrap percentile CIs."""
+    samples = run if isinstance(run, pd.DataFrame) else run.samples
     if samples is None or len(samples) == 0:
         raise WorkbenchError("no samples to make a distribution from; sample with n >= 1 first")
     models = samples["model"].unique()
@@ -174,8 +166,8 @@ def sampled_distribution(
         raise WorkbenchError(f"a distribution is of one model's samples; got {', '.join(map(str, models))}")
     answers = answers_of(list(samples["text"]), normaliser)
     labels = list(dict.fromkeys(answers))
-    if candidates is None and hasattr(normaliser, "values"):
-        candidates = normaliser.values()  # type: ignore[union-attr]
+    if candidates is None and isinstance(normaliser, AnswerSpace):
+        candidates = normaliser.values()
     if candidates:
         labels += [c for c in candidates if c not in labels]  # zero counts are part of the distribution
     counts = np.array([answers.count(a) for a in labels], dtype=float)
@@ -196,16 +188,17 @@ def sampled_distribution(
             "n": n,
         }
     ).sort_values(["probability", "answer"], ascending=[False, True], kind="stable").reset_index(drop=True)
-    provenance = {"model": str(models[0]), "method": "sampled", "n": n, "confidence": confidence,
-                  "bootstrap": n_boot}
-    if hasattr(run, "run_id"):
+    provenance: dict[str, Any] = {"model": str(models[0]), "method": "sampled", "n": n, "confidence": confidence,
+                                  "bootstrap": n_boot}
+    if not isinstance(run, pd.DataFrame):
         provenance.update(run_id=run.run_id, config=run.config.model_dump(mode="json"), seed=run.seed)
     elif "run_id" in samples:
         provenance["run_ids"] = sorted(samples["run_id"].unique().tolist())
     return AnswerDistribution(str(models[0]), "sampled", temperature, table, n=n, provenance=provenance)
 
 
-def chi_square_against_exact(sampled: AnswerDistribution, exact: AnswerDistribution, min_expected: float = 5.0):
+def chi_square_against_exact(sampled: AnswerDistribution, exact: AnswerDistribution,
+                             min_expected: float = 5.0) -> tuple[Any, pd.DataFrame]:
     """Goodness of fit of sampled counts to exact probabilities; categories expected < min_expected are pooled.
 
     Returns scipy's result (statistic, pvalue) plus the pooled table used.
@@ -215,7 +208,7 @@ def chi_square_against_exact(sampled: AnswerDistribution, exact: AnswerDistribut
     if sampled.n is None:
         raise WorkbenchError("the first distribution must be sampled (it has counts)")
     p = exact.probabilities()
-    counts = dict(zip(sampled.table["answer"], sampled.table["count"]))
+    counts = dict(zip(sampled.table["answer"], sampled.table["count"], strict=True))
     n = sampled.n
     rows = sorted(p, key=lambda a: -p[a])
     observed, expected, pooled_obs, pooled_exp = [], [], 0.0, 0.0
@@ -234,9 +227,9 @@ def chi_square_against_exact(sampled: AnswerDistribution, exact: AnswerDistribut
         expected.append(pooled_exp)
     if len(observed) < 2:
         raise WorkbenchError("too few categories with enough expected counts for a chi-square test; sample more")
-    expected = np.array(expected) * (sum(observed) / sum(expected))  # same total, as scipy requires
-    result = chisquare(observed, expected)
-    table = pd.DataFrame({"observed": observed, "expected": expected})
+    scaled = np.array(expected) * (sum(observed) / sum(expected))  # same total, as scipy requires
+    result = chisquare(observed, scaled)
+    table = pd.DataFrame({"observed": observed, "expected": scaled})
     return result, table
 
 

@@ -1,0 +1,37 @@
+"""`workbench` on the command line: the same public functions a notebook calls.
+
+Each module here is one noun and registers its own subcommands next to the code that runs them;
+`common` holds the flag groups and helpers they share. User mistakes print one line and exit with
+status 2; nothing already sampled is lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from workbench.cli import batches, demo, experiments, figures, models, prompts, runs, sampling, tune
+from workbench.cli.common import EXIT_USER_ERROR, run_command
+
+__all__ = ["EXIT_USER_ERROR", "build_parser", "main"]
+
+# In this order in `workbench --help`.
+NOUNS = (models, sampling, prompts, figures, experiments, tune, runs, batches, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(
+        prog="workbench",
+        description="Probe base versus fine-tuned language models. Store: $WORKBENCH_HOME/workbench.sqlite.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for noun in NOUNS:
+        noun.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `workbench` command."""
+    args = build_parser().parse_args(argv)
+    return run_command(args.func, args)

@@ -1,0 +1,278 @@
+"""The probes: `workbench persona`, `segue`, `tree` and `selfchat` (also under `workbench experiment`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from workbench.cli.common import (
+    add_choice_flags,
+    add_figure_flags,
+    add_run_flags,
+    config_fields,
+    export,
+    figure_stem,
+    make_sampler,
+    one_line,
+    prompt_choices,
+    resolve_prompt,
+    slug,
+)
+from workbench.errors import WorkbenchError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `experiment` group, `persona`, `segue`, `tree` and `selfchat`."""
+    experiment = sub.add_parser("experiment", help="the workbench's probes").add_subparsers(dest="action",
+                                                                                          required=True)
+    # `workbench persona` and `workbench experiment personas` are the same command (likewise segue, selfchat).
+    for group, name in ((sub, "persona"), (experiment, "personas")):
+        p = group.add_parser(name, help="agentic-persona statements per trait, with the yes-bias check")
+        p.add_argument("--models", required=True, help="comma-separated registry names")
+        p.add_argument("--traits", help="only these traits (comma-separated)")
+        p.add_argument("--method", choices=["auto", "exact", "sampled"], default="auto",
+                       help="exact from logprobs where possible (auto), or sampled")
+        p.add_argument("--n", type=int, default=20, help="samples per statement when sampled")
+        p.add_argument("--per-trait", type=int, dest="per_trait", help="only the first k statements of each keying")
+        p.add_argument("--seed", type=int, default=0)
+        add_run_flags(p)
+        add_figure_flags(p)
+        p.set_defaults(func=cmd_experiment_personas)
+
+    for group, name in ((sub, "segue"), (experiment, "segues")):
+        p = group.add_parser(name, help="segue recovery: back to the prompt's world after a jarring turn?")
+        p.add_argument("prompt", help="a library prompt with perturbations, e.g. attractors/wedding-toast")
+        p.add_argument("--models", required=True, help="comma-separated registry names")
+        p.add_argument("--perturbations", help="only these perturbations (comma-separated; default all)")
+        p.add_argument("--judge", help="also classify with this registered model as an LLM judge "
+                                       "(judges/segue-world)")
+        p.add_argument("--method", default="keywords",
+                       help="classifier shown in the figure: keywords, embedding, or judge:MODEL")
+        p.add_argument("--n", type=int, default=32, help="continuations per model and condition")
+        p.add_argument("--max-tokens", type=int, dest="max_tokens")
+        p.add_argument("--temperature", type=float)
+        p.add_argument("--seed", type=int, default=0)
+        add_run_flags(p)
+        add_figure_flags(p)
+        p.set_defaults(func=cmd_experiment_segues)
+
+    register_tree(sub)
+
+    for group in (sub, experiment):
+        p = group.add_parser("selfchat",
+                             help="self-conversation drift: two instances talk for K turns; do runs converge?")
+        p.add_argument("prompt", help="a self-conversation seed, e.g. self-conversations/two-ais-meet "
+                                      "(see `workbench prompts list --tag self-conversation`)")
+        p.add_argument("--models", required=True, action="append",
+                       help="A (one model talks to itself) or A,B (A answers the opening, B replies); repeat "
+                            "--models to compare several pairings in one figure")
+        p.add_argument("--turns", type=int, default=6, help="turns per conversation, K >= 1 (default %(default)s)")
+        p.add_argument("--runs", type=int, default=8, help="independent conversations, R >= 2 (default %(default)s)")
+        p.add_argument("--max-tokens", type=int, dest="max_tokens",
+                       help="new tokens per turn (default: the seed's, 60)")
+        p.add_argument("--temperature", type=float, help="0 = greedy (default 1)")
+        p.add_argument("--seed", type=int, default=0, help="run r samples with a seed derived from (seed, r)")
+        p.add_argument("--figure", help="figure file, .png, .svg or .pdf (default $WORKBENCH_HOME/exports/figures/"
+                                        "selfchat-...png); CSVs of the tables are written next to it")
+        add_run_flags(p)
+        p.set_defaults(func=cmd_selfchat)
+
+
+def register_tree(sub: argparse._SubParsersAction) -> None:
+    """Add `tree`, the branch explorer."""
+    p = sub.add_parser("tree", help="branch explorer: expand a prompt into a tree of top-k tokens or sampled chunks")
+    p.add_argument("prompt", nargs="?", help="prompt text, @file, or a library prompt collection/prompt-id")
+    p.add_argument("--models", help="the model that builds the tree, and optionally a second to compare: A[,B]")
+    p.add_argument("--depth", type=int, default=2, help="levels to expand below the prompt (default %(default)s)")
+    p.add_argument("--k", type=int, default=3, help="top-k next tokens per node (default %(default)s)")
+    p.add_argument("--chunks", type=int, help="instead of top-k: N sampled chunks per node")
+    p.add_argument("--chunk-tokens", type=int, dest="chunk_tokens", help="M tokens per sampled chunk (with --chunks)")
+    p.add_argument("--beam", type=int, help="expand only the B most likely nodes of each level")
+    p.add_argument("--temperature", type=float, help="sampled chunks: temperature (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="sampled chunks: run seed (default 0)")
+    p.add_argument("--chat", action="store_true", help="send the prompt as a user chat message")
+    p.add_argument("--figure", metavar="PATH", help="write a tree figure with provenance (format by suffix: png, "
+                                                    "svg, pdf; no suffix: PNG and SVG)")
+    p.add_argument("--json", metavar="PATH", help="write the tree (nodes, scores) as JSON")
+    p.add_argument("--show", metavar="TREE_ID", help="print a stored tree (id or unique prefix); with --models, "
+                                                     "compare it with another model")
+    p.add_argument("--list", action="store_true", help="list stored trees")
+    add_choice_flags(p)
+    add_run_flags(p)
+    p.set_defaults(func=cmd_tree)
+
+
+def experiment_models(args: argparse.Namespace):
+    """The --models list (one or more, all known) and a Sampler."""
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not models:
+        raise WorkbenchError("--models needs at least one model name")
+    sampler = make_sampler(args)
+    for m in models:
+        sampler.model(m)  # unknown names fail before anything is sampled
+    return models, sampler
+
+
+def cmd_experiment_personas(args: argparse.Namespace) -> None:
+    """Agentic-persona statements per trait on each model, with the yes-bias check, tables and a figure."""
+    from workbench.experiments.personas import persona_eval
+    from workbench.plots import persona_figure
+
+    models, sampler = experiment_models(args)
+    traits = [t.strip() for t in args.traits.split(",")] if args.traits else None
+    result = persona_eval(sampler, models, traits=traits, method=args.method, n=args.n, seed=args.seed,
+                          per_trait=args.per_trait)
+    print(f"{', '.join(models)}: {result.family_note}")
+    print("probability of the trait-matching answer (renormalised over Yes/No), mean over statements, 95% CI:")
+    table = result.traits.pivot_table(index=["trait", "keyed"], columns="model", values="p_match", sort=False)
+    print(table.round(3).to_string())
+    print("yes-bias (agree-keyed minus disagree-keyed p_match; 0 = none):")
+    print(result.balance.round(3).to_string(index=False))
+    stem = figure_stem(args, "personas", "-".join(models))
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    result.items.to_csv(stem.with_suffix(".items.csv"), index=False)
+    result.traits.to_csv(stem.with_suffix(".traits.csv"), index=False)
+    export(args, persona_figure(result), "personas", "-".join(models),
+           {"experiment": "personas", "models": models, "method": args.method, "n": args.n, "seed": args.seed,
+            "framings": result.items.groupby("model")["framing"].first().to_dict(), "families": result.family_note})
+
+
+def cmd_experiment_segues(args: argparse.Namespace) -> None:
+    """Segue recovery: does each model return to the prompt's world after a jarring turn?"""
+    from workbench.experiments.segues import segue_recovery
+    from workbench.plots import segue_figure
+    from workbench.prompts import LibraryPrompt
+
+    models, sampler = experiment_models(args)
+    prompt = resolve_prompt(args.prompt, sampler)
+    if not isinstance(prompt, LibraryPrompt):
+        raise WorkbenchError(f"{args.prompt!r} is not a library prompt; give one with perturbations, e.g. "
+                             "attractors/wedding-toast (see `workbench prompts list --tag attractors`)")
+    perturbations = [p.strip() for p in args.perturbations.split(",")] if args.perturbations else None
+    if args.judge:
+        sampler.model(args.judge)
+    result = segue_recovery(sampler, models, prompt, n=args.n, seed=args.seed, perturbations=perturbations,
+                            judge=args.judge, **config_fields(args))
+    print(f"{', '.join(models)}: {result.family_note}")
+    print(f"recovery = back in the {result.home_label!r} world; 95% Wilson intervals; tokens to the first "
+          "home-world word (median)")
+    print(result.summary.round(3).to_string(index=False))
+    stem = figure_stem(args, "segues", prompt.ref)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    result.continuations.to_csv(stem.with_suffix(".continuations.csv"), index=False)
+    export(args, segue_figure(result, args.method), "segues", prompt.ref,
+           {"experiment": "segue-recovery", "prompt": prompt.ref, "models": models, "n": args.n, "seed": args.seed,
+            "runs": sorted(result.continuations["run_id"].unique().tolist()), "families": result.family_note})
+
+
+def cmd_tree(args: argparse.Namespace) -> None:
+    """Grow (or --show, or --list) a branch tree, print it, and write JSON and a figure when asked."""
+    from workbench.experiments.tree import BranchTree
+
+    sampler = make_sampler(args)
+    if args.list:
+        frame = sampler.store.trees()
+        print(frame.to_string(index=False) if len(frame) else f"no trees yet in {sampler.store.path}")
+        return
+    models = [m.strip() for m in (args.models or "").split(",") if m.strip()]
+    for m in models:
+        sampler.model(m)  # unknown names fail before anything is computed
+    if args.show:
+        tree = BranchTree.load(sampler, args.show)
+        others = [m for m in models if m != tree.model]
+    else:
+        if not args.prompt:
+            raise WorkbenchError("give a PROMPT (text, @file or collection/prompt-id), or --show TREE_ID")
+        if not 1 <= len(models) <= 2:
+            raise WorkbenchError("--models needs one model, or two to compare: --models A,B")
+        if (args.chunks is None) != (args.chunk_tokens is None):
+            raise WorkbenchError("sampled chunks need both --chunks N and --chunk-tokens M")
+        prompt = resolve_prompt(args.prompt, sampler)
+        tree = BranchTree.create(sampler, models[0], prompt, chat=args.chat, **prompt_choices(args))
+        if args.chunks is not None:
+            tree.grow(args.depth, n=args.chunks, m=args.chunk_tokens, beam=args.beam, seed=args.seed,
+                      temperature=args.temperature)
+        else:
+            tree.grow(args.depth, k=args.k, beam=args.beam)
+        others = models[1:]
+    other = others[0] if others else None
+    comparison = tree.compare(other) if other else None
+    print(tree.render_text(compare_with=other))
+    if comparison is not None:
+        print(comparison.describe())
+    print(f"tree {tree.id}: {len(tree.nodes)} nodes; print it again with `workbench tree --show {tree.id}`")
+    if args.json:
+        tree.to_json(args.json)
+        print(f"wrote {args.json}")
+    if args.figure:
+        from workbench.plots import export_figure, figure_formats_for
+        from workbench.plots.tree import tree_figure
+
+        stem, formats = figure_formats_for(args.figure, ("png", "svg"))
+        runs = sorted({n.params["run_id"] for n in tree.nodes.values() if "run_id" in n.params})
+        provenance = {"experiment": "branch-tree", "tree_id": tree.id, "prompt": tree.prompt_ref or tree.prompt,
+                      "models": [tree.model, *others], "depth": args.depth, "k": args.k, "chunks": args.chunks,
+                      "chunk_tokens": args.chunk_tokens, "seed": args.seed, "run_ids": runs,
+                      "families": sampler.registry.describe_pair([tree.model, *others])}
+        paths = export_figure(tree_figure(tree, other), stem, provenance, formats=formats)
+        print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def cmd_selfchat(args: argparse.Namespace) -> None:
+    """Self-conversations for each pairing: dispersion across runs per turn, rising terms, tables and a figure."""
+    import pandas as pd
+
+    from workbench.experiments.selfchat import check_inputs, self_conversation
+    from workbench.home import exports_dir
+    from workbench.plots import export_figure, figure_formats_for, selfchat_figure
+
+    figure = Path(args.figure).expanduser() if args.figure else None
+    if figure is not None and not figure_formats_for(figure, ())[1]:
+        raise WorkbenchError(f"--figure {args.figure}: give a path ending in .png, .svg or .pdf")
+    sampler = make_sampler(args)
+    pairings = [[m.strip() for m in value.split(",") if m.strip()] for value in args.models]
+    for models in pairings:  # every pairing is checked before anything is sampled
+        check_inputs(sampler, models, args.prompt, args.turns, args.runs, args.seed)
+    results = [self_conversation(sampler, models, args.prompt, turns=args.turns, runs=args.runs, seed=args.seed,
+                                 **config_fields(args)) for models in pairings]
+    turns = pd.concat([r.turns for r in results], ignore_index=True)
+    dispersion = pd.concat([r.dispersion for r in results], ignore_index=True)
+    summary = pd.concat([r.summary for r in results], ignore_index=True)
+    terms = pd.concat([r.terms for r in results], ignore_index=True)
+    clusters = pd.concat([r.clusters for r in results], ignore_index=True)
+    print(f"{args.prompt}: {args.runs} runs x {args.turns} turns")
+    for result in results:
+        print(result.family_note)
+    print("dispersion across runs at each turn (mean pairwise cosine distance of MiniLM embeddings, 95% bootstrap "
+          "CI over runs; distance_to_seed: drift from the opening line):")
+    print(dispersion[["pairing", "turn", "speaker", "dispersion", "ci_low", "ci_high", "centroid_distance",
+                      "distance_to_seed"]].round(3).to_string(index=False))
+    print("first to last turn (change < 0: runs converge) and final turns in the largest cluster (Wilson CI):")
+    print(summary[["pairing", "first_dispersion", "last_dispersion", "change", "change_ci_low", "change_ci_high",
+                   "largest_cluster_share", "largest_cluster_ci_low", "largest_cluster_ci_high"]]
+          .round(3).to_string(index=False))
+    print("rising terms (second half of the turns against the first; log-odds z-score):")
+    if terms.empty:
+        print("  none: too few turns or repeated words; give more --turns, --runs or --max-tokens")
+    else:
+        print(terms.groupby("pairing", sort=False).head(10)[["pairing", "term", "count_early", "count_late",
+                                                             "runs_late", "z"]].round(2).to_string(index=False))
+    for result in results:
+        print(f"final turns of {result.pairing}:")
+        for row in result.turns[result.turns["turn"] == args.turns].head(8).itertuples():
+            print(f"  run {row.run:>2} ({row.speaker}): {one_line(row.text, 100)}")
+    if figure is None:
+        name = f"{args.prompt} {' '.join(r.pairing for r in results)}"
+        figure = exports_dir() / "figures" / f"selfchat-{slug(name, 80)}.png"
+    stem, formats = figure_formats_for(figure, ())
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    for name, frame in (("turns", turns), ("dispersion", dispersion), ("summary", summary), ("terms", terms),
+                        ("clusters", clusters)):
+        frame.to_csv(stem.parent / f"{stem.name}.{name}.csv", index=False)
+    paths = export_figure(selfchat_figure(results), stem, {
+        "experiment": "self-conversation", "prompt": args.prompt, "pairings": [r.pairing for r in results],
+        "turns": args.turns, "runs": args.runs, "seed": args.seed, "config": results[0].config,
+        "run_ids": sorted(turns["run_id"].unique().tolist()), "families": [r.family_note for r in results],
+    }, formats=formats)
+    print("wrote " + ", ".join(str(p) for p in paths) + f" and {stem.name}.{{turns,dispersion,summary,terms,"
+          "clusters}.csv")

@@ -1,0 +1,173 @@
+"""`workbench figure distribution|sweep|embedding|heatmap`: publication figures with provenance."""
+
+from __future__ import annotations
+
+import argparse
+
+from workbench.cli.common import (
+    add_choice_flags,
+    add_figure_flags,
+    add_run_flags,
+    add_sampling_flags,
+    config_fields,
+    export,
+    figure_stem,
+    make_sampler,
+    model_list,
+    one_line,
+    prompt_choices,
+    resolve_prompt,
+)
+from workbench.errors import WorkbenchError
+
+PROMPT_HELP = "prompt text, @file, or a library prompt collection/prompt-id"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `figure` group and its four figures."""
+    figure = sub.add_parser("figure", help="publication figures (PNG, SVG, PDF with provenance)").add_subparsers(
+        dest="action", required=True)
+    p = figure.add_parser("distribution", help="answer distributions side by side (exact where possible)")
+    p.add_argument("prompt", help=PROMPT_HELP)
+    p.add_argument("--models", required=True, help="comma-separated registry names")
+    p.add_argument("--answer", help="answer extractor (default: the prompt's answer space, else first-line)")
+    p.add_argument("--sampled", action="store_true", help="use sampled distributions even where exact ones exist")
+    add_sampling_flags(p, n_default=100)
+    add_figure_flags(p)
+    p.set_defaults(func=cmd_figure_distribution)
+
+    p = figure.add_parser("sweep", help="a metric against temperature for each model")
+    p.add_argument("prompt", help=PROMPT_HELP)
+    p.add_argument("--models", required=True)
+    p.add_argument("--temperatures", required=True, help="comma-separated, e.g. 0.5,1.0,1.5")
+    p.add_argument("--metric", default="entropy_bits", choices=["entropy_bits", "top1_mass", "distinct_answers"])
+    p.add_argument("--sampled", action="store_true", help="sample even where exact distributions exist")
+    p.add_argument("--n", type=int, default=100, help="samples per model and temperature when sampled")
+    p.add_argument("--seed", type=int, default=0)
+    add_choice_flags(p)
+    add_run_flags(p)
+    add_figure_flags(p)
+    p.set_defaults(func=cmd_figure_sweep)
+
+    p = figure.add_parser("embedding", help="a 2-D map of continuation embeddings with semantic clusters")
+    p.add_argument("prompt", help=PROMPT_HELP)
+    p.add_argument("--models", required=True)
+    add_sampling_flags(p, n_default=50)
+    add_figure_flags(p)
+    p.set_defaults(func=cmd_figure_embedding)
+
+    p = figure.add_parser("heatmap", help="divergence between a model pair across a collection")
+    p.add_argument("--collection", required=True)
+    p.add_argument("--models", required=True, help="BASE,TUNED")
+    p.add_argument("--prompts", help="only these prompt ids (comma-separated)")
+    p.add_argument("--correction", default="holm", choices=["holm", "bh"], help="multiple-comparison correction")
+    p.add_argument("--n", type=int, default=50)
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--seed", type=int, default=0)
+    add_run_flags(p)
+    add_figure_flags(p)
+    p.set_defaults(func=cmd_figure_heatmap)
+
+
+def temperatures(value: str) -> list[float]:
+    """--temperatures: numbers separated by commas, at least one."""
+    try:
+        parsed = [float(t) for t in value.split(",") if t.strip()]
+    except ValueError:
+        raise WorkbenchError(f"--temperatures expects numbers separated by commas, got {value!r}") from None
+    if not parsed:
+        raise WorkbenchError("--temperatures is empty; give e.g. 0.5,1.0,1.5")
+    return parsed
+
+
+def cmd_figure_distribution(args: argparse.Namespace) -> None:
+    """Answer distributions of one prompt on several models, exact where the backend can score them."""
+    from workbench.analysis.comparisons import compare_prompt
+    from workbench.analysis.distributions import distribution_table
+    from workbench.plots import answer_distribution_figure
+    from workbench.prompts import answer_extractor
+
+    models = model_list(args)
+    sampler = make_sampler(args)
+    prompt = resolve_prompt(args.prompt, sampler)
+    answer = answer_extractor(args.answer) if args.answer else None
+    report = compare_prompt(sampler, models, prompt, args.n, seed=args.seed, answer=answer, exact=not args.sampled,
+                            chat=args.chat, **prompt_choices(args), **config_fields(args))
+    table = distribution_table(report.distributions)
+    name = getattr(prompt, "ref", None) or args.prompt
+    fig = answer_distribution_figure(table, title=f"Answer distributions: {name}", note=report.family_note)
+    print(table.groupby("model").head(5).round(3).to_string(index=False))
+    export(args, fig, "distribution", name, {
+        "prompt": name, "models": models, "runs": [r.run_id for r in report.runs],
+        "configs": [r.config.model_dump(mode="json") for r in report.runs], "seed": args.seed,
+        "methods": {d.model: d.method for d in report.distributions}, "families": report.family_note,
+    })
+
+
+def cmd_figure_sweep(args: argparse.Namespace) -> None:
+    """A metric of each model's answer distribution against temperature."""
+    from workbench.analysis.sweeps import temperature_sweep
+    from workbench.plots import temperature_sweep_figure
+
+    models = model_list(args)
+    sampler = make_sampler(args)
+    prompt = resolve_prompt(args.prompt, sampler)
+    frame = temperature_sweep(sampler, models, prompt, temperatures(args.temperatures), n=args.n, seed=args.seed,
+                              method="sampled" if args.sampled else "auto", **prompt_choices(args))
+    name = getattr(prompt, "ref", None) or args.prompt
+    print(frame[frame["metric"] == args.metric].round(3).to_string(index=False))
+    families = sampler.registry.describe_pair(models)
+    fig = temperature_sweep_figure(frame, args.metric, title=f"{args.metric} against temperature: {name}",
+                                   note=families)
+    export(args, fig, "sweep", name, {"prompt": name, "models": models, "temperatures": args.temperatures,
+                                      "n": args.n, "seed": args.seed, "metric": args.metric, "families": families})
+
+
+def cmd_figure_embedding(args: argparse.Namespace) -> None:
+    """A 2-D map of the continuations' embeddings with semantic clusters."""
+    import pandas as pd
+
+    from workbench.analysis.metrics import semantic_clusters
+    from workbench.plots import embedding_map_figure
+
+    models = model_list(args)
+    sampler = make_sampler(args)
+    prompt = resolve_prompt(args.prompt, sampler)
+    runs = sampler.compare(models, prompt, args.n, seed=args.seed, chat=args.chat, **prompt_choices(args),
+                           **config_fields(args))
+    clusters = semantic_clusters(pd.concat([r.samples for r in runs], ignore_index=True))
+    name = getattr(prompt, "ref", None) or args.prompt
+    shown = clusters.clusters.head(8)
+    print(shown[["cluster", "size", *[c for c in shown.columns if c.startswith("share_")], "label"]]
+          .assign(label=lambda f: f["label"].map(lambda t: one_line(t, 50))).round(3).to_string(index=False))
+    families = sampler.registry.describe_pair(models)
+    fig = embedding_map_figure(clusters.points, clusters.clusters, title=f"Continuations of {name}", note=families)
+    export(args, fig, "embedding", name, {"prompt": name, "models": models, "runs": [r.run_id for r in runs],
+                                          "seed": args.seed, "families": families})
+
+
+def cmd_figure_heatmap(args: argparse.Namespace) -> None:
+    """Divergence between a base/tuned pair on every prompt of a collection, with corrected p-values."""
+    from workbench.analysis.comparisons import collection_summary
+    from workbench.plots import divergence_heatmap_figure
+
+    models = model_list(args)
+    if len(models) != 2:
+        raise WorkbenchError("the heatmap compares a pair: give --models BASE,TUNED")
+    sampler = make_sampler(args)
+    prompts = [p.strip() for p in args.prompts.split(",")] if args.prompts else None
+    frame = collection_summary(sampler, models, args.collection, n=args.n, temperature=args.temperature or 1.0,
+                               seed=args.seed, correction=args.correction, prompts=prompts)
+    shown = frame[["prompt", "jsd", "p_value", "p_adjusted", "entropy_diff"]]
+    print(shown.round(4).to_string(index=False))
+    correction = frame["correction"].iloc[0]
+    print(f"p-values: permutation tests, adjusted with {correction} across {len(frame)} prompts")
+    stem = figure_stem(args, "heatmap", args.collection)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(stem.with_suffix(".csv"), index=False)
+    families = sampler.registry.describe_pair(models)
+    fig = divergence_heatmap_figure(frame, title=f"{args.collection}: divergence between models",
+                                    note=families + f"; p adjusted ({correction})")
+    export(args, fig, "heatmap", args.collection, {"collection": args.collection, "models": models, "n": args.n,
+                                                   "seed": args.seed, "correction": args.correction,
+                                                   "families": families})

@@ -1,0 +1,96 @@
+"""Export a figure with its provenance: the run ids, models and configs behind it, embedded in
+every file and written beside them as JSON, after `scrub_secrets` has removed anything that looks
+like a credential."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from workbench.errors import WorkbenchError
+from workbench.plots.style import DPI
+from workbench.secrets import scrub_secrets
+from workbench.version import __version__
+
+FORMATS = ("png", "svg", "pdf")
+
+
+def figure_formats_for(path: str | Path, default: Sequence[str] | None = FORMATS) -> tuple[Path, tuple[str, ...]]:
+    """The stem and formats a figure path asks for: "out/fig.pdf" -> ("out/fig", ("pdf",)), "out/fig" -> default.
+
+    A suffix that is not a figure format stays part of the stem ("v1.2" keeps its ".2"); with
+    `default=None` such a path is an error, for callers that need the format from the path.
+    """
+    path = Path(path)
+    suffix = path.suffix.lstrip(".").lower()
+    if suffix in FORMATS:
+        return path.parent / path.stem, (suffix,)
+    if default is None:
+        raise WorkbenchError(f"{path}: give a path ending in {', '.join('.' + f for f in FORMATS[:-1])} "
+                             f"or .{FORMATS[-1]}")
+    return path, tuple(default)
+
+
+def _run_ids(obj: Any) -> list[str]:
+    """Every value under a "run_id"/"run_ids" key, in order: the PDF/SVG keywords to search by."""
+    found: list[str] = []
+    if isinstance(obj, Mapping):
+        for key, item in obj.items():
+            if key in ("run_id", "run_ids"):
+                found += [str(i) for i in (item if isinstance(item, list) else [item]) if i is not None]
+            else:
+                found += _run_ids(item)
+    elif isinstance(obj, list):
+        for item in obj:
+            found += _run_ids(item)
+    return list(dict.fromkeys(found))
+
+
+def _metadata(fmt: str, software: str, blob: str, run_ids: list[str], title: str) -> dict[str, Any]:
+    """The provenance in the metadata keys each matplotlib backend accepts (see Figure.savefig)."""
+    if fmt == "png":
+        metadata: dict[str, Any] = {"Software": software, "Description": blob}
+    elif fmt == "svg":
+        metadata = {"Creator": software, "Description": blob}
+        if run_ids:
+            metadata["Keywords"] = run_ids
+    else:
+        metadata = {"Creator": software, "Subject": blob}
+        if run_ids:
+            metadata["Keywords"] = ", ".join(run_ids)
+    if title:
+        metadata["Title"] = title
+    return metadata
+
+
+def export_figure(fig: Figure, stem: str | Path, provenance: Mapping[str, Any],
+                  formats: Sequence[str] = FORMATS) -> list[Path]:
+    """Write `<stem>.<format>` for each format plus `<stem>.provenance.json`, provenance embedded, secrets scrubbed."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise WorkbenchError(f"cannot export figures as {', '.join(unknown)}; use formats from {', '.join(FORMATS)}")
+    stem, _ = figure_formats_for(stem)  # "out/fig.png" means the stem "out/fig"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    record = scrub_secrets(dict(provenance))
+    record.setdefault("workbench", __version__)
+    record.setdefault("created_at", datetime.now(UTC).isoformat(timespec="seconds"))
+    # ASCII-only JSON in the files: PNG tEXt chunks are Latin-1 and PDF strings stay greppable.
+    blob = json.dumps(record, ensure_ascii=True, sort_keys=True)
+    software = f"workbench {__version__}"
+    title = fig.get_suptitle()
+    run_ids = _run_ids(record)
+    written = []
+    for fmt in formats:
+        path = stem.parent / f"{stem.name}.{fmt}"  # not with_suffix: a stem "v1.2" must keep its ".2"
+        fig.savefig(path, format=fmt, dpi=DPI, bbox_inches="tight", facecolor="white",
+                    metadata=_metadata(fmt, software, blob, run_ids, title))
+        written.append(path)
+    sidecar = stem.parent / f"{stem.name}.provenance.json"
+    sidecar.write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    written.append(sidecar)
+    return written

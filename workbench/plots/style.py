@@ -1,0 +1,135 @@
+"""The house style every figure shares: the Okabe-Ito colours, a stable colour per model, small
+consistent fonts, a light grid and no top/right spines, and the helpers that apply it.
+
+The style is applied per figure; matplotlib's rcParams stay untouched so notebooks keep their own.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+# Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies. Black is left
+# out: it is the text colour and a black bar reads as emphasis. Blue and orange come first so the
+# usual two-model comparison gets the most distinct pair; yellow is last because it is faint on white.
+PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442")
+INK = "#222222"  # text and error bars: softer than pure black, still high contrast
+GRID = "#DDDDDD"
+MUTED = "#555555"  # notes and secondary text
+SEQUENTIAL_CMAP = "cividis"  # perceptually uniform and readable with any colour-vision deficiency
+FONT = {"title": 11.0, "label": 9.5, "tick": 8.5, "legend": 8.5, "note": 8.0, "annotation": 7.5}
+DPI = 150  # sharp enough to paste into a paper, small enough for a notebook
+
+# Shorter names for metrics on axes and colour bars; anything else is shown with "_" as spaces.
+METRIC_LABELS = {
+    "entropy_bits": "answer entropy (bits)",
+    "top_share": "probability of the top answer",
+    "distinct_answers": "distinct answers",
+    "jsd": "Jensen-Shannon divergence (bits)",
+    "kl_bits": "KL divergence (bits)",
+}
+
+
+def model_colours(models: list[str]) -> dict[str, str]:
+    """A colour per model, in order of first appearance (the same list always gives the same colours)."""
+    unique = list(dict.fromkeys(models))
+    # More models than colours cycle: past seven, colour alone cannot tell models apart anyway.
+    return {model: PALETTE[i % len(PALETTE)] for i, model in enumerate(unique)}
+
+
+def style_axes(ax: Axes, grid: str | None = "both") -> None:
+    """The house look for one axes: no top/right spines, grey frame, light grid behind the data."""
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    for side in ("left", "bottom"):
+        ax.spines[side].set_color("#999999")
+    ax.tick_params(labelsize=FONT["tick"], colors=INK, length=3, color="#999999")
+    ax.xaxis.label.set_fontsize(FONT["label"])
+    ax.yaxis.label.set_fontsize(FONT["label"])
+    ax.xaxis.label.set_color(INK)
+    ax.yaxis.label.set_color(INK)
+    if grid:
+        ax.grid(True, axis=grid, color=GRID, linewidth=0.6)
+        ax.set_axisbelow(True)
+
+
+def new_figure(width: float, height: float) -> Figure:
+    """A white figure with constrained layout, so titles, legends and notes never overlap the plot."""
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained", facecolor="white")
+
+
+def finish_figure(fig: Figure, title: str, note: str, width: float) -> Figure:
+    """Add the title on top and the note in small italics under everything."""
+    chars = max(40, int(width * 13))  # about what fits on one line at these font sizes
+    if title:
+        fig.suptitle(wrap(literal(title), int(chars * 0.8)), fontsize=FONT["title"], color=INK)
+    if note:
+        # supxlabel, not fig.text: constrained layout reserves room for it, so it is never cut off.
+        fig.supxlabel(wrap(literal(note), chars), fontsize=FONT["note"], style="italic", color=MUTED)
+    return fig
+
+
+def add_legend(ax: Axes, handles: list[Any], labels: list[str], width: float) -> None:
+    """A frameless legend just above the axes: outside them it can never hide data."""
+    longest = max((len(label) for label in labels), default=10)
+    per_row = max(1, min(len(labels), int(width * 72 / (longest * FONT["legend"] * 0.55 + 36))))
+    # An axes legend, not fig.legend(loc="outside ..."): constrained layout stacks an axes legend
+    # under the suptitle, while an outside figure legend is drawn over it.
+    ax.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.01), ncols=per_row, frameon=False,
+              fontsize=FONT["legend"], handlelength=1.6, columnspacing=1.4, borderaxespad=0.2)
+
+
+def grouped_barh(ax: Axes, frame: pd.DataFrame, category: str, value: str, categories: list[str],
+                 models: list[str]) -> None:
+    """Horizontal bars of `value` per category, the models side by side, with ci_low/ci_high whiskers."""
+    colours = model_colours(models)
+    bar = 0.8 / len(models)
+    for m, model in enumerate(models):
+        rows = frame[frame["model"] == model].set_index(category).reindex(categories)
+        y = np.arange(len(categories)) + (m - (len(models) - 1) / 2) * bar
+        errors = np.vstack([(rows[value] - rows["ci_low"]).clip(lower=0).fillna(0),
+                            (rows["ci_high"] - rows[value]).clip(lower=0).fillna(0)])
+        ax.barh(y, rows[value], height=bar * 0.9, color=colours[model], xerr=errors,
+                error_kw={"ecolor": INK, "elinewidth": 0.8, "capsize": 2})
+    ax.set_yticks(np.arange(len(categories)), [literal(c) for c in categories], fontsize=FONT["tick"])
+    ax.invert_yaxis()
+
+
+# -- text -----------------------------------------------------------------------------------------
+
+
+def literal(text: object) -> str:
+    """Text shown as typed: a "$" in an answer ("$5") must not switch matplotlib to mathtext."""
+    return str(text).replace("$", r"\$")
+
+
+def shorten(text: object, width: int) -> str:
+    """One line of at most `width` characters; long single words are cut too (textwrap.shorten drops them)."""
+    flat = " ".join(str(text).split())
+    if not flat:
+        return '""'  # an empty answer is a real answer: show it, do not leave a blank tick
+    if len(flat) > width:
+        cut = flat[: width - 1]
+        space = cut.rfind(" ")
+        flat = (cut[:space] if space > width * 0.6 else cut).rstrip() + "…"
+    return literal(flat)
+
+
+def wrap(text: str, width: int) -> str:
+    """Wrap each paragraph of `text` to `width` characters."""
+    return "\n".join(textwrap.fill(p, width) if p else "" for p in text.split("\n"))
+
+
+def format_temperature(t: float) -> str:
+    """1 -> "1.0", 0.7 -> "0.7": temperatures read as temperatures, not counts."""
+    return f"{t:.1f}" if float(t).is_integer() else f"{t:g}"
+
+
+def metric_label(metric: str) -> str:
+    """A readable axis label for a metric column."""
+    return METRIC_LABELS.get(metric, metric.replace("_", " "))

@@ -1,0 +1,96 @@
+"""The prompt library: shared YAML collections of probes, validated, filled and rendered per model.
+
+- `schema`: pydantic models of a collection, a prompt, its answer space, label sets and framings
+- `answers`: answer extractors (pure string functions an answer space's normaliser names)
+- `sandbox`: the one Jinja sandbox every template renders in
+- `loader`: finding and loading YAML with line-numbered problems (`load_library`, `validate_paths`)
+- `fill`: a prompt's templates filled with variables, a perturbation and a framing
+- `render`: `render_for_model`, the one function that turns a prompt into what a model receives
+
+This package never imports a backend: the caller passes a model's chat template in.
+"""
+
+from __future__ import annotations
+
+from workbench.prompts.answers import (
+    ANSWER_EXTRACTORS,
+    NO_ANSWER,
+    AnswerFn,
+    answer_extractor,
+    first_line,
+    first_number,
+    first_word,
+    first_words,
+    full_text,
+)
+from workbench.prompts.fill import FilledPrompt, fill
+from workbench.prompts.loader import (
+    PROMPTS_ENV,
+    Library,
+    collection_files,
+    default_library_dirs,
+    load_collection,
+    load_library,
+    validate_paths,
+)
+from workbench.prompts.render import (
+    ChatTemplate,
+    render_completion,
+    render_for_model,
+    render_transcript,
+    validate_messages,
+)
+from workbench.prompts.schema import (
+    ID_PATTERN,
+    LEADING,
+    OTHER_ANSWER,
+    SEGUE_SLOT,
+    AnswerSpace,
+    Collection,
+    Framing,
+    IntegerRange,
+    LabelSet,
+    LibraryPrompt,
+    MessageTemplate,
+    PromptLibraryError,
+    PromptSpec,
+)
+
+__all__ = [
+    "ANSWER_EXTRACTORS",
+    "ID_PATTERN",
+    "LEADING",
+    "NO_ANSWER",
+    "OTHER_ANSWER",
+    "PROMPTS_ENV",
+    "SEGUE_SLOT",
+    "AnswerFn",
+    "AnswerSpace",
+    "ChatTemplate",
+    "Collection",
+    "FilledPrompt",
+    "Framing",
+    "IntegerRange",
+    "LabelSet",
+    "Library",
+    "LibraryPrompt",
+    "MessageTemplate",
+    "PromptLibraryError",
+    "PromptSpec",
+    "answer_extractor",
+    "collection_files",
+    "default_library_dirs",
+    "fill",
+    "first_line",
+    "first_number",
+    "first_word",
+    "first_words",
+    "full_text",
+    "load_collection",
+    "load_library",
+    "render_completion",
+    "render_for_model",
+    "render_transcript",
+    "validate_messages",
+    "validate_paths",
+]

@@ -1,0 +1,71 @@
+"""Fill a library prompt's templates: its variables, one grid choice, a perturbation's segue and a framing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from workbench.errors import WorkbenchError
+from workbench.prompts.sandbox import render_template
+from workbench.prompts.schema import SEGUE_SLOT, LibraryPrompt
+from workbench.types import Message
+
+
+@dataclass(frozen=True)
+class FilledPrompt:
+    """A library prompt with its templates filled: raw text or messages, before any model template."""
+
+    kind: Literal["completion", "chat"]
+    text: str | None
+    messages: tuple[Message, ...] | None
+    ref: str  # collection/prompt-id with the choices made, e.g. personas/x?framing=chat
+
+
+def fill(
+    prompt: LibraryPrompt,
+    variables: dict[str, Any] | None = None,
+    perturbation: str | None = None,
+    framing: str | None = None,
+) -> FilledPrompt:
+    """Fill a prompt's templates (or a framing's) with its variables, a grid choice and a segue."""
+    spec = prompt.spec
+    values: dict[str, Any] = {**spec.variables}
+    chosen = dict(variables or {})
+    for name, value in chosen.items():
+        if name in spec.grid and value not in spec.grid[name]:
+            raise WorkbenchError(f"{prompt.ref}: {name}={value!r} is not one of its grid values {spec.grid[name]}")
+    if spec.grid:
+        missing = [n for n in spec.grid if n not in chosen]
+        if missing:
+            first = spec.variants()[0]
+            chosen = {**{n: first[n] for n in missing}, **chosen}
+    values.update(chosen)
+    if perturbation is not None and perturbation not in spec.perturbations:
+        offered = ", ".join(spec.perturbations) or "none"
+        raise WorkbenchError(f"{prompt.ref}: no perturbation {perturbation!r} (this prompt offers: {offered})")
+    values[SEGUE_SLOT] = spec.perturbations[perturbation] if perturbation else ""
+
+    qualifiers = [f"{k}={v}" for k, v in sorted(chosen.items())]
+    if perturbation:
+        qualifiers.append(f"perturbation={perturbation}")
+    if framing:
+        qualifiers.append(f"framing={framing}")
+    ref = prompt.ref + ("?" + "&".join(qualifiers) if qualifiers else "")
+
+    if framing:
+        body = prompt.framing(framing)
+        kind, text_source, message_sources = body.kind, body.text, body.messages
+        # A framing sees the prompt's own filled text as {{ prompt }} too.
+        if spec.text is not None:
+            values.setdefault("prompt", render_template(spec.text, values, f"{prompt.ref}: text").strip())
+        where = f"{prompt.ref}: framing {framing}"
+    else:
+        kind, text_source, message_sources = spec.kind, spec.text, spec.messages
+        where = prompt.ref
+    if kind == "completion":
+        return FilledPrompt("completion", render_template(text_source or "", values, where), None, ref)
+    messages = tuple(
+        {"role": m.role, "content": render_template(m.content, values, f"{where}: messages.{i}")}
+        for i, m in enumerate(message_sources or [])
+    )
+    return FilledPrompt("chat", None, messages, ref)
