@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from workbench import migrations
+from workbench.store import migrations
 from workbench.types import Generation, TokenLogprob
 from workbench.errors import StoreError
 from workbench.store import Store, RunRecord, new_id
@@ -56,7 +56,7 @@ def test_a_new_migration_is_applied_to_an_existing_store(tmp_path, monkeypatch):
         db.execute("ALTER TABLE runs ADD COLUMN notes TEXT")
 
     monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, m999_add_notes])
-    import workbench.store as store_module
+    import workbench.store.database as store_module
 
     monkeypatch.setattr(store_module, "MIGRATIONS", migrations.MIGRATIONS)
     with Store(path) as store:

@@ -7,7 +7,7 @@ Each runs once per store, in order, inside a transaction, and is recorded in `_m
 from __future__ import annotations
 
 import sqlite3
-from typing import Callable
+from collections.abc import Callable
 
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = []
 

@@ -9,85 +9,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 import sqlite3
-import time
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
-from workbench.types import Generation
 from workbench.errors import StoreError
 from workbench.home import store_path
-from workbench.migrations import MIGRATIONS
+from workbench.store.bundles import BundleMixin
+from workbench.store.ids import new_id, utc_now
+from workbench.store.migrations import MIGRATIONS
+from workbench.store.records import JSON_RUN_COLUMNS, JSON_SAMPLE_COLUMNS, SAMPLE_COLUMNS, RunRecord, dumps, loads
+from workbench.types import Generation
 
 BUSY_TIMEOUT_MS = 60_000
-BUNDLE_FORMAT = "workbench-run-bundle/1"
-EXPORT_FORMATS = ("parquet", "csv", "jsonl")
-
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
-def new_id() -> str:
-    """A time-sortable id (ULID layout: 48-bit milliseconds then 80 random bits, Crockford base32)."""
-    value = (int(time.time() * 1000) << 80) | secrets.randbits(80)
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
-
-
-def utc_now() -> str:
-    """An ISO-8601 UTC timestamp."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-@dataclass
-class RunRecord:
-    """A run row: one cache cell (model identity, rendered input, config, seed)."""
-
-    cache_key: str
-    model: str
-    model_identity: dict[str, Any]
-    backend: str
-    input_mode: str
-    template: str
-    config: dict[str, Any]
-    seed: int
-    model_kind: str | None = None
-    model_family: str | None = None
-    endpoint: str | None = None
-    dtype: str | None = None
-    input_text: str | None = None
-    input_messages: list[dict[str, str]] | None = None
-    prompt_ref: str | None = None
-    tags: list[str] = field(default_factory=list)
-    id: str = field(default_factory=new_id)
-    created_at: str = field(default_factory=utc_now)
-
-
-_JSON_RUN_COLUMNS = ("model_identity", "config", "input_messages", "tags")
-_JSON_SAMPLE_COLUMNS = ("token_ids", "tokens", "token_logprobs", "top_logprobs", "raw")
-_SAMPLE_COLUMNS = (
-    "id", "run_id", "sample_index", "text", "token_ids", "tokens", "token_logprobs", "top_logprobs",
-    "finish_reason", "stop_sequence", "prompt_tokens", "completion_tokens", "latency_s", "raw",
-    "environment_id", "created_at",
-)
-
-
-def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _loads(value: Any) -> Any:
-    return None if value is None or (isinstance(value, float) and pd.isna(value)) else json.loads(value)
-
-
-class Store:
+class Store(BundleMixin):
     """One connection to the run store; open one per thread."""
 
     def __init__(self, path: str | Path | None = None) -> None:
@@ -145,8 +86,8 @@ class Store:
     def ensure_run(self, run: RunRecord) -> str:
         """The id of the run with this cache key, creating it if it is new."""
         row = asdict(run)
-        for name in _JSON_RUN_COLUMNS:
-            row[name] = _dumps(row[name])
+        for name in JSON_RUN_COLUMNS:
+            row[name] = dumps(row[name])
         columns = ", ".join(row)
         marks = ", ".join("?" for _ in row)
         # ON CONFLICT (not OR IGNORE): uniqueness conflicts are expected, NOT NULL violations are bugs.
@@ -170,9 +111,9 @@ class Store:
                 top = [[[t.token_id, t.token, t.logprob] for t in position] for position in g.top_logprobs]
             rows.append(
                 (
-                    new_id(), run_id, g.index, g.text, _dumps(g.token_ids), _dumps(g.tokens),
-                    _dumps(g.token_logprobs), _dumps(top), g.finish_reason, g.stop_sequence,
-                    g.prompt_tokens, g.completion_tokens, g.latency_s, _dumps(g.raw), environment_id,
+                    new_id(), run_id, g.index, g.text, dumps(g.token_ids), dumps(g.tokens),
+                    dumps(g.token_logprobs), dumps(top), g.finish_reason, g.stop_sequence,
+                    g.prompt_tokens, g.completion_tokens, g.latency_s, dumps(g.raw), environment_id,
                     utc_now(),
                 )
             )
@@ -186,8 +127,8 @@ class Store:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             self.db.executemany(
-                f"INSERT INTO samples ({', '.join(_SAMPLE_COLUMNS)}) "
-                f"VALUES ({', '.join('?' for _ in _SAMPLE_COLUMNS)}) ON CONFLICT DO NOTHING",
+                f"INSERT INTO samples ({', '.join(SAMPLE_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in SAMPLE_COLUMNS)}) ON CONFLICT DO NOTHING",
                 rows,
             )
             self.db.execute("COMMIT")
@@ -219,8 +160,8 @@ class Store:
         """A run's row as a dict (JSON columns decoded)."""
         row = self.db.execute("SELECT * FROM runs WHERE id = ?", (self.resolve_run_id(run_id),)).fetchone()
         run = dict(row)
-        for name in _JSON_RUN_COLUMNS:
-            run[name] = _loads(run[name])
+        for name in JSON_RUN_COLUMNS:
+            run[name] = loads(run[name])
         return run
 
     def runs(self, model: str | None = None) -> pd.DataFrame:
@@ -247,8 +188,8 @@ class Store:
             query += " AND sample_index < ?"
             params += (n,)
         frame = pd.read_sql_query(query + " ORDER BY sample_index", self.db, params=params)
-        for name in _JSON_SAMPLE_COLUMNS:
-            frame[name] = frame[name].map(_loads)
+        for name in JSON_SAMPLE_COLUMNS:
+            frame[name] = frame[name].map(loads)
         frame["logprob"] = frame["token_logprobs"].map(lambda lps: float(sum(lps)) if lps else None)
         for name in ("model", "model_kind", "model_family", "backend", "dtype", "input_mode", "template",
                      "prompt_ref", "seed"):
@@ -273,8 +214,8 @@ class Store:
         """Store a tree's header (id, model, prompt, prompt_ref, root_input, params); an id already stored is kept."""
         row = {
             "id": tree["id"], "created_at": tree.get("created_at") or utc_now(), "model": tree["model"],
-            "prompt": _dumps(tree["prompt"]), "prompt_ref": tree.get("prompt_ref"),
-            "root_input": _dumps(tree["root_input"]), "params": _dumps(tree.get("params") or {}),
+            "prompt": dumps(tree["prompt"]), "prompt_ref": tree.get("prompt_ref"),
+            "root_input": dumps(tree["root_input"]), "params": dumps(tree.get("params") or {}),
         }
         self.db.execute(f"INSERT INTO trees ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)}) "
                         "ON CONFLICT DO NOTHING", tuple(row.values()))
@@ -299,7 +240,7 @@ class Store:
                 if found is not None:
                     if node.get("count") is not None:
                         self.db.execute("UPDATE tree_nodes SET count = ?, params = ? WHERE tree_id = ? AND node_id = ?",
-                                        (node["count"], _dumps(node.get("params") or {}), tree_id, found[0]))
+                                        (node["count"], dumps(node.get("params") or {}), tree_id, found[0]))
                     ids.append(found[0])
                     continue
                 node_id = node.get("node_id")
@@ -309,10 +250,10 @@ class Store:
                 row = {
                     "tree_id": tree_id, "node_id": node_id, "parent_id": node.get("parent_id"),
                     "depth": node["depth"], "model": node["model"], "method": node["method"],
-                    "edge_key": node["edge_key"], "edge_text": node["edge_text"], "token_ids": _dumps(node["token_ids"]),
+                    "edge_key": node["edge_key"], "edge_text": node["edge_text"], "token_ids": dumps(node["token_ids"]),
                     "logprob": node["logprob"], "cum_logprob": node["cum_logprob"], "rank": node.get("rank"),
                     "count": node.get("count"), "finish_reason": node.get("finish_reason"),
-                    "params": _dumps(node.get("params") or {}), "created_at": node.get("created_at") or utc_now(),
+                    "params": dumps(node.get("params") or {}), "created_at": node.get("created_at") or utc_now(),
                 }
                 self.db.execute(f"INSERT INTO tree_nodes ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)}) "
                                 "ON CONFLICT (tree_id, node_id) DO NOTHING", tuple(row.values()))
@@ -325,7 +266,7 @@ class Store:
 
     def add_tree_scores(self, tree_id: str, scores: list[dict[str, Any]]) -> None:
         """Store other models' logprobs of existing edges (node_id, model, logprob, token_ids); kept once per model."""
-        rows = [(tree_id, s["node_id"], s["model"], s["logprob"], _dumps(s.get("token_ids")), utc_now())
+        rows = [(tree_id, s["node_id"], s["model"], s["logprob"], dumps(s.get("token_ids")), utc_now())
                 for s in scores]
         if rows:
             self.db.executemany("INSERT INTO tree_scores VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
@@ -338,7 +279,7 @@ class Store:
         """A tree's header as a dict (JSON columns decoded)."""
         row = dict(self.db.execute("SELECT * FROM trees WHERE id = ?", (self.resolve_tree_id(tree_id),)).fetchone())
         for name in ("prompt", "root_input", "params"):
-            row[name] = _loads(row[name])
+            row[name] = loads(row[name])
         return row
 
     def tree_nodes(self, tree_id: str) -> list[dict[str, Any]]:
@@ -346,8 +287,8 @@ class Store:
         rows = [dict(r) for r in self.db.execute("SELECT * FROM tree_nodes WHERE tree_id = ? ORDER BY node_id",
                                                  (tree_id,))]
         for row in rows:
-            row["token_ids"] = _loads(row["token_ids"])
-            row["params"] = _loads(row["params"])
+            row["token_ids"] = loads(row["token_ids"])
+            row["params"] = loads(row["params"])
         return rows
 
     def tree_scores(self, tree_id: str) -> list[dict[str, Any]]:
@@ -355,7 +296,7 @@ class Store:
         rows = [dict(r) for r in self.db.execute("SELECT * FROM tree_scores WHERE tree_id = ? ORDER BY node_id, model",
                                                  (tree_id,))]
         for row in rows:
-            row["token_ids"] = _loads(row["token_ids"])
+            row["token_ids"] = loads(row["token_ids"])
         return rows
 
     def trees(self) -> pd.DataFrame:
@@ -382,7 +323,7 @@ class Store:
             "INSERT INTO run_events (id, run_id, created_at, kind, attempt, wait_s, sample_indices, message) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (new_id(), run_id, utc_now(), kind, attempt, wait_s,
-             _dumps(sorted(sample_indices)) if sample_indices is not None else None, scrub_text(message)),
+             dumps(sorted(sample_indices)) if sample_indices is not None else None, scrub_text(message)),
         )
 
     def run_events(self, run_id: str) -> pd.DataFrame:
@@ -391,7 +332,7 @@ class Store:
         frame = pd.read_sql_query(
             "SELECT created_at, kind, attempt, wait_s, sample_indices, message FROM run_events "
             "WHERE run_id = ? ORDER BY rowid", self.db, params=(self.resolve_run_id(run_id),))
-        frame["sample_indices"] = frame["sample_indices"].map(_loads)
+        frame["sample_indices"] = frame["sample_indices"].map(loads)
         return frame
 
     def add_batch(self, batch_id: str, run_id: str, provider: str, model: str, sample_indices: list[int],
@@ -401,7 +342,7 @@ class Store:
         self.db.execute(
             "INSERT INTO batches (id, run_id, provider, model, sample_indices, status, created_at, updated_at, info) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (batch_id, run_id, provider, model, _dumps(sorted(sample_indices)), status, now, now, _dumps(info)),
+            (batch_id, run_id, provider, model, dumps(sorted(sample_indices)), status, now, now, dumps(info)),
         )
 
     def update_batch(self, batch_id: str, status: str, info: dict[str, Any] | None = None,
@@ -411,7 +352,7 @@ class Store:
         self.db.execute(
             "UPDATE batches SET status = ?, updated_at = ?, info = COALESCE(?, info), "
             "finished_at = CASE WHEN ? THEN ? ELSE finished_at END WHERE id = ?",
-            (status, now, _dumps(info), finished, now, batch_id),
+            (status, now, dumps(info), finished, now, batch_id),
         )
 
     def batches(self, run_id: str | None = None, unfinished: bool = False) -> list[dict[str, Any]]:
@@ -424,125 +365,9 @@ class Store:
             query += " AND finished_at IS NULL"
         rows = [dict(r) for r in self.db.execute(query + " ORDER BY created_at", params)]
         for row in rows:
-            row["sample_indices"] = _loads(row["sample_indices"])
-            row["info"] = _loads(row["info"])
+            row["sample_indices"] = loads(row["sample_indices"])
+            row["info"] = loads(row["info"])
         return rows
-
-    def export_run(self, run_id: str, path: str | Path, fmt: str | None = None) -> Path:
-        """Write a run bundle (run, environments, samples) as Parquet, CSV (+ .run.json) or JSONL."""
-        path = Path(path)
-        fmt = (fmt or path.suffix.lstrip(".")).lower()
-        if fmt not in EXPORT_FORMATS:
-            raise StoreError(f"cannot export as {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
-        run = self.run(run_id)
-        raw = pd.read_sql_query(
-            "SELECT * FROM samples WHERE run_id = ? ORDER BY sample_index", self.db, params=(run["id"],)
-        )
-        header = {
-            "format": BUNDLE_FORMAT,
-            "run": run,
-            "environments": self.environments(raw["environment_id"].dropna()),
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if fmt == "jsonl":
-            with path.open("w") as out:
-                out.write(json.dumps({"record": "header", **header}, ensure_ascii=False) + "\n")
-                for record in raw.to_dict(orient="records"):
-                    out.write(json.dumps({"record": "sample", **_clean(record)}, ensure_ascii=False) + "\n")
-        elif fmt == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pandas(raw, preserve_index=False)
-            meta = dict(table.schema.metadata or {})
-            meta[b"workbench.bundle"] = json.dumps(header, ensure_ascii=False).encode()
-            pq.write_table(table.replace_schema_metadata(meta), path)
-        else:
-            raw.to_csv(path, index=False)
-            Path(str(path) + ".run.json").write_text(json.dumps(header, ensure_ascii=False, indent=2))
-        return path
-
-    def import_bundle(self, path: str | Path) -> tuple[str, int, int]:
-        """Load an exported bundle; returns (run id, samples added, samples already present)."""
-        path = Path(path)
-        if not path.is_file():
-            raise StoreError(f"no such bundle file: {path}")
-        header, records = _read_bundle(path)
-        if header.get("format") != BUNDLE_FORMAT or "run" not in header:
-            raise StoreError(f"{path}: not a workbench run bundle (expected format {BUNDLE_FORMAT})")
-        run = dict(header["run"])
-        try:
-            record = RunRecord(**{k: run[k] for k in RunRecord.__dataclass_fields__ if k in run})
-        except TypeError as exc:
-            raise StoreError(f"{path}: the run header is incomplete ({exc})") from None
-        run_id = self.ensure_run(record)
-        for env_id, info in (header.get("environments") or {}).items():
-            self.db.execute(
-                "INSERT INTO environments (id, info) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                (env_id, json.dumps(info, sort_keys=True, separators=(",", ":"))),
-            )
-        rows = []
-        for i, sample in enumerate(records):
-            missing = {"sample_index", "text", "finish_reason"} - set(sample)
-            if missing:
-                raise StoreError(f"{path}: sample record {i + 1} lacks {', '.join(sorted(missing))}")
-            values = {c: sample.get(c) for c in _SAMPLE_COLUMNS}
-            values["run_id"] = run_id
-            values["id"] = values["id"] or new_id()
-            values["created_at"] = values["created_at"] or utc_now()
-            for name in ("sample_index", "prompt_tokens", "completion_tokens"):
-                if not _is_missing(values[name]):
-                    values[name] = int(values[name])  # CSV reads integers with gaps as floats
-            rows.append(tuple(None if _is_missing(values[c]) else values[c] for c in _SAMPLE_COLUMNS))
-        added = self._insert_sample_rows(rows)
-        return run_id, added, len(rows) - added
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and pd.isna(value))
-
-
-def _clean(record: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in record.items():
-        if _is_missing(value):
-            out[key] = None
-        elif hasattr(value, "item"):
-            out[key] = value.item()  # numpy scalar -> Python
-        else:
-            out[key] = value
-    return out
-
-
-def _read_bundle(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".jsonl":
-            lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            if not lines or lines[0].get("record") != "header":
-                raise StoreError(f"{path}: the first line must be the bundle header")
-            header = lines[0]
-            records = [{k: v for k, v in r.items() if k != "record"} for r in lines[1:]]
-            return header, records
-        if suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(path)
-            meta = (table.schema.metadata or {}).get(b"workbench.bundle")
-            if meta is None:
-                raise StoreError(f"{path}: Parquet file without workbench bundle metadata")
-            return json.loads(meta), [_clean(r) for r in table.to_pandas().to_dict(orient="records")]
-        if suffix == ".csv":
-            sidecar = Path(str(path) + ".run.json")
-            if not sidecar.is_file():
-                raise StoreError(f"{path}: a CSV bundle needs its {sidecar.name} beside it")
-            frame = pd.read_csv(path, dtype={"text": str, "stop_sequence": str}, keep_default_na=False,
-                                na_values={c: [""] for c in _SAMPLE_COLUMNS if c not in ("text",)})
-            return json.loads(sidecar.read_text()), [_clean(r) for r in frame.to_dict(orient="records")]
-    except (json.JSONDecodeError, OSError, ValueError) as exc:
-        raise StoreError(f"{path}: cannot read the bundle ({exc})") from None
-    raise StoreError(f"{path}: unknown bundle type; use .parquet, .csv or .jsonl")
-
 
 def open_store(path: str | Path | None = None) -> Store:
     """Open (and create or migrate) the run store; default `$WORKBENCH_HOME/workbench.sqlite`."""
