@@ -14,9 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workbench.registry import load_registry  # noqa: E402
-from workbench.sampler import Sampler  # noqa: E402
-from workbench.testing.openai_server import FakeOpenAIServer  # noqa: E402
+from workbench.registry import load_registry
+from workbench.sampler import Sampler
+from workbench.testing.openai_server import FakeOpenAIServer
 
 REQUESTS = 200
 LATENCY_S = 0.100
@@ -46,7 +46,8 @@ def main() -> None:
         concurrent, concurrent_peak = timed_run(8, workdir)
     print(f"{REQUESTS} requests, {LATENCY_S * 1000:.0f} ms server latency, every sample committed to the store")
     print(f"  concurrency 1: {serial:6.2f} s  ({REQUESTS / serial:6.1f} req/s, peak in flight {serial_peak})")
-    print(f"  concurrency 8: {concurrent:6.2f} s  ({REQUESTS / concurrent:6.1f} req/s, peak in flight {concurrent_peak})")
+    print(f"  concurrency 8: {concurrent:6.2f} s  ({REQUESTS / concurrent:6.1f} req/s, "
+          f"peak in flight {concurrent_peak})")
     print(f"  speed-up: {serial / concurrent:.2f}x (ideal 8x)")
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from workbench.sampler.batches import poll_batches, submit_batch
 from workbench.errors import WorkbenchError
 from workbench.registry import load_registry
 from workbench.sampler import Sampler
+from workbench.sampler.batches import poll_batches, submit_batch
 
 FIXTURES = Path(__file__).parent / "fixtures" / "anthropic"
 
@@ -78,7 +78,8 @@ def test_messages_with_system_prompt_prefill_and_sampling_fields(tmp_path, fresh
     body = api.bodies()[0]
     assert body["model"] == "claude-haiku-4-5" and body["max_tokens"] == 30
     assert body["system"] == "You are a storyteller."
-    assert body["messages"][-1] == {"role": "assistant", "content": "Once upon a time there was"}  # prefill, no trailing space
+    # The prefill, without its trailing space.
+    assert body["messages"][-1] == {"role": "assistant", "content": "Once upon a time there was"}
     assert body["temperature"] == 0.7 and body["top_k"] == 20 and "top_p" not in body
     assert body["stop_sequences"] == ["\n\n"]
     headers = api.requests[0].headers

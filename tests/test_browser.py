@@ -149,7 +149,8 @@ def test_compare_panel_in_jupyterlab_in_chromium(jupyterlab):
             page.goto(f"{jupyterlab.url}/lab/tree/01_quickstart.ipynb?token={jupyterlab.token}")
             page.wait_for_function("() => window.jupyterapp !== undefined", timeout=60_000)
             kernel = page.evaluate(WAIT_FOR_KERNEL)
-            assert kernel == "workbench", f"kernel not ready ({kernel}); server log: {jupyterlab.log.read_text()[-2000:]}"
+            log = jupyterlab.log.read_text()[-2000:]
+            assert kernel == "workbench", f"kernel not ready ({kernel}); server log: {log}"
             page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
             page.wait_for_function(ALL_EXECUTED, timeout=420_000, polling=1000)
             assert page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']").count() == 0

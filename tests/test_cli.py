@@ -169,3 +169,23 @@ def test_figure_commands_write_all_formats_with_provenance(embedded_models, tmp_
     assert "exact" in json.loads((tmp_path / "distribution.provenance.json").read_text())["methods"].values()
     bad = run_cli("figure", "sweep", "mode-collapse/coin-flip", "--models", both, "--temperatures", ",")
     assert bad.returncode == 2 and "--temperatures is empty" in bad.stderr
+
+
+def test_each_noun_registers_its_own_commands_next_to_their_code():
+    import argparse
+
+    def handlers(parser: argparse.ArgumentParser):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from handlers(sub)
+        if "func" in parser._defaults:
+            yield parser.prog, parser._defaults["func"]
+
+    commands = {prog.split()[1] for prog, _ in handlers(cli.build_parser())}
+    assert commands == {"models", "sample", "compare", "prompts", "figure", "experiment", "persona", "segue", "tree",
+                        "selfchat", "tune", "runs", "batches", "demo"}
+    for noun in cli.NOUNS:
+        parser = argparse.ArgumentParser()
+        noun.register(parser.add_subparsers())
+        assert all(func.__module__ == noun.__name__ for _, func in handlers(parser)), noun.__name__

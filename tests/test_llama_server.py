@@ -38,7 +38,7 @@ def _free_port() -> int:
 def llama_server(embedded_models, tmp_path_factory):
     """llama-cpp-python's server on a free port, serving SmolLM2; fails (never skips) when it cannot run."""
     try:
-        import llama_cpp  # noqa: F401
+        import llama_cpp
         import llama_cpp.server  # noqa: F401
     except ImportError as exc:
         pytest.fail(f"llama-cpp-python[server] is not installed ({exc}); `make test` installs it")

@@ -14,10 +14,10 @@ import pytest
 
 from tests.conftest import run_cli
 from workbench.backends.api_common import derive_seed
-from workbench.sampler.batches import poll_batches, submit_batch
 from workbench.errors import WorkbenchError
 from workbench.registry import load_registry
 from workbench.sampler import Sampler
+from workbench.sampler.batches import poll_batches, submit_batch
 from workbench.testing.openai_server import FakeOpenAIServer, fake_text
 
 PROMPT = "The three most common pet names are"

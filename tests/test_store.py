@@ -6,10 +6,9 @@ import sqlite3
 
 import pytest
 
-from workbench.store import migrations
-from workbench.types import Generation, TokenLogprob
 from workbench.errors import StoreError
-from workbench.store import Store, RunRecord, new_id
+from workbench.store import RunRecord, Store, migrations, new_id
+from workbench.types import Generation, TokenLogprob
 
 
 def make_run(key: str = "key-1", **overrides) -> RunRecord:
@@ -125,7 +124,8 @@ def test_export_and_import_round_trip(tmp_path, fmt):
     source, target = Store(tmp_path / "a.sqlite"), Store(tmp_path / "b.sqlite")
     run_id = source.ensure_run(make_run(input_messages=[{"role": "user", "content": "hi"}]))
     env = source.ensure_environment({"workbench": "0"})
-    source.add_generations(run_id, [make_generation(i, f"text {i}\nline") for i in range(3)] + [make_generation(3, "")], env)
+    generations = [make_generation(i, f"text {i}\nline") for i in range(3)] + [make_generation(3, "")]
+    source.add_generations(run_id, generations, env)
     bundle = source.export_run(run_id, tmp_path / f"bundle.{fmt}")
 
     imported_id, added, present = target.import_bundle(bundle)

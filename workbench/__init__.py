@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from workbench.config import SamplingConfig, make_config
     from workbench.errors import WorkbenchError
     from workbench.registry import load_registry
-    from workbench.sampler import SampleRun, Sampler
+    from workbench.sampler import Sampler, SampleRun
     from workbench.store import Store, open_store
 
 _LAZY = {

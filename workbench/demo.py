@@ -94,9 +94,8 @@ def run_demo(n: int = DEFAULT_N, seed: int = 0, sampler: Sampler | None = None,
 
 
 def _print_report(probe: DemoProbe, report: PromptComparison) -> None:
-    shown = probe.prompt.replace("\n", "\\n")
     mode = "chat (tuned: chat template; base: plain-dialogue transcript)" if probe.chat else "raw completion"
-    print(f"== {probe.name}: {shown!r} [{mode}]; answer = {probe.answer_label}")
+    print(f"== {probe.name}: {probe.prompt!r} [{mode}]; answer = {probe.answer_label}")
     print(report.summary[SHOWN].to_string(index=False))
     for pair in report.divergence.itertuples(index=False):
         print(f"{pair.pair}: Jensen-Shannon divergence {pair.jsd:.3f} bits, permutation p = {pair.p_value:.3g}")

@@ -13,7 +13,8 @@ import contextlib
 import importlib.metadata
 import math
 import time
-from typing import Any, AsyncIterator, ClassVar
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
 
 from workbench.backends.api_common import classify_sdk_error
 from workbench.backends.base import Backend, BackendError, GenerationRequest

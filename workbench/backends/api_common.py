@@ -9,7 +9,8 @@ import email.utils
 import hashlib
 import json
 import time
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from workbench.backends.base import BackendError
 from workbench.secrets import scrub_text

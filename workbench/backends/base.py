@@ -8,8 +8,10 @@ Sampler's one retry loop can retry. A new backend is one file.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, AsyncContextManager, ClassVar, Iterator
+from typing import Any, ClassVar
 
 from workbench.config import SamplingConfig
 from workbench.registry import ModelSpec
@@ -89,6 +91,10 @@ class Backend:
         """The model's context in tokens, where known without loading weights."""
         return None
 
+    def is_prepared(self) -> bool:
+        """Whether `prepare` has nothing left to do (the weights load fast as they are)."""
+        return True
+
     def prepare(self, force: bool = False) -> str:
         """Make the weights fast to load (e.g. convert a GGUF once); a one-line status for the user."""
         return f"{self.spec.name}: nothing to prepare"
@@ -116,7 +122,7 @@ class Backend:
     def score_candidates(
         self, rendered: RenderedInput, continuations: list[str], temperatures: list[float], terminators: list[str]
     ) -> CandidateScores:
-        """Tempered logprobs of each continuation and of an answer ending right after it (supports_candidate_scoring)."""
+        """Tempered logprobs of each continuation and of an answer ending right after it (candidate scoring)."""
         raise self._unsupported("score candidate answers exactly")
 
     def encode_prompt(self, text: str) -> list[int]:
@@ -137,7 +143,7 @@ class Backend:
 
     # -- remote backends -----------------------------------------------------------------
 
-    def session(self) -> AsyncContextManager[Any]:
+    def session(self) -> AbstractAsyncContextManager[Any]:
         """An API client for one event loop (clients must not outlive the loop they were made on)."""
         raise self._unsupported("open a network session")
 

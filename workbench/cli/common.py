@@ -10,11 +10,13 @@ import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from workbench.errors import WorkbenchError
+from workbench.plots.export import slug
 
 if TYPE_CHECKING:
+    from workbench.config import SamplingOverrides
     from workbench.prompts import LibraryPrompt
     from workbench.sampler import Sampler
 
@@ -24,7 +26,7 @@ EXIT_INTERRUPTED = 130
 # A library address: collection/prompt-id (anything else is prompt text).
 LIBRARY_REF = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*$")
 
-# The sampling flags that become SamplingConfig fields.
+# The sampling flags that become SamplingConfig fields (commands that lack some simply do not set them).
 CONFIG_FLAGS = ("temperature", "top_p", "top_k", "max_tokens", "stop")
 
 Command = Callable[[argparse.Namespace], None]
@@ -92,21 +94,21 @@ def prompt_choices(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_value(value: str) -> Any:
     """A --var value: an integer or number when it reads as one (grid values are often numbers), else text."""
-    for cast in (int, float):
+    for convert in (int, float):
         try:
-            return cast(value)
+            return convert(value)
         except ValueError:
             pass
     return value
 
 
-def config_fields(args: argparse.Namespace) -> dict[str, Any]:
+def config_fields(args: argparse.Namespace) -> SamplingOverrides:
     """The sampling flags this command has and the user gave, as SamplingConfig fields.
 
     Flags left out keep the defaults (a library prompt's suggested sampling, else the config's own).
     """
-    fields = {name: getattr(args, name) for name in CONFIG_FLAGS if hasattr(args, name)}
-    return {name: value for name, value in fields.items() if value is not None}
+    given = {name: getattr(args, name, None) for name in CONFIG_FLAGS}
+    return cast("SamplingOverrides", {name: value for name, value in given.items() if value is not None})
 
 
 def model_list(args: argparse.Namespace) -> list[str]:
@@ -136,12 +138,7 @@ def figure_stem(args: argparse.Namespace, kind: str, name: str) -> Path:
 
     if args.out:
         return Path(args.out)
-    return exports_dir() / "figures" / f"{kind}-{slug(name, 60) or 'prompt'}"
-
-
-def slug(text: str, width: int) -> str:
-    """Lower-case letters and digits joined by dashes, at most width characters (a file name)."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:width]
+    return exports_dir() / "figures" / f"{kind}-{slug(name, 60, fallback='prompt')}"
 
 
 def export(args: argparse.Namespace, fig: Any, kind: str, name: str, provenance: dict[str, Any]) -> None:

@@ -16,9 +16,9 @@ from workbench.cli.common import (
     one_line,
     prompt_choices,
     resolve_prompt,
-    slug,
 )
 from workbench.errors import WorkbenchError
+from workbench.plots.export import slug
 
 
 def register(sub: argparse._SubParsersAction) -> None:

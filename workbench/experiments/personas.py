@@ -32,7 +32,8 @@ YES, NO = "Yes", "No"
 class PersonaResult:
     """Per-statement scores, per-trait summaries with CIs, and the yes-bias check."""
 
-    items: pd.DataFrame  # model, framing, trait, prompt, keyed, matching_answer, p_yes, p_no, p_answered, p_match, method
+    # model, framing, trait, prompt, keyed, matching_answer, p_yes, p_no, p_answered, p_match, method
+    items: pd.DataFrame
     traits: pd.DataFrame  # model, trait, keyed (all|agree|disagree), p_match, ci_low, ci_high, n_items, p_answered
     balance: pd.DataFrame  # model, yes_rate, agree_p_match, disagree_p_match, yes_bias
     family_note: str
@@ -120,7 +121,8 @@ def persona_eval(
                          sampler.registry.describe_pair(models))
 
 
-def persona_shift(result: PersonaResult, base: str, tuned: str, correction: str = "holm", seed: int = 0) -> pd.DataFrame:
+def persona_shift(result: PersonaResult, base: str, tuned: str, correction: str = "holm",
+                  seed: int = 0) -> pd.DataFrame:
     """How far `tuned` moved from `base` on each trait, statement by statement (same statements, same framing).
 
     One row per trait and keying (all, agree, disagree): mean probability of the trait-matching
@@ -134,7 +136,8 @@ def persona_shift(result: PersonaResult, base: str, tuned: str, correction: str 
     items = result.items
     for model in (base, tuned):
         if model not in set(items["model"]):
-            raise WorkbenchError(f"{model!r} is not in this persona result (models: {', '.join(items['model'].unique())})")
+            models = ", ".join(items["model"].unique())
+            raise WorkbenchError(f"{model!r} is not in this persona result (models: {models})")
     paired = items[items["model"] == base].merge(items[items["model"] == tuned], on=["prompt", "trait", "keyed"],
                                                  suffixes=("_base", "_tuned"))
     rows = []
@@ -153,7 +156,7 @@ def persona_shift(result: PersonaResult, base: str, tuned: str, correction: str 
                          "framing_tuned": subset["framing_tuned"].iloc[0] if len(subset) else ""})
     frame = pd.DataFrame(rows)
     frame["p_adjusted"] = np.nan
-    for keyed, group in frame.groupby("keyed"):
+    for _keyed, group in frame.groupby("keyed"):
         frame.loc[group.index, "p_adjusted"] = adjust_pvalues(list(group["p_value"]), correction)
     frame["correction"] = correction
     return frame

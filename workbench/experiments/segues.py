@@ -127,13 +127,15 @@ def segue_recovery(
     """
     spec = prompt.spec
     if not spec.perturbations:
-        raise WorkbenchError(f"{prompt.ref} has no perturbations; segue recovery needs a prompt with a {{{{ segue }}}} slot")
+        raise WorkbenchError(f"{prompt.ref} has no perturbations; segue recovery needs a prompt with a "
+                             "{{ segue }} slot")
     if not spec.home_label:
         raise WorkbenchError(f"{prompt.ref} has no home_label; say which of its labels is the world it sets up")
     chosen = perturbations or list(spec.perturbations)
     unknown = [p for p in chosen if p not in spec.perturbations]
     if unknown:
-        raise WorkbenchError(f"{prompt.ref}: no perturbation(s) {', '.join(unknown)} (offers: {', '.join(spec.perturbations)})")
+        raise WorkbenchError(f"{prompt.ref}: no perturbation(s) {', '.join(unknown)} "
+                             f"(offers: {', '.join(spec.perturbations)})")
     home = spec.labels[spec.home_label]
     rows = []
     for model in models:

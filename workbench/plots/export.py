@@ -5,6 +5,7 @@ like a credential."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,11 @@ from workbench.version import __version__
 
 FORMATS = ("png", "svg", "pdf")
 
+
+
+def slug(text: str, width: int = 50, fallback: str = "figure") -> str:
+    """A file-name-safe piece of text: lower-case letters and digits joined by dashes, at most `width` long."""
+    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")[:width] or fallback
 
 def figure_formats_for(path: str | Path, default: Sequence[str] | None = FORMATS) -> tuple[Path, tuple[str, ...]]:
     """The stem and formats a figure path asks for: "out/fig.pdf" -> ("out/fig", ("pdf",)), "out/fig" -> default.

@@ -97,7 +97,8 @@ def _poll_one(sampler: Sampler, row: dict[str, Any]) -> BatchJob:
     if finished:
         missing = sorted(set(row["sample_indices"]) - sampler.store.sample_indices(row["run_id"]))
         note = f"; {len(missing)} samples did not come back (submit again to retry them)" if missing else ""
-        sampler.store.add_run_event(row["run_id"], "batch", f"batch {row['id']} {status}: stored {stored} samples{note}",
+        sampler.store.add_run_event(row["run_id"], "batch",
+                                    f"batch {row['id']} {status}: stored {stored} samples{note}",
                                     sample_indices=missing or None)
     return BatchJob(row["id"], row["run_id"], row["model"], row["provider"], row["sample_indices"], status, finished,
                     stored)

@@ -11,9 +11,10 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Union
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from workbench.prompts import Library
 
 # Text (a completion, or a user message with chat=True), messages, or a library prompt.
-PromptInput = Union[str, list[Message], LibraryPrompt]
+PromptInput = str | list[Message] | LibraryPrompt
 
 DEFAULT_BATCH_SIZE = 32
 

@@ -6,7 +6,8 @@ call runs under the one retry policy and a missing capability is one clear error
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from workbench.errors import WorkbenchError
 from workbench.sampler.retry import Retrying, call_with_retries
@@ -92,6 +93,10 @@ class ModelQueries:
         if not self.capabilities(model).token_ids:
             return set()
         return self._call(model, "token_ids", "has no token ids", lambda backend: backend.stop_token_ids())
+
+    def is_prepared(self, name: str | ModelSpec) -> bool:
+        """Whether a model's weights need no preparation (hf: the GGUF was converted once)."""
+        return self.backend(name).is_prepared()
 
     def prepare_model(self, name: str | ModelSpec, force: bool = False) -> str:
         """Make a model's weights fast to load (hf: convert the GGUF to bf16 safetensors once); a status line."""

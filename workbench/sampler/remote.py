@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from workbench.backends.base import Backend, BackendError, GenerationRequest
 from workbench.config import SamplingConfig

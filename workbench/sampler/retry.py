@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any, Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from workbench.backends.base import BackendError
 from workbench.errors import WorkbenchError
@@ -35,7 +36,7 @@ def backoff_seconds(error: BackendError, attempt: int) -> float:
 
 
 class Retrying:
-    """Attempts of one call: `for attempt in retrying.attempts()`, and on a BackendError `wait = retrying.failed(...)`."""
+    """The attempts of one call: loop over `attempts()`; on a BackendError, `failed(...)` gives the wait or raises."""
 
     def __init__(self, backend_name: str, record: EventSink | None = None, max_retries: int = MAX_RETRIES) -> None:
         self.backend_name = backend_name

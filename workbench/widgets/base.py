@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import html
 import io
-import re
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 import pandas as pd
 
 from workbench.errors import WorkbenchError
+from workbench.plots.export import slug
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -58,11 +59,6 @@ def figure_png(fig: "Figure") -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, facecolor="white")
     return buffer.getvalue()
-
-
-def slug(text: str, width: int = 50) -> str:
-    """A file-name-safe piece of text."""
-    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")[:width] or "figure"
 
 
 def chunks(n: int, size: int = CHUNK) -> list[int]:

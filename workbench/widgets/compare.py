@@ -9,8 +9,9 @@ can be stopped and everything else comes from the store.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 import pandas as pd
@@ -250,7 +251,8 @@ class ComparePanel(Panel):
         if i is None or i not in self.samples.index:
             return
         row = self.samples.loc[i]
-        title = f"{row['model']} sample #{row['sample_index']} (answer: {row['answer']}; finish: {row['finish_reason']})"
+        title = (f"{row['model']} sample #{row['sample_index']} (answer: {row['answer']}; "
+                 f"finish: {row['finish_reason']})")
         self.tokens.value = tokens_html(row["tokens"], row["token_logprobs"], title)
 
     def select_sample(self, model: str, index: int) -> str:

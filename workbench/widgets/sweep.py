@@ -9,7 +9,8 @@ chunks first so Stop works; the sweep then reads them from the store.
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import ipywidgets as w
 import numpy as np

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def token_colour(logprob: float | None) -> str:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
@@ -115,8 +116,9 @@ class TreeExplorer(Panel):
         self.export_tree_button.on_click(lambda _: self._export_tree_clicked())
         self.mode.observe(self._mode_changed, "value")
         self.size_row = w.HBox([self.k])
-        settings = w.VBox([self.picker, w.HBox([self.model, self.compare_with]), w.HBox([self.mode, self.expand_on_click]),
-                           self.size_row, w.HBox([self.temperature, self.seed])])
+        settings = w.VBox([self.picker, w.HBox([self.model, self.compare_with]),
+                           w.HBox([self.mode, self.expand_on_click]), self.size_row,
+                           w.HBox([self.temperature, self.seed])])
         self._mode_changed()
         self.children = [settings, self.run_row(), self.message,
                          w.HBox([self.new_tree_button, self.export_tree_button, self.tree_message]),
