@@ -13,12 +13,14 @@ position at which the continuation so far mentions the home world again).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from typing_extensions import Unpack
 
 from workbench.analysis.statistics import bootstrap_median_ci, wilson_interval
+from workbench.config import SamplingOverrides
 from workbench.errors import WorkbenchError
 
 if TYPE_CHECKING:
@@ -119,7 +121,7 @@ def segue_recovery(
     seed: int = 0,
     perturbations: list[str] | None = None,
     judge: str | None = None,
-    **config_fields: Any,
+    **overrides: Unpack[SamplingOverrides],
 ) -> SegueResult:
     """Continue the prompt with and without each segue on every model and measure the way back home.
 
@@ -140,7 +142,7 @@ def segue_recovery(
     rows = []
     for model in models:
         for condition in [None, *chosen]:
-            run = sampler.sample(model, prompt, n, seed=seed, perturbation=condition, **config_fields)
+            run = sampler.sample(model, prompt, n, seed=seed, perturbation=condition, **overrides)
             texts = run.texts
             by_embedding = embedding_labels(texts, spec.labels)
             opening = run.rendered.display()

@@ -33,9 +33,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
+from typing_extensions import Unpack
 
 from workbench.analysis.metrics import semantic_clusters
 from workbench.analysis.statistics import DEFAULT_BOOTSTRAP, bootstrap_indices, wilson_interval
+from workbench.config import SamplingOverrides
 from workbench.errors import WorkbenchError
 
 if TYPE_CHECKING:
@@ -309,7 +311,7 @@ def self_conversation(
     confidence: float = 0.95,
     n_boot: int = DEFAULT_BOOTSTRAP,
     top_terms: int = 15,
-    **config_fields: Any,
+    **overrides: Unpack[SamplingOverrides],
 ) -> SelfChatResult:
     """Let A and B (one model or two) talk for `turns` turns from a library seed in `runs` runs; measure the drift."""
     from workbench.config import make_config
@@ -323,7 +325,7 @@ def self_conversation(
     # The seed as speaker A sees it: its user lines are B's, its assistant lines A's.
     opening_history = [("B" if m["role"] == "user" else "A", m["content"]) for m in messages if m["role"] != "system"]
     opening = opening_history[-1][1]
-    explicit = {"max_tokens": max_tokens, "temperature": temperature, **config_fields}
+    explicit = {"max_tokens": max_tokens, "temperature": temperature, **overrides}
     config = make_config(**{**prompt.spec.sampling, **{k: v for k, v in explicit.items() if v is not None}})
     configs = {m: config.with_extra_stops(transcript_stops(sampler, m)) for m in {a, b}}
     pairing = a if a == b else f"{a} & {b}"

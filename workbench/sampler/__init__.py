@@ -7,4 +7,6 @@ Sampler's public methods.
 from workbench.sampler.core import DEFAULT_BATCH_SIZE, PromptInput, RunPlan, Sampler, SampleRun, cache_key
 from workbench.sampler.retry import MAX_RETRIES
 
-__all__ = ["DEFAULT_BATCH_SIZE", "MAX_RETRIES", "PromptInput", "RunPlan", "SampleRun", "Sampler", "cache_key"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE", "MAX_RETRIES", "PromptInput", "RunPlan", "SampleOptions", "SampleRun", "Sampler", "cache_key",
+]

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from tqdm.auto import tqdm
+from typing_extensions import Unpack
 
 from workbench.backends.api_common import run_sync
 from workbench.config import SamplingConfig
 from workbench.errors import WorkbenchError
-from workbench.sampler.core import PromptInput, Sampler
+from workbench.sampler.core import PromptInput, SampleOptions, Sampler
 from workbench.types import SampleSlot
 
 
@@ -37,9 +38,10 @@ class BatchJob:
 
 
 def submit_batch(sampler: Sampler, model: str, prompt: PromptInput, n: int, config: SamplingConfig | None = None,
-                 seed: int = 0, chat: bool = False, **choices_and_config: Any) -> BatchJob | None:
+                 **options: Unpack[SampleOptions]) -> BatchJob | None:
     """Send the run's missing samples as one batch job; None when every sample is already stored or pending."""
-    plan = sampler.plan(model, prompt, n, config, seed, chat, **choices_and_config)
+    plan = sampler.plan(model, prompt, n, config, **options)
+    seed = plan.seed
     api = plan.backend.batch_api()
     if api is None:
         raise WorkbenchError(f"model {plan.spec.name!r} ({plan.spec.backend}) has no batch API; use `sample`")

@@ -43,6 +43,21 @@ PromptInput = str | list[Message] | LibraryPrompt
 DEFAULT_BATCH_SIZE = 32
 
 
+class SampleOptions(SamplingOverrides, total=False):
+    """The keyword options `plan`, `sample`, `estimate` and `compare` share (besides the sampling fields)."""
+
+    seed: int  # sample i's randomness derives from (seed, i) only; part of the cache key
+    chat: bool  # text is sent as a user message (the model's chat template, or its transcript template)
+    variables: dict[str, Any] | None  # library prompts: values for the prompt's variables
+    perturbation: str | None  # library prompts: which segue to insert
+    framing: str | None  # library prompts: which framing to render the prompt in
+    prompt_ref: str | None  # what the run row names as its prompt (default: the library address)
+    tags: list[str] | None  # labels stored with the run
+
+
+_RUN_OPTIONS = ("seed", "chat", "variables", "perturbation", "framing", "prompt_ref", "tags")
+
+
 @dataclass
 class SampleRun:
     """The outcome of one `Sampler.sample` call."""
@@ -184,22 +199,13 @@ class Sampler(ModelQueries):
 
     # -- sampling ------------------------------------------------------------------------
 
-    def plan(
-        self,
-        model: str | ModelSpec,
-        prompt: PromptInput | RenderedInput,
-        n: int,
-        config: SamplingConfig | None = None,
-        seed: int = 0,
-        chat: bool = False,
-        variables: dict[str, Any] | None = None,
-        perturbation: str | None = None,
-        framing: str | None = None,
-        prompt_ref: str | None = None,
-        tags: list[str] | None = None,
-        **overrides: Unpack[SamplingOverrides],
-    ) -> RunPlan:
+    def plan(self, model: str | ModelSpec, prompt: PromptInput | RenderedInput, n: int,
+             config: SamplingConfig | None = None, **options: Unpack[SampleOptions]) -> RunPlan:
         """What a `sample` call with these arguments decides before touching the store: rendering, config, run row."""
+        seed, chat = options.get("seed", 0), options.get("chat", False)
+        variables, perturbation, framing = options.get("variables"), options.get("perturbation"), options.get("framing")
+        prompt_ref, tags = options.get("prompt_ref"), options.get("tags")
+        overrides = {k: v for k, v in options.items() if k not in _RUN_OPTIONS}
         if not isinstance(n, int) or n < 1:
             raise WorkbenchError(f"n must be a whole number of at least 1, got {n!r}")
         if not isinstance(seed, int) or seed < 0:
@@ -241,22 +247,9 @@ class Sampler(ModelQueries):
         )
         return RunPlan(spec, backend, rendered, config, seed, n, record)
 
-    def sample(
-        self,
-        model: str | ModelSpec,
-        prompt: PromptInput | RenderedInput,
-        n: int,
-        config: SamplingConfig | None = None,
-        seed: int = 0,
-        chat: bool = False,
-        variables: dict[str, Any] | None = None,
-        perturbation: str | None = None,
-        framing: str | None = None,
-        prompt_ref: str | None = None,
-        tags: list[str] | None = None,
-        max_cost: float | None = None,
-        **overrides: Unpack[SamplingOverrides],
-    ) -> SampleRun:
+    def sample(self, model: str | ModelSpec, prompt: PromptInput | RenderedInput, n: int,
+               config: SamplingConfig | None = None, max_cost: float | None = None,
+               **options: Unpack[SampleOptions]) -> SampleRun:
         """n samples of `prompt` from `model`; only indices missing from the store are drawn.
 
         `prompt` is text (a completion, or a user message with chat=True), a list of messages,
@@ -265,8 +258,7 @@ class Sampler(ModelQueries):
         `config` or explicit fields say otherwise. `max_cost` (US dollars, API models) stops
         before a request could take the run's total cost past it; what was drawn stays stored.
         """
-        plan = self.plan(model, prompt, n, config, seed, chat, variables, perturbation, framing, prompt_ref, tags,
-                         **overrides)
+        plan = self.plan(model, prompt, n, config, **options)
         run_id = self.store.ensure_run(plan.record)
         missing = sorted(set(range(n)) - self.store.sample_indices(run_id))
         if missing:
@@ -337,27 +329,16 @@ class Sampler(ModelQueries):
              **info.versions}
         )
 
-    def estimate(
-        self,
-        model: str | ModelSpec,
-        prompt: PromptInput | RenderedInput,
-        n: int,
-        config: SamplingConfig | None = None,
-        seed: int = 0,
-        chat: bool = False,
-        variables: dict[str, Any] | None = None,
-        perturbation: str | None = None,
-        framing: str | None = None,
-        batch: bool = False,
-        **overrides: Unpack[SamplingOverrides],
-    ) -> CostEstimate:
+    def estimate(self, model: str | ModelSpec, prompt: PromptInput | RenderedInput, n: int,
+                 config: SamplingConfig | None = None, batch: bool = False,
+                 **options: Unpack[SampleOptions]) -> CostEstimate:
         """What `sample` with the same arguments would send and cost (an upper bound); nothing is sent or stored."""
         from workbench.pricing import CostEstimate, estimate_cost, load_prices, price_of
 
-        plan = self.plan(model, prompt, n, config, seed, chat, variables, perturbation, framing, **overrides)
+        plan = self.plan(model, prompt, n, config, **options)
         run_id = self.store.find_run(plan.record.cache_key)
         stored = self.store.sample_indices(run_id) if run_id else set()
-        missing = tuple(SampleSlot(seed, i) for i in range(n) if i not in stored)
+        missing = tuple(SampleSlot(plan.seed, i) for i in range(n) if i not in stored)
         backend = plan.backend
         if backend.remote:
             requests = len(backend.request_groups(missing)) if missing else 0
@@ -384,24 +365,9 @@ class Sampler(ModelQueries):
             price = table.lookup(run["model_identity"].get("api_model") or run["model"])
         return usage_of_samples(self.store.samples(run["id"]), price, table.batch)
 
-    def compare(
-        self,
-        models: list[str],
-        prompt: PromptInput,
-        n: int,
-        config: SamplingConfig | None = None,
-        seed: int = 0,
-        chat: bool = False,
-        variables: dict[str, Any] | None = None,
-        perturbation: str | None = None,
-        framing: str | None = None,
-        **overrides: Unpack[SamplingOverrides],
-    ) -> list[SampleRun]:
+    def compare(self, models: list[str], prompt: PromptInput, n: int, config: SamplingConfig | None = None,
+                **options: Unpack[SampleOptions]) -> list[SampleRun]:
         """The same prompt on several models (each rendered for its own model), same config and seed."""
         if not models:
             raise WorkbenchError("give at least one model")
-        return [
-            self.sample(m, prompt, n, config, seed=seed, chat=chat, variables=variables, perturbation=perturbation,
-                        framing=framing, **overrides)
-            for m in models
-        ]
+        return [self.sample(m, prompt, n, config, **options) for m in models]
