@@ -84,7 +84,8 @@ def require_training_packages() -> None:
     missing = [p for p in ("torch", "transformers", "peft") if importlib.util.find_spec(p) is None]
     if missing:
         raise MissingPackageError(
-            f"`workbench tune` needs {', '.join(missing)}, which is not installed; run: pip install 'workbench[hf]'"
+            f"`workbench tune` needs torch, transformers and peft ({', '.join(missing)} not installed); "
+            "run: pip install 'workbench[hf]'"
         )
 
 

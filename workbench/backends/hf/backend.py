@@ -105,6 +105,10 @@ class HFBackend(Backend):
         value = getattr(text_config, "max_position_embeddings", None)
         return int(value) if value else None
 
+    def is_prepared(self) -> bool:
+        """Whether the weights load fast as they are (a transformers checkpoint, or a GGUF converted once)."""
+        return not weights.needs_preparation(self.spec) or weights.is_prepared(self.spec)
+
     def prepare(self, force: bool = False) -> str:
         """Convert a GGUF-shipped model to bf16 safetensors once; a one-line status."""
         return weights.prepare_status(self.spec, force=force)
