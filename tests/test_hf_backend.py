@@ -235,3 +235,42 @@ def test_inverse_cdf_picks_depend_only_on_seed_and_index():
     assert truncated.tolist() == [[0.0, 0.0, 0.0, 1.0]]
     mask = hf.end_token_mask(["a", "\nb", ".", ""], ["\n", "."], [0])
     assert mask.tolist() == [True, True, True, False]
+
+
+# -- exact candidate scoring (the path exact answer distributions use) --------------------------
+
+
+@pytest.fixture
+def f32_sampler(embedded_models, fresh_store, tmp_path):
+    user = tmp_path / "models.yaml"
+    user.write_text("models:\n  gemma-3-270m: {dtype: float32}\n  smollm2-135m-instruct: {dtype: float32}\n")
+    sampler = Sampler(store=fresh_store, registry=load_registry(user_file=user), progress=False)
+    yield sampler
+    sampler.store.close()
+
+
+@pytest.mark.parametrize("model", ["gemma-3-270m", "smollm2-135m-instruct"])
+def test_exact_scores_equal_per_token_products_of_a_plain_forward_pass(f32_sampler, model):
+    prompt = f32_sampler.library.get("mode-collapse/random-digit-sequence")
+    space = prompt.spec.answer_space
+    backend = f32_sampler.backend(model)
+    rendered = f32_sampler.render(prompt, model)
+    candidates = [space.scored_text(c, after=rendered.text) for c in space.values()]
+    temperatures = [0.7, 1.0, 1.6]
+    scores = f32_sampler.score_candidates(model, rendered, candidates, temperatures, space.terminators)
+    prompt_ids = f32_sampler.encode(model, rendered.text)
+    end_mask = backend.answer_end_mask(space.terminators)
+    net = backend._model()
+    for i, ids in enumerate(scores.token_ids):
+        with torch.inference_mode():
+            logits = net(torch.tensor([prompt_ids + ids])).logits[0].float()
+        for t, temperature in enumerate(temperatures):
+            tempered = torch.log_softmax(logits / temperature, dim=-1)  # full vocabulary, every position
+            positions = range(len(prompt_ids) - 1, len(prompt_ids) - 1 + len(ids))
+            expected = sum(float(tempered[p, tok]) for p, tok in zip(positions, ids, strict=True))
+            assert scores.logprobs[t][i] == pytest.approx(expected, abs=1e-3)
+            end = float(torch.logsumexp(tempered[len(prompt_ids) + len(ids) - 1][end_mask], 0))
+            assert scores.end_logprobs[t][i] == pytest.approx(end, abs=1e-3)
+    # Tempering is not "summed logprob divided by T" for multi-token answers (" 7" is 2 tokens here).
+    multi = next(i for i, ids in enumerate(scores.token_ids) if len(ids) > 1)
+    assert scores.logprobs[0][multi] != pytest.approx(scores.logprobs[1][multi] / 0.7, abs=1e-3)
