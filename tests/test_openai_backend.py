@@ -137,6 +137,17 @@ def test_fewer_choices_than_asked_are_asked_for_again(server, make_sampler):
     assert run.samples.iloc[0]["raw"]["asked_choices"] == 4 and run.samples.iloc[0]["raw"]["choices_in_request"] == 3
 
 
+def test_a_server_that_ignores_n_still_gives_every_sample(server, make_sampler):
+    # llama.cpp answers one choice whatever `n` says: each reply is progress, so asking again for the
+    # rest never runs out of attempts, even for requests of many choices.
+    server.state.max_choices = 1
+    sampler = make_sampler(server, choices_per_request=12)
+    run = sampler.sample("fake", PROMPT, n=12, max_tokens=4)
+    assert sorted(run.samples["sample_index"]) == list(range(12))
+    assert [r["n"] for r in server.state.requests] == list(range(12, 0, -1))
+    assert set(sampler.store.run_events(run.run_id)["kind"]) == {"short_choices"}
+
+
 def test_requests_run_concurrently_up_to_the_models_limit(server, make_sampler):
     server.state.latency_s = 0.2
     sampler = make_sampler(server, max_concurrency=4)

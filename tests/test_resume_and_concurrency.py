@@ -34,7 +34,7 @@ def start_sampling(store: Path, n: int, extra: tuple[str, ...] = ()) -> subproce
     return subprocess.Popen(
         [sys.executable, "-m", "workbench.cli", "sample", PROMPT, "--model", MODEL, "--n", str(n),
          "--max-tokens", "24", "--batch-size", "2", "--quiet", *extra],
-        # One thread each: several processes on two cores collapse with more (DESIGN.md).
+        # One thread each: with two threads per process, processes sharing two cores wait on each other.
         env={**os.environ, "WORKBENCH_STORE": str(store), "WORKBENCH_THREADS": "1"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         # A shell's background job starts children with SIGINT ignored; a user's terminal does not.

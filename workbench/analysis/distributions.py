@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from typing_extensions import Unpack
 
 from workbench.analysis.answers import Normaliser, answers_of
 from workbench.analysis.statistics import DEFAULT_BOOTSTRAP, bootstrap_counts
 from workbench.errors import WorkbenchError
-from workbench.prompts import OTHER_ANSWER, AnswerSpace, LibraryPrompt
+from workbench.prompts import OTHER_ANSWER, AnswerSpace, LibraryPrompt, PromptChoices
 
 if TYPE_CHECKING:
     from workbench.sampler import Sampler, SampleRun
@@ -139,7 +140,7 @@ def exact_distributions(
 
 
 def exact_distribution(sampler: Sampler, model: str, prompt: LibraryPrompt, temperature: float = 1.0,
-                       **choices: Any) -> AnswerDistribution:
+                       **choices: Unpack[PromptChoices]) -> AnswerDistribution:
     """The exact answer distribution at one temperature (see exact_distributions)."""
     return exact_distributions(sampler, model, prompt, [temperature], **choices)[0]
 

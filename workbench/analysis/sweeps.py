@@ -7,15 +7,16 @@ taken as softmax(logits / T) over the full vocabulary), sampled otherwise.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
+from typing_extensions import Unpack
 
 from workbench.analysis.answers import answers_of
 from workbench.analysis.distributions import can_be_exact, exact_distributions
 from workbench.analysis.metrics import ANSWER_METRICS, answer_metrics, distribution_metrics
 from workbench.errors import WorkbenchError
-from workbench.prompts import LibraryPrompt
+from workbench.prompts import LibraryPrompt, PromptChoices
 
 if TYPE_CHECKING:
     from workbench.sampler import PromptInput, Sampler
@@ -32,7 +33,7 @@ def temperature_sweep(
     seed: int = 0,
     method: Literal["auto", "exact", "sampled"] = "auto",
     metrics: tuple[str, ...] = ANSWER_METRICS,
-    **choices: Any,
+    **choices: Unpack[PromptChoices],
 ) -> pd.DataFrame:
     """Metrics against temperature for each model: `model, temperature, metric, value, ci_low, ci_high, method`.
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from workbench.config import SamplingConfig
+from workbench.errors import WorkbenchError
 from workbench.registry import ModelSpec
 from workbench.types import (
     CandidateScores,
@@ -74,8 +75,9 @@ class Backend:
                             candidate_scoring=self.supports_candidate_scoring, token_ids=self.supports_token_ids,
                             remote=self.remote)
 
-    def _unsupported(self, what: str) -> BackendError:
-        return BackendError(f"the {self.name} backend cannot {what}", kind="fatal")
+    def _unsupported(self, what: str) -> WorkbenchError:
+        # Asking for something a backend cannot do is the caller's mistake, not an engine failure to retry.
+        return WorkbenchError(f"model {self.spec.name!r}: the {self.name} backend cannot {what}")
 
     # -- every backend --------------------------------------------------------------------
 

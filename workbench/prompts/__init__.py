@@ -23,7 +23,7 @@ from workbench.prompts.answers import (
     first_words,
     full_text,
 )
-from workbench.prompts.fill import FilledPrompt, fill
+from workbench.prompts.fill import FilledPrompt, PromptChoices, fill
 from workbench.prompts.loader import (
     PROMPTS_ENV,
     Library,
@@ -57,6 +57,7 @@ from workbench.prompts.schema import (
 )
 
 __all__ = [
+    "PromptChoices",
     "ANSWER_EXTRACTORS",
     "ID_PATTERN",
     "LEADING",

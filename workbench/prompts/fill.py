@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from workbench.errors import WorkbenchError
 from workbench.prompts.sandbox import render_template
@@ -19,6 +19,14 @@ class FilledPrompt:
     text: str | None
     messages: tuple[Message, ...] | None
     ref: str  # collection/prompt-id with the choices made, e.g. personas/x?framing=chat
+
+
+class PromptChoices(TypedDict, total=False):
+    """How a library prompt is filled: its variables, a segue (perturbation) and a framing; None = the default."""
+
+    variables: dict[str, Any] | None
+    perturbation: str | None
+    framing: str | None
 
 
 def fill(

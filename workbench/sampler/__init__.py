@@ -4,7 +4,15 @@ Nothing above this package holds a backend: analysis, experiments and the faces 
 Sampler's public methods.
 """
 
-from workbench.sampler.core import DEFAULT_BATCH_SIZE, PromptInput, RunPlan, Sampler, SampleRun, cache_key
+from workbench.sampler.core import (
+    DEFAULT_BATCH_SIZE,
+    PromptInput,
+    RunPlan,
+    SampleOptions,
+    Sampler,
+    SampleRun,
+    cache_key,
+)
 from workbench.sampler.retry import MAX_RETRIES
 
 __all__ = [

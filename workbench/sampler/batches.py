@@ -20,6 +20,7 @@ from workbench.backends.api_common import run_sync
 from workbench.config import SamplingConfig
 from workbench.errors import WorkbenchError
 from workbench.sampler.core import PromptInput, SampleOptions, Sampler
+from workbench.sampler.retry import Retrying, call_with_retries
 from workbench.types import SampleSlot
 
 
@@ -56,7 +57,9 @@ def submit_batch(sampler: Sampler, model: str, prompt: PromptInput, n: int, conf
         async with plan.backend.session() as client:
             return await api.submit(client, plan.rendered, plan.config, slots)
 
-    batch_id, status, info = run_sync(submit)
+    # Under the one retry policy: a rate limit or a dropped connection is waited out and recorded with the run.
+    retrying = Retrying(plan.backend.name, record=lambda event: sampler.store.add_run_event(run_id, **event))
+    batch_id, status, info = call_with_retries(lambda: run_sync(submit), retrying)
     sampler.store.add_batch(batch_id, run_id, plan.spec.backend, plan.spec.name, missing, status, info)
     sampler.store.add_run_event(run_id, "batch", f"submitted batch {batch_id} for {len(missing)} samples",
                                 sample_indices=missing)
@@ -88,7 +91,8 @@ def _poll_one(sampler: Sampler, row: dict[str, Any]) -> BatchJob:
         async with backend.session() as client:
             return await backend.batch_api().poll(client, row["id"], config, run["seed"])
 
-    status, finished, generations, info = run_sync(poll)
+    retrying = Retrying(backend.name, record=lambda event: sampler.store.add_run_event(row["run_id"], **event))
+    status, finished, generations, info = call_with_retries(lambda: run_sync(poll), retrying)
     stored = 0
     if generations:
         environment_id = sampler.environment_id(backend)

@@ -24,7 +24,7 @@ from workbench.backends import create_backend
 from workbench.backends.base import Backend, BackendError, GenerationRequest
 from workbench.config import SamplingConfig, SamplingOverrides, make_config
 from workbench.errors import WorkbenchError
-from workbench.prompts import LibraryPrompt, fill, render_for_model
+from workbench.prompts import LibraryPrompt, PromptChoices, fill, render_for_model
 from workbench.registry import ModelSpec, Registry, load_registry
 from workbench.sampler.queries import ModelQueries
 from workbench.sampler.remote import CostBudget, draw_remote
@@ -43,14 +43,11 @@ PromptInput = str | list[Message] | LibraryPrompt
 DEFAULT_BATCH_SIZE = 32
 
 
-class SampleOptions(SamplingOverrides, total=False):
+class SampleOptions(SamplingOverrides, PromptChoices, total=False):
     """The keyword options `plan`, `sample`, `estimate` and `compare` share (besides the sampling fields)."""
 
     seed: int  # sample i's randomness derives from (seed, i) only; part of the cache key
     chat: bool  # text is sent as a user message (the model's chat template, or its transcript template)
-    variables: dict[str, Any] | None  # library prompts: values for the prompt's variables
-    perturbation: str | None  # library prompts: which segue to insert
-    framing: str | None  # library prompts: which framing to render the prompt in
     prompt_ref: str | None  # what the run row names as its prompt (default: the library address)
     tags: list[str] | None  # labels stored with the run
 

@@ -6,10 +6,14 @@ call runs under the one retry policy and a missing capability is one clear error
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from typing_extensions import Unpack
+
 from workbench.errors import WorkbenchError
+from workbench.prompts import PromptChoices
 from workbench.sampler.retry import Retrying, call_with_retries
 from workbench.types import CandidateScores, RenderedInput, ScoredContinuation, TokenLogprob
 
@@ -19,6 +23,12 @@ if TYPE_CHECKING:
     from workbench.types import Capabilities
 
 T = TypeVar("T")
+# Scoring calls belong to no run, so their retries go to the log (a run's retries go to its run events).
+LOG = logging.getLogger("workbench.sampler")
+
+
+def _log_retry(event: dict[str, Any]) -> None:
+    LOG.info("retry of a model call: %s", event)
 
 
 class ModelQueries:
@@ -38,20 +48,20 @@ class ModelQueries:
         backend = self.backend(spec)
         if not getattr(backend.capabilities(), capability):
             raise WorkbenchError(f"model {spec.name!r} ({spec.backend}) {missing}")
-        return call_with_retries(lambda: call(backend), Retrying(backend.name))
+        return call_with_retries(lambda: call(backend), Retrying(backend.name, record=_log_retry))
 
-    def _rendered(self, model: str | ModelSpec, prompt: Any, chat: bool, choices: dict[str, Any]) -> RenderedInput:
+    def _rendered(self, model: str | ModelSpec, prompt: Any, chat: bool, choices: PromptChoices) -> RenderedInput:
         return prompt if isinstance(prompt, RenderedInput) else self.render(prompt, model, chat, **choices)
 
     def score(self, model: str | ModelSpec, prompt: Any, continuations: list[str], chat: bool = False,
-              **choices: Any) -> list[ScoredContinuation]:
+              **choices: Unpack[PromptChoices]) -> list[ScoredContinuation]:
         """Logprob of each continuation right after the rendered prompt (choices: variables, perturbation, framing)."""
         rendered = self._rendered(model, prompt, chat, choices)
         return self._call(model, "score", "cannot score given continuations exactly",
                           lambda backend: backend.score(rendered, continuations))
 
     def next_token_topk(self, model: str | ModelSpec, prompt: Any, k: int = 10, chat: bool = False,
-                        **choices: Any) -> list[TokenLogprob]:
+                        **choices: Unpack[PromptChoices]) -> list[TokenLogprob]:
         """The k most likely next tokens after the rendered prompt."""
         rendered = self._rendered(model, prompt, chat, choices)
         return self._call(model, "next_token_topk", "gives no next-token distribution",
@@ -59,7 +69,7 @@ class ModelQueries:
 
     def score_candidates(self, model: str | ModelSpec, prompt: Any, continuations: list[str],
                          temperatures: list[float], terminators: list[str], chat: bool = False,
-                         **choices: Any) -> CandidateScores:
+                         **choices: Unpack[PromptChoices]) -> CandidateScores:
         """Tempered logprobs of candidate answers and of an answer ending right after each (exact distributions)."""
         rendered = self._rendered(model, prompt, chat, choices)
         return self._call(model, "candidate_scoring", "gives no logprobs for exact scoring; sample instead",

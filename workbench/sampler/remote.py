@@ -135,7 +135,11 @@ async def _one_request(backend: Backend, session: Any, request: GenerationReques
     """One request under the retry policy; a reply with fewer choices than asked is asked again for the rest."""
     retrying = Retrying(backend.name, record=lambda event: put(("event", event)))
     pending = request.slots
-    for attempt in retrying.attempts():
+    # Attempts count failures and empty replies. A reply with some of the choices asked for (llama.cpp
+    # ignores `n`) is progress, not a failure: the rest is asked for again without spending an attempt,
+    # and as each such reply shrinks what is pending, this ends.
+    attempt = 0
+    while attempt <= retrying.max_retries:
         async with gate:
             if stop.is_set():  # another request failed for good, or the caller stopped
                 return
@@ -165,11 +169,14 @@ async def _one_request(backend: Backend, session: Any, request: GenerationReques
             if not pending:
                 return
             retrying.short_reply(attempt, asked, asked - len(pending), [s.index for s in pending])
+            if not done:
+                attempt += 1
             continue
         try:
             wait = retrying.failed(error, attempt, [s.index for s in pending])
         except WorkbenchError:
             stop.set()  # no new requests once one has failed for good
             raise
+        attempt += 1
         await asyncio.sleep(wait)
     raise retrying.gave_up([s.index for s in pending])

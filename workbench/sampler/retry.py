@@ -3,8 +3,9 @@
 Backends only classify their errors (`BackendError.kind`: retry, rate_limited, fatal); this
 decides whether to try again, how long to wait (the server's Retry-After when given, else
 exponential backoff with jitter) and records each failure as a run event when there is a run.
-The synchronous driver (`call_with_retries`) and the asyncio path in `remote.py` both step
-through `Retrying`, so the rules live in one place.
+Three drivers step through `Retrying`, so the rules live in one place: `call_with_retries` (a
+synchronous model call: scoring, top-k, batch jobs), the local generation loop in `core.py`
+(which skips samples already drawn), and the asyncio path in `remote.py` (one per request).
 """
 
 from __future__ import annotations

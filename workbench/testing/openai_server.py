@@ -34,6 +34,7 @@ class ServerState:
     latency_s: float = 0.0
     slow_s: float = 5.0
     retry_after_s: float = 0.2
+    max_choices: int | None = None  # at most this many choices per reply (llama.cpp ignores `n`: 1)
     faults: list[str] = field(default_factory=list)  # consumed one per generation request
     requests: list[dict[str, Any]] = field(default_factory=list)  # bodies of generation requests
     headers: list[dict[str, str]] = field(default_factory=list)
@@ -194,7 +195,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
             else:
-                n = int(body.get("n") or 1)
+                n = min(int(body.get("n") or 1), state.max_choices or 10**6)
                 self._send_json(200, completion_reply(path, body, max(1, n - 1) if fault == "short" else n))
         finally:
             with state.lock:

@@ -317,7 +317,7 @@ class Panel(w.VBox):
         except Exception as exc:  # noqa: BLE001 - shown in the panel, kept in .error and .last_traceback
             self._fail(exc)
         finally:
-            sampler.store.close()
+            sampler.close()
             self.run_button.disabled, self.stop_button.disabled = False, True
 
     def _fail(self, exc: BaseException) -> None:
