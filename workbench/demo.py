@@ -13,17 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench.analysis import (
-    AnswerFn,
-    PromptComparison,
-    compare_prompt,
-    distribution_table,
-    first_number,
-    first_word,
-    first_words,
-)
+from workbench.analysis import PromptComparison, compare_prompt, distribution_table
 from workbench.home import exports_dir, workbench_home
 from workbench.plots import answer_distribution_figure, export_figure
+from workbench.prompts import AnswerFn, first_number, first_word, first_words
 from workbench.sampler import Sampler
 from workbench.version import __version__
 

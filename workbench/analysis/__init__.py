@@ -10,18 +10,7 @@
 Models are reached only through the Sampler's public methods; nothing here holds a backend.
 """
 
-from workbench.analysis.answers import (
-    ANSWER_EXTRACTORS,
-    NO_ANSWER,
-    AnswerFn,
-    answer_extractor,
-    answers_of,
-    first_line,
-    first_number,
-    first_word,
-    first_words,
-    full_text,
-)
+from workbench.analysis.answers import answers_of
 from workbench.analysis.comparisons import (
     PromptComparison,
     collection_summary,
@@ -63,17 +52,13 @@ from workbench.analysis.statistics import (
 from workbench.analysis.sweeps import SWEEP_COLUMNS, temperature_sweep
 
 __all__ = [
-    "ANSWER_EXTRACTORS",
     "METRIC_COLUMNS",
-    "NO_ANSWER",
     "OTHER",
     "SWEEP_COLUMNS",
     "AnswerDistribution",
-    "AnswerFn",
     "Clusters",
     "PromptComparison",
     "adjust_pvalues",
-    "answer_extractor",
     "answer_metrics",
     "answers_of",
     "bootstrap_ci",
@@ -90,11 +75,6 @@ __all__ = [
     "entropy_bits",
     "exact_distribution",
     "exact_distributions",
-    "first_line",
-    "first_number",
-    "first_word",
-    "first_words",
-    "full_text",
     "jensen_shannon",
     "paired_difference",
     "permutation_test",

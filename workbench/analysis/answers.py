@@ -1,25 +1,14 @@
 """From continuations to answers: an answer space's normaliser, an extractor, or the first line.
 
 The extractors themselves are pure string functions of the prompt library (a prompt's answer
-space names one), so they live in `workbench.prompts` and are re-exported here for analysis code.
+space names one), so they live in `workbench.prompts`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from workbench.prompts import (
-    ANSWER_EXTRACTORS,
-    NO_ANSWER,
-    AnswerFn,
-    AnswerSpace,
-    answer_extractor,
-    first_line,
-    first_number,
-    first_word,
-    first_words,
-    full_text,
-)
+from workbench.prompts import AnswerSpace, first_line
 
 Normaliser = AnswerSpace | Callable[[str], str] | None
 
@@ -33,16 +22,4 @@ def answers_of(texts: Sequence[str], normaliser: Normaliser = None) -> list[str]
     return [normaliser(t) for t in texts]
 
 
-__all__ = [
-    "ANSWER_EXTRACTORS",
-    "NO_ANSWER",
-    "AnswerFn",
-    "Normaliser",
-    "answer_extractor",
-    "answers_of",
-    "first_line",
-    "first_number",
-    "first_word",
-    "first_words",
-    "full_text",
-]
+__all__ = ["Normaliser", "answers_of"]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from typing_extensions import Unpack
 
-from workbench.analysis.answers import AnswerFn, Normaliser, answers_of, first_line
+from workbench.analysis.answers import Normaliser, answers_of
 from workbench.analysis.distributions import (
     AnswerDistribution,
     can_be_exact,
@@ -35,7 +35,7 @@ from workbench.analysis.statistics import (
 )
 from workbench.config import SamplingOverrides
 from workbench.errors import WorkbenchError
-from workbench.prompts import LibraryPrompt
+from workbench.prompts import AnswerFn, LibraryPrompt, first_line
 
 if TYPE_CHECKING:
     from workbench.sampler import PromptInput, Sampler, SampleRun

@@ -76,7 +76,7 @@ class ComparePanel(Panel):
                                            style=style, layout=w.Layout(width="180px"))
         self.seed = w.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="seed", style=style,
                                      layout=w.Layout(width="180px"))
-        from workbench.analysis import ANSWER_EXTRACTORS
+        from workbench.prompts import ANSWER_EXTRACTORS
 
         self.answer = w.Dropdown(options=[AUTO_ANSWER, *ANSWER_EXTRACTORS], value=AUTO_ANSWER, description="answer",
                                  style=style, layout=w.Layout(width="260px"))
@@ -126,7 +126,7 @@ class ComparePanel(Panel):
     # -- the work ----------------------------------------------------------------------------
 
     def job(self) -> Callable[["Sampler"], CompareOutcome]:
-        from workbench.analysis import answer_extractor
+        from workbench.prompts import answer_extractor
 
         choice = self.picker.value()
         models = list(self.models.value)
