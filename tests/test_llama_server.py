@@ -5,7 +5,6 @@ the hf backend's for the same model."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 import subprocess
@@ -22,10 +21,12 @@ from workbench.sampler import Sampler
 
 MODEL = "smollm2-135m-instruct"
 # Stated tolerances (nats). The server runs the Q4_1 GGUF in llama.cpp; hf runs the same weights
-# dequantised to bf16, so per-token logprobs differ by rounding, not by model.
+# dequantised to bf16 (and computes in bf16 or float32, by CPU), so per-token logprobs differ by
+# rounding, not by model. The top-k check is in nats like the others: an absolute tolerance on
+# probabilities (0.03 before) was stricter than the per-token bound for likely tokens (0.156 nats
+# on P(" the") = 0.258 vs 0.221 failed it on a float32 CPU).
 MEAN_TOKEN_TOLERANCE = 0.1
 MAX_TOKEN_TOLERANCE = 0.5
-TOPK_PROBABILITY_TOLERANCE = 0.03
 
 
 def _free_port() -> int:
@@ -146,9 +147,11 @@ def test_server_logprobs_agree_with_the_hf_backend(api_sampler, sampler):
     assert np.mean(differences) < MEAN_TOKEN_TOLERANCE and np.max(differences) < MAX_TOKEN_TOLERANCE
 
     server_top = api_sampler.next_token_topk("llama-smollm2", prompt, k=5)
-    hf_top = {t.token.strip(): math.exp(t.logprob) for t in sampler.next_token_topk(MODEL, prompt, k=20)}
+    hf_top = {t.token.strip(): t.logprob for t in sampler.next_token_topk(MODEL, prompt, k=20)}
+    assert server_top[0].token.strip() == max(hf_top, key=hf_top.get)  # the same most likely token
     for token in server_top:
-        assert abs(math.exp(token.logprob) - hf_top.get(token.token.strip(), 0.0)) < TOPK_PROBABILITY_TOLERANCE
+        assert token.token.strip() in hf_top, token
+        assert abs(token.logprob - hf_top[token.token.strip()]) < MAX_TOKEN_TOLERANCE, token
 
 
 def test_exact_scoring_with_logit_bias_matches_the_hf_backend(api_sampler, sampler):

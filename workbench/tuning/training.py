@@ -115,7 +115,12 @@ def tune(
     # Training needs the base checkpoint on disk and its tokenizer, not a backend that samples:
     # the one place above the Sampler that reads model weights directly (an explicit exception
     # in the import contracts).
-    from workbench.backends.hf.weights import apply_thread_setting, checkpoint_location, load_tokenizer
+    from workbench.backends.hf.weights import (
+        apply_thread_setting,
+        checkpoint_location,
+        cpu_has_fast_bf16,
+        load_tokenizer,
+    )
 
     apply_thread_setting(None)
     name = variant_name(recipe_name, base)
@@ -125,8 +130,11 @@ def tune(
     tokenizer = load_tokenizer(spec)
     examples = recipe_examples(recipe_name, seed)
     encoded = [(*_encode(tokenizer, e, MAX_TOKENS), e.objective) for e in examples]
+    # bf16 where the CPU has bf16 instructions (the shipped adapters were trained so); elsewhere
+    # emulated bf16 backward passes are ~10x slower than float32, so train in float32 there.
+    dtype = "bfloat16" if cpu_has_fast_bf16() else "float32"
     model, losses = train_adapter(location, tokenizer, encoded, seed=seed, steps=steps, learning_rate=learning_rate,
-                                  batch_size=batch_size, desc=f"tune {name}", progress=progress)
+                                  batch_size=batch_size, dtype=dtype, desc=f"tune {name}", progress=progress)
     wall = time.perf_counter() - started
 
     window = max(1, min(10, steps // 4))
@@ -138,7 +146,7 @@ def tune(
                          "schedule": "linear warm-up, linear decay to 10%", "optimizer": "AdamW",
                          "weight_decay": 0.0, "grad_clip": 1.0, "batch_size": batch_size, "max_tokens": MAX_TOKENS,
                          "loss_tokens_per_example": LOSS_TOKENS,
-                         "base_dtype": "bfloat16", "adapter_saved_as": "bfloat16",
+                         "base_dtype": dtype, "adapter_saved_as": "bfloat16",
                          "loss": "at up to loss_tokens_per_example completion positions drawn at random: cross-entropy "
                                  "for 'learn' examples, KL(parent || adapter) for 'retain' examples (ordinary prose, "
                                  "neutral items); mean per example, then over the batch"},
@@ -157,7 +165,7 @@ def tune(
 
 def train_adapter(location: str, tokenizer: Any, encoded: list[tuple[list[int], list[int], str]], *, seed: int,
                   steps: int, learning_rate: float = LEARNING_RATE, batch_size: int = BATCH_SIZE,
-                  desc: str = "tune", progress: bool = True) -> tuple[Any, list[float]]:
+                  dtype: str = "bfloat16", desc: str = "tune", progress: bool = True) -> tuple[Any, list[float]]:
     """Train a fresh LoRA adapter on encoded examples (ids, loss mask, objective); the peft model and step losses.
 
     Deterministic by seed: the adapter's initialisation, the example order and the loss positions.
@@ -168,10 +176,10 @@ def train_adapter(location: str, tokenizer: Any, encoded: list[tuple[list[int], 
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(location, dtype=getattr(torch, dtype))
     lora = LoraConfig(r=LORA_RANK, lora_alpha=LORA_ALPHA, lora_dropout=0.0, target_modules=list(LORA_TARGETS),
                       bias="none", task_type="CAUSAL_LM")
-    model = get_peft_model(model, lora)  # adapter weights in float32 on a bf16 base
+    model = get_peft_model(model, lora)  # adapter weights in float32, whatever the base's dtype
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)

@@ -39,7 +39,12 @@ from workbench.types import (
     TokenLogprob,
 )
 
-MIN_DECODE_ROWS = 2
+# Decoding always runs at least this many rows. CPU matmul kernels round differently by row count:
+# measured on a 2-core AVX2 EPYC in float32, a row's output is bit-identical for every count from 4
+# to 512, but differs at 1 and at 2-3 (bf16 differs at 1). Padding small batches to 4 rows keeps
+# sample i independent of how many other samples share its batch, so a resumed run continues with
+# the texts an uninterrupted one would have drawn.
+MIN_DECODE_ROWS = 4
 SCORE_CHUNK = 64  # continuations per scoring batch: bounds the [batch, length, vocab] logits in memory
 
 
@@ -227,10 +232,8 @@ class HFBackend(Backend):
             for s in request.slots
         ]
         cache, logits = self._prefill(prompt_ids)
-        # The cache always holds at least MIN_DECODE_ROWS rows: a lone row is decoded beside a
-        # copy of itself that is thrown away, because one-row matmuls take another kernel whose
-        # bf16 rounding differs (up to ~0.3 in a logit here), and sample i must not depend on
-        # how many other samples shared its batch.
+        # The cache always holds at least MIN_DECODE_ROWS rows (copies that are thrown away), so
+        # that sample i does not depend on how many other samples shared its batch.
         cache.batch_repeat_interleave(max(len(rows), MIN_DECODE_ROWS))
         logits = logits.expand(len(rows), -1)
         vocab = logits.shape[-1]
