@@ -47,6 +47,17 @@ def first_words(k: int) -> AnswerFn:
     return extract
 
 
+def choice_label(index: int) -> str:
+    """The label of a multiple-choice option by position: 0 -> "(A)"."""
+    return f"({chr(ord('A') + index)})"
+
+
+def choice_letter(text: str) -> str:
+    """The option a multiple-choice answer picks, as "(A)": from "(A) Yes", " (b)", "A)", "A." or a lone "A"."""
+    match = re.match(r"\s*(?:\(\s*([A-Da-d])\s*\)|([A-D])(?:[).:,]|\s|$))", text)
+    return f"({(match.group(1) or match.group(2)).upper()})" if match else NO_ANSWER
+
+
 def full_text(text: str) -> str:
     """The whole continuation, stripped."""
     return text.strip() or NO_ANSWER
@@ -57,6 +68,7 @@ ANSWER_EXTRACTORS: dict[str, AnswerFn] = {
     "first-word": first_word,
     "first-number": first_number,
     "first-3-words": first_words(3),
+    "choice-letter": choice_letter,
     "full": full_text,
 }
 

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
 from workbench.errors import WorkbenchError
+from workbench.prompts.answers import choice_label
 from workbench.prompts.sandbox import render_template
-from workbench.prompts.schema import SEGUE_SLOT, LibraryPrompt
+from workbench.prompts.schema import CHOICES_SLOT, OPTIONS_SLOT, SEGUE_SLOT, LibraryPrompt
 from workbench.types import Message
 
 
@@ -48,6 +49,10 @@ def fill(
             first = spec.variants()[0]
             chosen = {**{n: first[n] for n in missing}, **chosen}
     values.update(chosen)
+    if spec.options:
+        values.update(_option_values(prompt, chosen.get(OPTIONS_SLOT)))
+    elif OPTIONS_SLOT in chosen:
+        raise WorkbenchError(f"{prompt.ref}: has no options to reorder")
     if perturbation is not None and perturbation not in spec.perturbations:
         offered = ", ".join(spec.perturbations) or "none"
         raise WorkbenchError(f"{prompt.ref}: no perturbation {perturbation!r} (this prompt offers: {offered})")
@@ -61,7 +66,10 @@ def fill(
     ref = prompt.ref + ("?" + "&".join(qualifiers) if qualifiers else "")
 
     if framing:
-        body = prompt.framing(framing)
+        try:
+            body = prompt.framing(framing).body_for(spec.multiple_choice)
+        except WorkbenchError as exc:
+            raise WorkbenchError(f"{prompt.ref}: framing {framing}: {exc}") from None
         kind, text_source, message_sources = body.kind, body.text, body.messages
         # A framing sees the prompt's own filled text as {{ prompt }} too.
         if spec.text is not None:
@@ -77,3 +85,15 @@ def fill(
         for i, m in enumerate(message_sources or [])
     )
     return FilledPrompt("chat", None, messages, ref)
+
+
+def _option_values(prompt: LibraryPrompt, order: Any) -> dict[str, Any]:
+    """{{ options }} and the {{ choices }} block of a multiple-choice item; `order` may reorder its options
+    (the same options in another order: a position-bias control)."""
+    options = list(prompt.spec.options)
+    if order is not None:
+        if not isinstance(order, list | tuple) or sorted(map(str, order)) != sorted(options):
+            raise WorkbenchError(f"{prompt.ref}: options={order!r} must be its options in some order: {options}")
+        options = list(order)
+    block = "\n".join(f" {choice_label(i)} {text}" for i, text in enumerate(options))
+    return {OPTIONS_SLOT: options, CHOICES_SLOT: block}

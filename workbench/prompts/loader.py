@@ -128,8 +128,7 @@ def load_library(paths: list[str | Path] | None = None) -> Library:
     dirs = [Path(p) for p in paths] if paths is not None else default_library_dirs()
     library = Library()
     problems: list[str] = []
-    for path in collection_files(dirs):
-        collection, file_problems = load_collection(path)
+    for path, collection, file_problems in _load_in_order(collection_files(dirs), {}):
         problems += file_problems
         if collection is None:
             continue
@@ -144,22 +143,67 @@ def load_library(paths: list[str | Path] | None = None) -> Library:
 
 
 def validate_paths(paths: list[str | Path] | None = None) -> tuple[int, list[str]]:
-    """(number of prompts that loaded, every problem found) for files or folders."""
+    """(number of prompts that loaded, every problem found) for files or folders.
+
+    A collection that extends another may name one of the default library's (prompts/ and
+    $WORKBENCH_PROMPTS) as well as one among the given paths.
+    """
     dirs = [Path(p) for p in paths] if paths else default_library_dirs()
     problems: list[str] = []
     count = 0
     try:
         files = collection_files(dirs)
+        known = {} if not paths else _loadable_parents(files)
     except PromptLibraryError as exc:
         return 0, exc.problems
-    for path in files:
-        collection, file_problems = load_collection(path)
+    for _path, collection, file_problems in _load_in_order(files, known):
         problems += file_problems
         if collection is not None:
             count += len(collection.prompts)
     return count, problems
 
 
+def _loadable_parents(excluded: list[Path]) -> dict[str, Collection]:
+    """Collections of the default library (outside `excluded`) that loaded cleanly: what `extends` may name."""
+    try:
+        files = [f for f in collection_files(default_library_dirs()) if f not in set(excluded)]
+    except PromptLibraryError:
+        return {}
+    return {c.name: c for _, c, _ in _load_in_order(files, {}) if c is not None}
+
+
+def _extends_of(path: Path) -> str | None:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    name = data.get("extends") if isinstance(data, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _load_in_order(files: list[Path], known: dict[str, Collection]
+                   ) -> list[tuple[Path, Collection | None, list[str]]]:
+    """Load collections so that one is loaded after the collection it extends; (path, collection, problems)."""
+    parents = dict(known)
+    pending = [(path, _extends_of(path)) for path in files]
+    results: list[tuple[Path, Collection | None, list[str]]] = []
+    while pending:
+        ready = [(p, e) for p, e in pending if e is None or e in parents]
+        if not ready:  # what is left extends something that never loaded
+            ready = pending
+        for path, extends in ready:
+            collection, file_problems = load_collection(path, parents.get(extends) if extends else None)
+            if extends and extends not in parents:
+                known_names = ", ".join(sorted(parents)) or "none"
+                file_problems = [f"{path}: collection field extends: no collection {extends!r} loaded (known: "
+                                 f"{known_names}); name a collection of the library"]
+                collection = None
+            results.append((path, collection, file_problems))
+            if collection is not None:
+                parents.setdefault(collection.name, collection)
+        pending = [item for item in pending if item not in ready]
+    order = {path: i for i, path in enumerate(files)}
+    return sorted(results, key=lambda r: order[r[0]])
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -188,8 +232,12 @@ def _prompt_nodes(root: yaml.Node | None) -> list[yaml.Node]:
     return []
 
 
-def load_collection(path: Path) -> tuple[Collection | None, list[str]]:
-    """Parse and validate one collection file; returns it (or None) and every problem found."""
+def load_collection(path: Path, parent: Collection | None = None) -> tuple[Collection | None, list[str]]:
+    """Parse and validate one collection file; returns it (or None) and every problem found.
+
+    `parent` is the collection it `extends`: its framings and defaults apply here, by reference
+    (this file's own win).
+    """
     try:
         source = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
@@ -210,10 +258,18 @@ def load_collection(path: Path) -> tuple[Collection | None, list[str]]:
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
         return None, [f"{path}:{_line_of(root, ('defaults',))}: defaults must be a mapping of prompt fields"]
+    if parent is not None:
+        defaults = {**parent.defaults, **defaults}
+        data = {**data, "defaults": defaults, "framings": {**{name: framing.model_dump(exclude_none=True)
+                                        for name, framing in parent.framings.items()},
+                                     **(data.get("framings") or {})}}
     if isinstance(raw_prompts, list):
         merged = []
         for raw in raw_prompts:
-            merged.append({**defaults, **raw} if isinstance(raw, dict) else raw)
+            item = {**defaults, **raw} if isinstance(raw, dict) else raw
+            if isinstance(raw, dict) and raw.get("options") and "answer_space" not in raw:
+                item.pop("answer_space", None)  # an item with options answers with their labels
+            merged.append(item)
         data = {**data, "prompts": merged}
 
     # Validate prompt by prompt so one bad prompt does not hide the others.
@@ -266,9 +322,8 @@ def load_collection(path: Path) -> tuple[Collection | None, list[str]]:
             field_name = ".".join(str(p) for p in loc)
             message = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                message = (
-                    "unknown field; a collection has name, description, version, tags, framings, defaults, prompts"
-                )
+                message = ("unknown field; a collection has name, description, version, tags, extends, source, "
+                           "framings, defaults, prompts")
             problems.append(f"{path}:{_line_of(root, loc)}: collection field {field_name}: {message}")
         return None, problems
     if not isinstance(data.get("prompts"), list) or not data.get("prompts"):

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from workbench.config import SamplingConfig
 from workbench.errors import WorkbenchError
-from workbench.prompts.answers import ANSWER_EXTRACTORS, NO_ANSWER
+from workbench.prompts.answers import ANSWER_EXTRACTORS, NO_ANSWER, choice_label
 from workbench.prompts.sandbox import render_template
 from workbench.prompts.sandbox import template_slots as slots_of
 
@@ -24,6 +24,11 @@ SEGUE_SLOT = "segue"
 OTHER_ANSWER = "(other)"
 LEADING = "leading"  # normaliser: the candidate at the very start, then a terminator (what exact scoring computes)
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+OPTIONS_SLOT, CHOICES_SLOT = "options", "choices"  # what a multiple-choice item's templates see
+MAX_OPTIONS = 4
+# What may follow a multiple-choice label: "(A)" is closed by its parenthesis, so anything a
+# reply goes on with after it ("(A) Yes", "(A)\n", "(A).") still picks option A.
+CHOICE_TERMINATORS = ["\n", ".", ",", "!", " ", ":", ";", ")"]
 
 
 class PromptLibraryError(WorkbenchError):
@@ -207,17 +212,33 @@ class MessageTemplate(_Strict):
     content: str
 
 
-class Framing(_Strict):
-    """A way to present the same question: a raw document, a forum post, an interview, a chat."""
+class FramingBody(_Strict):
+    """The text or messages of a framing."""
 
-    description: str = ""
     kind: Literal["completion", "chat"]
     text: str | None = Field(None, description="Template of the whole text (completion framings).")
     messages: list[MessageTemplate] | None = Field(None, description="Message templates (chat framings).")
 
     @model_validator(mode="after")
-    def _body_matches_kind(self) -> Framing:
+    def _body_matches_kind(self) -> FramingBody:
         _check_body(self.kind, self.text, self.messages)
+        return self
+
+
+class Framing(FramingBody):
+    """A way to present the same question: a raw document, a forum post, an interview, a chat."""
+
+    description: str = ""
+    multiple_choice: FramingBody | None = Field(
+        None, description="The same framing for multiple-choice items (prompts with options): it shows "
+        "{{ question }} and the {{ choices }} block, and the answer is an option's label such as (A).")
+
+    def body_for(self, multiple_choice: bool) -> FramingBody:
+        """The body a prompt is rendered in: the multiple-choice variant for items with options."""
+        if multiple_choice:
+            if self.multiple_choice is None:
+                raise WorkbenchError("this framing has no multiple_choice variant for items with options; add one")
+            return self.multiple_choice
         return self
 
 
@@ -248,13 +269,40 @@ class PromptSpec(_Strict):
         default_factory=dict, description="Suggested sampling fields (e.g. max_tokens); explicit settings win."
     )
     trait: str | None = Field(None, description="Persona statements: the trait the statement probes.")
-    matching_answer: str | None = Field(None, description="Persona statements: the answer that matches the trait.")
+    matching_answer: str | None = Field(
+        None, description="Persona items: the answer that matches the behaviour (e.g. Yes, No, or (A) for an item "
+        "with options).")
+    options: list[str] = Field(
+        default_factory=list, description="Multiple-choice items: the 2-4 option texts, labelled (A), (B), ... in "
+        "this order; templates see {{ options }} and the {{ choices }} block, and the answer space is the labels.")
+    source: dict[str, Any] = Field(
+        default_factory=dict, description="Where an imported item came from: file, line, label_confidence, ...")
     tags: list[str] = Field(default_factory=list)
     notes: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _options_make_the_answer_space(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("options") and data.get("answer_space") is None:
+            labels = [choice_label(i) for i in range(len(data["options"]))]
+            data = {**data, "answer_space": {"candidates": labels, "normaliser": "choice-letter",
+                                             "terminators": CHOICE_TERMINATORS}}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> PromptSpec:
         _check_body(self.kind, self.text, self.messages)
+        if self.options:
+            if not 2 <= len(self.options) <= MAX_OPTIONS:
+                raise ValueError(f"options: give 2 to {MAX_OPTIONS} options, got {len(self.options)}")
+            if any(not isinstance(o, str) or not o.strip() for o in self.options):
+                raise ValueError("options: an option is empty")
+            labels = [choice_label(i) for i in range(len(self.options))]
+            if self.answer_space is None or self.answer_space.values() != labels:
+                raise ValueError(f"answer_space: an item with {len(self.options)} options answers with "
+                                 f"{', '.join(labels)}; remove answer_space to get it")
+            if OPTIONS_SLOT in self.variables or CHOICES_SLOT in self.variables:
+                raise ValueError("variables: 'options' and 'choices' are filled from the options field")
         for name, values in self.grid.items():
             if not isinstance(values, list) or not values:
                 raise ValueError(f"grid.{name}: must be a non-empty list of values")
@@ -303,6 +351,11 @@ class PromptSpec(_Strict):
             slots |= slots_of(source)
         return slots
 
+    @property
+    def multiple_choice(self) -> bool:
+        """Whether the item offers options (answered with a label such as (A))."""
+        return bool(self.options)
+
     def variants(self) -> list[dict[str, Any]]:
         """Every combination of the grid (one empty dict when there is no grid)."""
         if not self.grid:
@@ -318,6 +371,10 @@ class Collection(_Strict):
     description: str
     version: str | int
     tags: list[str] = Field(default_factory=list)
+    extends: str | None = Field(
+        None, description="Another collection whose framings and defaults this one uses by reference (its own win).")
+    source: dict[str, Any] = Field(
+        default_factory=dict, description="Where an imported collection came from: file, format, sha256, ...")
     framings: dict[str, Framing] = Field(default_factory=dict)
     defaults: dict[str, Any] = Field(
         default_factory=dict, description="Fields every prompt starts from (a prompt's own fields win)."
