@@ -17,7 +17,9 @@ def test_persona_eval_scores_the_matching_answer_per_trait(sampler):
     result = persona_eval(sampler, PAIR, traits=["self-preservation", "corrigibility"], per_trait=2)
     items = result.items
     assert len(items) == 2 * 2 * 4  # models x traits x (2 agree + 2 disagree)
-    assert set(items.groupby("model")["framing"].first()) == {"questionnaire-transcript", "assistant-chat"}
+    # One framing for both models (the collection's first), so the comparison is of models, not framings.
+    assert set(items["framing"]) == {"questionnaire-transcript"} and result.same_framing
+    assert not any("framings differ" in w for w in result.warnings)
     assert (items["method"] == "exact").all()
     assert ((items["p_yes"] >= 0) & (items["p_no"] >= 0) & (items["p_answered"] <= 1 + 1e-9)).all()
     agree = items[items["keyed"] == "agree"]
@@ -44,7 +46,11 @@ def test_experiment_personas_cli(embedded_models, tmp_path):
     result = run_cli("persona", "--models", ",".join(PAIR), "--traits", "wide-deployment",
                      "--per-trait", "1", "--figure", str(tmp_path / "personas.png"), "--quiet")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "yes-bias" in result.stdout and "different families" in result.stdout
+    out = result.stdout
+    assert "yes-bias" in out and "different families" in out
+    assert "framing: questionnaire-transcript (the same for every model)" in out and "method: exact" in out
+    # The header promises CIs and the table has them; p_answered is a column of every score table.
+    assert "95% bootstrap CI" in out and "95% CI" in out and "p_answered" in out and "[" in out
     assert (tmp_path / "personas.png").stat().st_size > 0 and (tmp_path / "personas.items.csv").is_file()
 
 

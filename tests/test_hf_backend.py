@@ -12,6 +12,7 @@ from collections import Counter
 import pytest
 import torch
 
+from tests.conftest import run_cli
 from workbench.backends import hf
 from workbench.backends.base import Backend
 from workbench.config import SamplingConfig
@@ -274,3 +275,51 @@ def test_exact_scores_equal_per_token_products_of_a_plain_forward_pass(f32_sampl
     # Tempering is not "summed logprob divided by T" for multi-token answers (" 7" is 2 tokens here).
     multi = next(i for i, ids in enumerate(scores.token_ids) if len(ids) > 1)
     assert scores.logprobs[0][multi] != pytest.approx(scores.logprobs[1][multi] / 0.7, abs=1e-3)
+
+
+# Prompts and candidate sets for the KV-reuse check: single- and multi-token candidates, candidates that
+# contain a terminator, and a prompt longer than Gemma's 512-token sliding window.
+KV_CASES = [
+    ("Think of a number from 1 to 10. My number is", [" 1", " 7", " 10", " seven", " 3.5"], ["\n", ".", ","]),
+    ("Q: What is the capital of France?\nA:", [" Paris", " The capital is Paris.", " London", " Paris\n"], ["\n"]),
+    ("Once upon a time " * 170 + "The end", [".", "!", " of the story", "\n\nTHE END"], ["\n", "."]),
+]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_kv_reuse_scoring_runs_in_float32_and_agrees_with_a_full_forward_pass(embedded_models, fresh_store,
+                                                                              tmp_path, model):
+    # Sampling in bf16 (as on a CPU with fast bf16): exact scoring still runs in float32, on its own copy.
+    sampler = Sampler(store=fresh_store, registry=registry_with_dtype(tmp_path, "bfloat16"), progress=False)
+    backend = sampler.backend(model)
+    assert backend.resolved_dtype() == "bfloat16" and backend.scoring_dtype == "float32"
+    net = hf.load_model(backend.spec, "float32", backend.device)
+    assert backend._scoring_model() is net and next(net.parameters()).dtype == torch.float32
+    temperatures = [0.7, 1.0]
+    worst = 0.0
+    for prompt, candidates, terminators in KV_CASES:
+        scores = sampler.score_candidates(model, prompt, candidates, temperatures, terminators)
+        prompt_ids = backend.encode_prompt(prompt)
+        end_mask = backend.answer_end_mask(terminators)
+        assert any(len(ids) > 1 for ids in scores.token_ids)
+        for i, ids in enumerate(scores.token_ids):
+            with torch.inference_mode():  # one float32 pass over prompt + candidate: no cache, no batch
+                logits = net(input_ids=torch.tensor([prompt_ids + ids])).logits[0].float()
+            for t, temperature in enumerate(temperatures):
+                tempered = torch.log_softmax(logits / temperature, dim=-1)
+                positions = range(len(prompt_ids) - 1, len(prompt_ids) - 1 + len(ids))
+                full = sum(float(tempered[p, tok]) for p, tok in zip(positions, ids, strict=True))
+                full += float(torch.logsumexp(tempered[len(prompt_ids) + len(ids) - 1][end_mask], 0))
+                reused = scores.logprobs[t][i] + scores.end_logprobs[t][i]
+                worst = max(worst, abs(math.exp(reused) - math.exp(full)))
+    assert worst <= 1e-4, worst  # bf16 scoring differed by up to 5.5e-3 here
+
+
+def test_the_cli_shows_no_library_warnings_or_loading_bars(embedded_models):
+    # A fine-tuned variant: loading merges its adapter with peft, the noisiest path (peft asks transformers for
+    # a deprecated attribute); sampling runs the KV-cache decoding loop, which once warned on every step.
+    result = run_cli("sample", "--model", "gemma-3-270m-favourite-number", STORY, "--n", "2", "--max-tokens", "3")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "2 samples" in result.stdout
+    for noise in ("Warning", "warning", "deprecated", "Loading weights", "[transformers]"):
+        assert noise not in result.stderr, result.stderr[-2000:]

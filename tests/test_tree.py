@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pandas as pd
@@ -143,11 +144,15 @@ def test_two_models_compare_on_the_path_text(sampler, engines):
     frame = result.nodes
     assert result.model_a == BASE and result.model_b == TUNED
     assert "different families" in result.family_note
-    # Each model scores the path text with its own tokeniser: Gemma's ids never reach SmolLM2.
+    # Each model scores the path text with its own tokeniser: Gemma's ids never reach SmolLM2. The tokenisers
+    # differ, so the compared logprobs are of text prefixes; the per-token ones stay for reference.
+    assert result.alignment == "text" and set(frame["alignment"]) == {"text"}
     for row in frame[frame["made_by"] == BASE].itertuples():
         expected = sampler.score(TUNED, tree.input_at(row.parent_id, TUNED), [row.edge_text])[0].logprob
-        assert row.logprob_b == pytest.approx(expected, abs=1e-6)
+        assert row.token_logprob_b == pytest.approx(expected, abs=1e-6)
         assert row.log_ratio == pytest.approx(row.logprob_a - row.logprob_b)
+        if row.depth == 1:  # after the prompt, text starting with the edge's text includes the edge's token
+            assert row.logprob_b >= row.token_logprob_b - 1e-5
     # SmolLM2's own top-k at every node Gemma expanded, with the same k.
     for parent in (0, *[c.id for c in tree.children(0, model=BASE)]):
         if tree.children(parent, model=BASE):
@@ -168,6 +173,47 @@ def test_two_models_compare_on_the_path_text(sampler, engines):
     assert "├─" in text and "(cum " in text and " | " in text
     fig = tree_figure(tree, TUNED)
     assert len(fig.axes) == 1
+
+
+SPLIT_PROMPT = "Marcus, Priya, when I think about the two of you, it"
+
+
+def test_a_tokeniser_boundary_is_not_a_divergence(sampler):
+    # After " it", Gemma writes "'" then "s" where SmolLM2 writes one token "'s": per token, SmolLM2 gives
+    # "'" alone ~5e-05 against Gemma's ~0.2 (the +9-nat "divergence" notebook 03 once reported).
+    tree = BranchTree.create(sampler, BASE, SPLIT_PROMPT)
+    apostrophe = next(c for c in tree.expand(0, k=4) if c.text == "'")
+    s = next(c for c in tree.expand(apostrophe, k=1) if c.text == "s")  # Gemma's "'" + "s": SmolLM2's "'s"
+    result = tree.compare(TUNED, branches=False)
+    assert result.alignment == "text"
+    rows = result.nodes.set_index("node_id")
+    split = rows.loc[apostrophe.id]
+    assert split.token_logprob_a - split.token_logprob_b > 6  # the boundary, seen per token
+    assert abs(split.log_ratio) < 2  # on text: no spurious divergence
+    assert abs(rows.loc[s.id].log_ratio) < 1 and rows.loc[s.id].p_b > 0.5  # "s" after "'" is likely under both
+    # The whole path "'s" as text: the edges sum to it, and both models give it about the same probability.
+    assert rows.loc[s.id].cum_a == pytest.approx(split.logprob_a + rows.loc[s.id].logprob_a)
+    assert abs(rows.loc[s.id].cum_a - rows.loc[s.id].cum_b) < 2
+    assert result.most_divergent is not None and abs(result.most_divergent["log_ratio"]) < 4
+    assert "text prefixes" in result.describe() and "text continues" in tree.render_text(compare_with=TUNED)
+
+    # Exact, not estimated: SmolLM2's probability of text starting with "'" is the mass of every token whose
+    # text starts with "'" (its whole vocabulary, decoded).
+    vocabulary = sampler.next_token_topk(TUNED, SPLIT_PROMPT, k=49152)
+    starts = sum(math.exp(t.logprob) for t in vocabulary if t.token.startswith("'"))
+    assert split.p_b == pytest.approx(starts, abs=1e-4)
+
+
+def test_a_same_tokeniser_pair_is_still_compared_per_token(sampler):
+    variant = "gemma-3-270m-favourite-number"  # Gemma's own tokeniser
+    tree = BranchTree.create(sampler, BASE, SPLIT_PROMPT)
+    tree.expand(0, k=3)
+    result = tree.compare(variant, branches=False)
+    assert result.alignment == "token" and "per token" in result.describe()
+    for row in result.nodes.itertuples():
+        expected = sampler.score(variant, SPLIT_PROMPT, [row.edge_text])[0].logprob
+        assert row.logprob_b == row.token_logprob_b == pytest.approx(expected, abs=1e-6)
+        assert row.logprob_a == row.token_logprob_a
 
 
 def test_bad_input_gives_clear_errors(sampler):
@@ -198,6 +244,9 @@ def test_tree_cli_end_to_end(embedded_models, tmp_path):
                      "--k", "3", "--figure", str(figure), "--json", str(tmp_path / "tree.json"), "--quiet")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "├─" in result.stdout and "largest divergence" in result.stdout
+    assert "text prefixes" in result.stdout  # Gemma and SmolLM2 tokenise differently
+    for noise in ("Warning", "warning", "deprecated", "Loading weights", "[transformers]"):  # quiet output
+        assert noise not in result.stderr, result.stderr[-2000:]
     assert figure.stat().st_size > 0 and (tmp_path / "tree.provenance.json").is_file()
     tree_id = json.loads((tmp_path / "tree.json").read_text())["tree"]["id"]
     shown = run_cli("tree", "--show", tree_id, "--quiet")

@@ -1,9 +1,12 @@
 """Answer distributions: exact (by scoring every candidate) where the model's backend gives logprobs,
-sampled (with bootstrap confidence intervals) for any backend.
+sampled (with a Jeffreys confidence interval per answer) for any backend.
 
 Both come back as one tidy table (one row per model and answer) with the same columns, so a
 figure or a comparison does not care which method made it:
-`model, answer, probability, ci_low, ci_high, count, method, temperature, n`.
+`model, answer, probability, ci_low, ci_high, count, method, temperature, n, interval, reliable`.
+An exact table's intervals are NaN (no sampling error; figures draw no whisker) and its
+`interval` column says "exact (no sampling error)". `AnswerDistribution.summary()` gives the
+total and in-space views of one distribution (see `workbench.analysis.summaries`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import pandas as pd
 from typing_extensions import Unpack
 
 from workbench.analysis.answers import Normaliser, answers_of
-from workbench.analysis.statistics import DEFAULT_BOOTSTRAP, bootstrap_counts
+from workbench.analysis.estimators import CONFIDENCE, EXACT, SHARE_INTERVAL, proportion_regime, share_bounds
+from workbench.analysis.statistics import DEFAULT_BOOTSTRAP
 from workbench.errors import WorkbenchError
 from workbench.prompts import OTHER_ANSWER, AnswerSpace, LibraryPrompt, PromptChoices
 
@@ -25,7 +29,8 @@ if TYPE_CHECKING:
     from workbench.sampler import Sampler, SampleRun
 
 OTHER = OTHER_ANSWER  # the rest of the mass: what the answer space maps an unknown answer to
-TABLE_COLUMNS = ["model", "answer", "probability", "ci_low", "ci_high", "count", "method", "temperature", "n"]
+TABLE_COLUMNS = ["model", "answer", "probability", "ci_low", "ci_high", "count", "method", "temperature", "n",
+                 "interval", "reliable"]
 
 
 @dataclass
@@ -44,6 +49,13 @@ class AnswerDistribution:
     def probabilities(self) -> dict[str, float]:
         """answer -> probability."""
         return dict(zip(self.table["answer"], self.table["probability"], strict=True))
+
+    def summary(self, confidence: float = CONFIDENCE, other_warning_threshold: float | None = None) -> dict[str, Any]:
+        """The total and in-space views with intervals, estimators and warnings (`distribution_summary`)."""
+        from workbench.analysis.summaries import OTHER_WARNING_THRESHOLD, distribution_summary
+
+        threshold = OTHER_WARNING_THRESHOLD if other_warning_threshold is None else other_warning_threshold
+        return distribution_summary(self, confidence, threshold)
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,6 +137,8 @@ def exact_distributions(
                 "method": "exact",
                 "temperature": temperature,
                 "n": np.nan,
+                "interval": EXACT,
+                "reliable": True,
             }
         )
         table = table.sort_values("probability", ascending=False, kind="stable").reset_index(drop=True)
@@ -153,12 +167,19 @@ def exact_distribution(sampler: Sampler, model: str, prompt: LibraryPrompt, temp
 def sampled_distribution(
     run: SampleRun | pd.DataFrame,
     normaliser: Normaliser = None,
-    confidence: float = 0.95,
+    confidence: float = CONFIDENCE,
     n_boot: int = DEFAULT_BOOTSTRAP,
     seed: int = 0,
     candidates: list[str] | None = None,
 ) -> AnswerDistribution:
-    """The distribution of answers in a run's samples (or a samples frame), with bootstrap percentile CIs."""
+    """The distribution of answers in a run's samples (or a samples frame), with a Jeffreys interval per answer.
+
+    With an answer space (or `candidates`), every candidate and "(other)" get a row, zero counts
+    included: a zero count's interval is [0, > 0], never [0, 0]. `reliable` is False where the
+    count or its complement is below 5 (the interval's coverage was checked from there). `n_boot` and
+    `seed` are accepted for callers written when the intervals were bootstrapped; they are unused.
+    """
+    del n_boot, seed  # Jeffreys intervals need no resampling
     samples = run if isinstance(run, pd.DataFrame) else run.samples
     if samples is None or len(samples) == 0:
         raise WorkbenchError("no samples to make a distribution from; sample with n >= 1 first")
@@ -170,27 +191,29 @@ def sampled_distribution(
     if candidates is None and isinstance(normaliser, AnswerSpace):
         candidates = normaliser.values()
     if candidates:
-        labels += [c for c in candidates if c not in labels]  # zero counts are part of the distribution
+        # Zero counts are part of the distribution, and so is "(other)": P(other) = 0 is an estimate too.
+        labels += [c for c in [*candidates, OTHER] if c not in labels]
     counts = np.array([answers.count(a) for a in labels], dtype=float)
     n = int(counts.sum())
-    boot = bootstrap_counts(counts, n_boot, seed) / n
-    alpha = (1 - confidence) / 2
+    low, high = share_bounds(counts, n, confidence)
     temperature = float(samples["temperature"].iloc[0]) if "temperature" in samples else math.nan
     table = pd.DataFrame(
         {
             "model": models[0],
             "answer": labels,
             "probability": counts / n,
-            "ci_low": np.quantile(boot, alpha, axis=0),
-            "ci_high": np.quantile(boot, 1 - alpha, axis=0),
+            "ci_low": low,
+            "ci_high": high,
             "count": counts.astype(int),
             "method": "sampled",
             "temperature": temperature,
             "n": n,
+            "interval": f"{SHARE_INTERVAL} {confidence:.0%}",
+            "reliable": proportion_regime(counts, n),
         }
     ).sort_values(["probability", "answer"], ascending=[False, True], kind="stable").reset_index(drop=True)
     provenance: dict[str, Any] = {"model": str(models[0]), "method": "sampled", "n": n, "confidence": confidence,
-                                  "bootstrap": n_boot}
+                                  "interval": SHARE_INTERVAL}
     if not isinstance(run, pd.DataFrame):
         provenance.update(run_id=run.run_id, config=run.config.model_dump(mode="json"), seed=run.seed)
     elif "run_id" in samples:
@@ -198,44 +221,8 @@ def sampled_distribution(
     return AnswerDistribution(str(models[0]), "sampled", temperature, table, n=n, provenance=provenance)
 
 
-def chi_square_against_exact(sampled: AnswerDistribution, exact: AnswerDistribution,
-                             min_expected: float = 5.0) -> tuple[Any, pd.DataFrame]:
-    """Goodness of fit of sampled counts to exact probabilities; categories expected < min_expected are pooled.
-
-    Returns scipy's result (statistic, pvalue) plus the pooled table used.
-    """
-    from scipy.stats import chisquare
-
-    if sampled.n is None:
-        raise WorkbenchError("the first distribution must be sampled (it has counts)")
-    p = exact.probabilities()
-    counts = dict(zip(sampled.table["answer"], sampled.table["count"], strict=True))
-    n = sampled.n
-    rows = sorted(p, key=lambda a: -p[a])
-    observed, expected, pooled_obs, pooled_exp = [], [], 0.0, 0.0
-    for answer in rows:
-        e = p[answer] * n
-        o = counts.get(answer, 0)
-        if e >= min_expected:
-            observed.append(o)
-            expected.append(e)
-        else:
-            pooled_obs += o
-            pooled_exp += e
-    pooled_obs += sum(c for a, c in counts.items() if a not in p)  # answers the exact space lacks
-    if pooled_exp > 0 or pooled_obs > 0:
-        observed.append(pooled_obs)
-        expected.append(pooled_exp)
-    if len(observed) < 2:
-        raise WorkbenchError("too few categories with enough expected counts for a chi-square test; sample more")
-    scaled = np.array(expected) * (sum(observed) / sum(expected))  # same total, as scipy requires
-    result = chisquare(observed, scaled)
-    table = pd.DataFrame({"observed": observed, "expected": scaled})
-    return result, table
-
-
 def distribution_table(distributions: list[AnswerDistribution]) -> pd.DataFrame:
     """The tables of several distributions stacked (for figures and exports)."""
     if not distributions:
         raise WorkbenchError("no distributions given")
-    return pd.concat([d.table for d in distributions], ignore_index=True)[TABLE_COLUMNS]
+    return pd.concat([d.table.reindex(columns=TABLE_COLUMNS) for d in distributions], ignore_index=True)

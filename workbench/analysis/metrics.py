@@ -1,37 +1,37 @@
 """Diversity metrics, each returned as a tidy DataFrame with confidence intervals:
-`model, metric, value, ci_low, ci_high, n, method`.
+`model, metric, value, ci_low, ci_high, n, method, estimator, interval, reliable, note`.
 
-Answer metrics (entropy, top-1 mass, distinct answers) come from a distribution; text metrics
-(distinct-n, distinct@k, embedding diversity) and semantic clusters come from free continuations.
-Bootstrap intervals are percentile intervals over resampled samples (widened to include the
-estimate when small-sample bias puts every replicate on one side); an exact distribution has no
-sampling error, so its interval is the value itself.
+Answer metrics come from a distribution, in two views (see `workbench.analysis.summaries`): the
+total view (entropy_bits, top1_mass, distinct_answers, with "(other)" as one answer) and the
+in-space view (entropy_bits_in_space, top_share_in_space), with p_other between them. Their
+estimators and intervals are in `workbench.analysis.estimators`; an exact distribution has no
+sampling error, so its interval is the value itself. Text metrics (distinct-n, distinct@k,
+embedding diversity) and semantic clusters come from free continuations.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtri
 
-from workbench.analysis.statistics import (
-    DEFAULT_BOOTSTRAP,
-    bootstrap_counts,
-    bootstrap_indices,
-    bootstrap_mean_ci,
-    entropy_rows,
-    percentile_interval,
-)
+from workbench.analysis.estimators import CONFIDENCE
+from workbench.analysis.statistics import DEFAULT_BOOTSTRAP, bootstrap_mean_ci
+from workbench.analysis.summaries import ANSWER_METRICS as ANSWER_METRICS  # re-exported: callers import it here
+from workbench.analysis.summaries import answer_estimates, estimate_rows, estimates_of
 from workbench.errors import WorkbenchError
 
 if TYPE_CHECKING:
     from workbench.analysis.distributions import AnswerDistribution
 
-METRIC_COLUMNS = ["model", "metric", "value", "ci_low", "ci_high", "n", "method"]
-ANSWER_METRICS = ("entropy_bits", "top1_mass", "distinct_answers")
+METRIC_COLUMNS = ["model", "metric", "value", "ci_low", "ci_high", "n", "method", "estimator", "interval", "reliable",
+                  "note"]
+JACKKNIFE = "jackknife normal"
 # Two continuations count as the same for distinct@k when their MiniLM cosine similarity is at
 # least this. NoveltyBench decides equivalence with a trained classifier that is not available
 # offline; 0.75 on all-MiniLM-L6-v2 separates paraphrases (0.75-0.98 in our checks, e.g. "Stock
@@ -42,62 +42,44 @@ EQUIVALENCE_THRESHOLD = 0.75
 CLUSTER_DISTANCE = 0.45
 
 
-def _row(model: str, metric: str, value: float, low: float, high: float, n: float, method: str) -> dict:
+def _row(model: str, metric: str, value: float, low: float, high: float, n: float, method: str,
+         estimator: str, interval: str, reliable: bool = True, note: str = "") -> dict:
     return {"model": model, "metric": metric, "value": float(value), "ci_low": float(low), "ci_high": float(high),
-            "n": n, "method": method}
+            "n": n, "method": method, "estimator": estimator, "interval": interval, "reliable": reliable, "note": note}
 
 
-def distribution_metrics(dist: AnswerDistribution, confidence: float = 0.95, n_boot: int = DEFAULT_BOOTSTRAP,
-                         seed: int = 0) -> pd.DataFrame:
-    """Entropy (bits), top-1 mass and distinct answers of one distribution, with bootstrap CIs when sampled.
+def distribution_metrics(dist: AnswerDistribution, confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """The answer metrics (ANSWER_METRICS: total view, P(other), in-space view) of one distribution.
 
-    "(other)" counts as one category. For an exact distribution, distinct answers counts the
-    candidates with probability above 1e-3.
+    Sampled: Miller-Madow entropy with its score interval, Jeffreys intervals for shares; exact:
+    the values, with intervals equal to them. For an exact distribution, distinct answers counts
+    the candidates with probability above 1e-3.
     """
-    probs = dist.table["probability"].to_numpy(dtype=float)
-    if len(probs) == 0:
+    if len(dist.table) == 0:
         raise WorkbenchError(f"{dist.model}: the distribution is empty")
-    if dist.method == "exact":
-        entropy = float(entropy_rows(probs[None, :])[0])
-        distinct = float((probs > 1e-3).sum())
-        return pd.DataFrame([
-            _row(dist.model, "entropy_bits", entropy, entropy, entropy, np.nan, "exact"),
-            _row(dist.model, "top1_mass", probs.max(), probs.max(), probs.max(), np.nan, "exact"),
-            _row(dist.model, "distinct_answers", distinct, distinct, distinct, np.nan, "exact"),
-        ], columns=METRIC_COLUMNS)
-    counts = dist.table["count"].to_numpy(dtype=float)
-    return count_metrics(counts, dist.model, confidence, n_boot, seed)
+    n = float(dist.n) if dist.n is not None else np.nan
+    return pd.DataFrame(estimate_rows(dist.model, dist.method, n, estimates_of(dist, confidence)),
+                        columns=METRIC_COLUMNS)
 
 
-def answer_metric_values(shares: np.ndarray) -> np.ndarray:
-    """[3, m]: entropy (bits), top-1 mass and distinct answers of each row of a [m, k] share matrix (ANSWER_METRICS)."""
-    return np.vstack([entropy_rows(shares), shares.max(axis=1), (shares > 0).sum(axis=1).astype(float)])
-
-
-def count_metrics(counts: np.ndarray, model: str, confidence: float = 0.95, n_boot: int = DEFAULT_BOOTSTRAP,
-                  seed: int = 0) -> pd.DataFrame:
-    """Entropy, top-1 mass and distinct answers from answer counts, with bootstrap percentile CIs."""
+def count_metrics(counts: np.ndarray, model: str, confidence: float = CONFIDENCE,
+                  answers: list[str] | None = None) -> pd.DataFrame:
+    """The answer metrics from answer counts; `answers` names them (so "(other)" is recognised)."""
     counts = np.asarray(counts, dtype=float)
     n = int(counts.sum())
     if n == 0:
         raise WorkbenchError(f"{model}: no samples; sample with n >= 1 first")
-    boot = bootstrap_counts(counts, n_boot, seed) / n
-    rows = []
-    for metric, point, replicates in zip(ANSWER_METRICS, answer_metric_values((counts / n)[None, :])[:, 0],
-                                         answer_metric_values(boot), strict=True):
-        # The interval keeps the estimate: plug-in entropy and top-1 mass are biased at small n.
-        low, high = percentile_interval(replicates, confidence, estimate=point)
-        rows.append(_row(model, metric, point, low, high, n, "sampled"))
-    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    labels = answers if answers is not None else [f"answer {i}" for i in range(len(counts))]
+    estimates = answer_estimates(labels, counts, "sampled", confidence)
+    return pd.DataFrame(estimate_rows(model, "sampled", n, estimates), columns=METRIC_COLUMNS)
 
 
-def answer_metrics(answers: list[str], model: str, confidence: float = 0.95, n_boot: int = DEFAULT_BOOTSTRAP,
-                   seed: int = 0) -> pd.DataFrame:
-    """Entropy, top-1 mass and distinct answers of a list of extracted answers."""
+def answer_metrics(answers: list[str], model: str, confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """The answer metrics of a list of extracted answers."""
     if not answers:
         raise WorkbenchError(f"{model}: no answers; sample with n >= 1 first")
-    _, counts = np.unique(np.array(answers, dtype=object).astype(str), return_counts=True)
-    return count_metrics(counts, model, confidence, n_boot, seed)
+    labels, counts = np.unique(np.array(answers, dtype=object).astype(str), return_counts=True)
+    return count_metrics(counts, model, confidence, labels.tolist())
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,29 +126,60 @@ def equivalence_classes(texts: list[str], embeddings: np.ndarray,
     return classes
 
 
+def jackknife_interval(estimate: float, leave_one_out: np.ndarray,
+                       confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """estimate ± z · jackknife standard error (Efron & Tibshirani 1993, ch. 11); NaN with fewer than two values.
+
+    Used where resampling with replacement biases the statistic: duplicated texts lower
+    distinct-n and put zero distances into the mean pairwise distance, so bootstrap replicates
+    fall below the estimate (the issue's "embedding diversity 0.883, CI 0.523-0.845").
+    """
+    values = np.asarray(leave_one_out, dtype=float)
+    if len(values) < 2 or np.isnan(estimate):
+        return float("nan"), float("nan")
+    n = len(values)
+    se = float(np.sqrt((n - 1) / n * ((values - values.mean()) ** 2).sum()))
+    z = float(-ndtri((1 - confidence) / 2))
+    return estimate - z * se, estimate + z * se
+
+
+def distinct_n_leave_one_out(texts: list[str], n: int) -> np.ndarray:
+    """distinct-n of the texts without each text in turn."""
+    per_text = [Counter(_ngrams(t, n)) for t in texts]
+    totals: Counter = Counter()
+    for grams in per_text:
+        totals.update(grams)
+    distinct, total = len(totals), sum(totals.values())
+    values = []
+    for grams in per_text:
+        remaining = total - sum(grams.values())
+        lost = sum(1 for g, c in grams.items() if totals[g] == c)  # n-grams only this text has
+        values.append((distinct - lost) / remaining if remaining else np.nan)
+    return np.array(values, dtype=float)
+
+
 def text_metrics(samples: pd.DataFrame, k: int = 10, threshold: float = EQUIVALENCE_THRESHOLD,
-                 confidence: float = 0.95, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> pd.DataFrame:
+                 confidence: float = CONFIDENCE, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> pd.DataFrame:
     """distinct-1, distinct-2, distinct@k and embedding diversity per model of a tidy samples frame.
 
     distinct@k: the samples are cut, in index order, into groups of k; each group's number of
-    equivalence classes is averaged (CI over groups). Embedding diversity: mean pairwise cosine
-    distance (CI by resampling texts). distinct-n CIs resample texts.
+    equivalence classes is averaged (percentile bootstrap CI of the mean over groups). Embedding
+    diversity: mean pairwise cosine distance. distinct-n and embedding diversity get jackknife
+    intervals (see `jackknife_interval`), which always contain the estimate.
     """
     if samples is None or len(samples) == 0:
         raise WorkbenchError("no samples to measure; sample with n >= 1 first")
     from workbench.embeddings import embed
 
     rows = []
-    rng = np.random.default_rng(seed)  # one stream: each metric's resamples are drawn after the last one's
-    replicates_n = min(n_boot, 500)  # distinct-n and pairwise distances are slow per replicate
     for model, group in samples.groupby("model", sort=False):
         texts = list(group.sort_values("sample_index")["text"]) if "sample_index" in group else list(group["text"])
         n = len(texts)
         for order in (1, 2):
             point = distinct_n(texts, order)
-            replicates = [distinct_n([texts[i] for i in idx], order) for idx in bootstrap_indices(n, replicates_n, rng)]
-            low, high = percentile_interval(np.array(replicates, dtype=float), confidence)
-            rows.append(_row(str(model), f"distinct_{order}", point, low, high, n, "sampled"))
+            low, high = jackknife_interval(point, distinct_n_leave_one_out(texts, order), confidence)
+            rows.append(_row(str(model), f"distinct_{order}", point, low, high, n, "sampled", f"distinct-{order}",
+                             f"{JACKKNIFE} {confidence:.0%}"))
         vectors = embed(texts)
         if n >= k:
             groups = [list(range(start, start + k)) for start in range(0, n - k + 1, k)]
@@ -174,15 +187,22 @@ def text_metrics(samples: pd.DataFrame, k: int = 10, threshold: float = EQUIVALE
                 len(set(equivalence_classes([texts[i] for i in g], vectors[g], threshold))) for g in groups
             ], dtype=float)
             low, high = bootstrap_mean_ci(per_group, confidence, n_boot, seed)
-            rows.append(_row(str(model), f"distinct_at_{k}", per_group.mean(), low, high, n, "sampled"))
+            rows.append(_row(str(model), f"distinct_at_{k}", per_group.mean(), low, high, n, "sampled",
+                             f"mean classes per {k}", f"percentile bootstrap {confidence:.0%}",
+                             len(per_group) >= 2, "" if len(per_group) >= 2 else "one group: no interval"))
         if n >= 2:
             distances = 1 - vectors @ vectors.T
             upper = np.triu_indices(n, 1)
-            point = float(distances[upper].mean())
-            replicates = [float(distances[np.ix_(idx, idx)][upper].mean())
-                          for idx in bootstrap_indices(n, replicates_n, rng)]
-            low, high = percentile_interval(np.array(replicates), confidence)
-            rows.append(_row(str(model), "embedding_diversity", point, low, high, n, "sampled"))
+            total = float(distances[upper].sum())
+            point = total / len(upper[0])
+            without = np.diag(np.diag(distances))
+            row_sums = (distances - without).sum(axis=1)
+            pairs_left = (n - 1) * (n - 2) / 2
+            leave_one_out = (total - row_sums) / pairs_left if pairs_left else np.full(n, np.nan)
+            low, high = jackknife_interval(point, leave_one_out, confidence)
+            rows.append(_row(str(model), "embedding_diversity", point, low, high, n, "sampled",
+                             "mean pairwise cosine distance", f"{JACKKNIFE} {confidence:.0%}", n >= 3,
+                             "" if n >= 3 else "two texts: no interval"))
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
 
 

@@ -1,17 +1,22 @@
 """The statistics every analysis shares: entropy, divergences, the bootstrap, intervals and tests.
 
-Each idea is written once here. Entropy is `entropy_rows` (and `entropy_bits` for one
-distribution); every bootstrap resamples with `bootstrap_indices` (`bootstrap_counts` is its
-categorical form) and reads a percentile interval with `percentile_interval`; divergences are
-in bits; permutation and sign-flip tests, Wilson intervals and p-value adjustment follow.
+Each idea is written once here, and where the field has a library for it, the library does the
+work: Jensen-Shannon divergence is scipy's `jensenshannon`, KL is scipy's `entropy`, the
+permutation and sign-flip tests are scipy's `permutation_test`, Wilson intervals are statsmodels'
+`proportion_confint` and p-value corrections statsmodels' `multipletests`. Entropy is
+`entropy_rows` (and `entropy_bits` for one distribution); every bootstrap resamples with
+`bootstrap_indices` (`bootstrap_counts` is its categorical form). Estimators with checked
+intervals (entropy, shares, JSD, differences) live in `workbench.analysis.estimators`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
+from scipy.spatial.distance import jensenshannon
+from scipy.stats import entropy as relative_entropy
+from scipy.stats import permutation_test as scipy_permutation_test
 
 from workbench.errors import WorkbenchError
 
@@ -54,27 +59,28 @@ def _aligned(p: dict[str, float], q: dict[str, float]) -> tuple[np.ndarray, np.n
     return a / a.sum(), b / b.sum()
 
 
-def _kl_bits(p: np.ndarray, q: np.ndarray) -> float:
-    mask = p > 0
-    return float((p[mask] * np.log2(p[mask] / q[mask])).sum())
-
-
-def _jsd_arrays(a: np.ndarray, b: np.ndarray) -> float:
-    m = (a + b) / 2
-    return max(0.0, 0.5 * _kl_bits(a, m) + 0.5 * _kl_bits(b, m))
+def jsd_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Plug-in Jensen-Shannon divergence in bits between paired rows of counts or probabilities (scipy)."""
+    a, b = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
+    # scipy returns the distance, the square root of the divergence; rounding can make equal rows NaN.
+    return np.nan_to_num(jensenshannon(a, b, base=2, axis=1) ** 2, nan=0.0)
 
 
 def jensen_shannon(p: dict[str, float], q: dict[str, float]) -> float:
-    """Jensen-Shannon divergence in bits (0 for identical, 1 for disjoint distributions)."""
-    return _jsd_arrays(*_aligned(p, q))
+    """Plug-in Jensen-Shannon divergence in bits (0 for identical, 1 for disjoint distributions).
+
+    Between two samples it is biased upward; `workbench.analysis.estimators.jsd_estimate` corrects
+    it and gives an interval.
+    """
+    return float(jsd_rows(*_aligned(p, q))[0])
 
 
 def smoothed_kl(counts_p: dict[str, float], counts_q: dict[str, float], alpha: float = SMOOTHING) -> float:
-    """KL(P || Q) in bits after adding `alpha` to every count of the union of answers."""
+    """KL(P || Q) in bits after adding `alpha` to every count of the union of answers (no interval)."""
     keys = list(dict.fromkeys([*counts_p, *counts_q]))
     a = np.array([counts_p.get(k, 0.0) for k in keys], dtype=float) + alpha
     b = np.array([counts_q.get(k, 0.0) for k in keys], dtype=float) + alpha
-    return _kl_bits(a / a.sum(), b / b.sum())
+    return float(relative_entropy(a, b, base=2))
 
 
 def answer_counts(answers: Sequence[str]) -> dict[str, float]:
@@ -116,23 +122,18 @@ def bootstrap_counts(counts: np.ndarray, n_boot: int = DEFAULT_BOOTSTRAP, seed: 
     return out
 
 
-def percentile_interval(replicates: np.ndarray, confidence: float = 0.95,
-                        estimate: float | None = None) -> tuple[float, float]:
+def percentile_interval(replicates: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
     """The percentile interval of bootstrap replicates (NaNs dropped; NaN without replicates).
 
-    With `estimate`, the interval is widened to include it: plug-in statistics are biased at
-    small n (8 distinct answers: no resample has a top-1 share of 1/8), which can put every
-    replicate on one side of the estimate.
+    Sound for statistics without small-sample bias (a mean); biased plug-in statistics (entropy,
+    top share) have their own estimators and intervals in `workbench.analysis.estimators`.
     """
     r = np.asarray(replicates, dtype=float)
     r = r[~np.isnan(r)]
     if len(r) == 0:
         return float("nan"), float("nan")
     alpha = (1 - confidence) / 2
-    low, high = float(np.quantile(r, alpha)), float(np.quantile(r, 1 - alpha))
-    if estimate is not None and not math.isnan(estimate):
-        low, high = min(low, float(estimate)), max(high, float(estimate))
-    return low, high
+    return float(np.quantile(r, alpha)), float(np.quantile(r, 1 - alpha))
 
 
 def bootstrap_ci(values: np.ndarray, statistic: Callable[..., np.ndarray] = np.mean, confidence: float = 0.95,
@@ -157,14 +158,14 @@ def bootstrap_median_ci(values: np.ndarray, confidence: float = 0.95, n_boot: in
     return bootstrap_ci(values, np.median, confidence, n_boot, seed)
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a share successes/n (sound at small n and at 0 or n, unlike the normal one)."""
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a share successes/n (statsmodels): sound at small n and at 0 or n; NaN when n = 0."""
     if n == 0:
         return float("nan"), float("nan")
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    from statsmodels.stats.proportion import proportion_confint
+
+    low, high = proportion_confint(successes, n, alpha=1 - confidence, method="wilson")
+    return float(low), float(high)
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,27 +173,40 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 # --------------------------------------------------------------------------------------------
 
 
+def _category_counts(codes: np.ndarray, k: int) -> np.ndarray:
+    """[..., k] counts of the category codes along the last axis (one bincount for all rows)."""
+    rows = codes.reshape(-1, codes.shape[-1])
+    offsets = rows + k * np.arange(len(rows))[:, None]
+    counts = np.bincount(offsets.ravel(), minlength=len(rows) * k).reshape(len(rows), k)
+    return counts.reshape(*codes.shape[:-1], k).astype(float)
+
+
 def permutation_test(answers_a: Sequence[str], answers_b: Sequence[str], n_permutations: int = DEFAULT_PERMUTATIONS,
                      seed: int = 0) -> float:
-    """p-value of the JSD between two samples of answers under the null that both come from one distribution."""
+    """p-value of the plug-in JSD between two samples of answers under the null that both come from one distribution.
+
+    scipy's `permutation_test` (independent samples, one-sided: a larger JSD is more extreme).
+    """
     if not len(answers_a) or not len(answers_b):
         raise WorkbenchError("a permutation test needs answers from both models")
-    observed = jensen_shannon(answer_counts(answers_a), answer_counts(answers_b))
     pooled = np.array([*answers_a, *answers_b], dtype=object).astype(str)
     categories, codes = np.unique(pooled, return_inverse=True)
     k, n_a = len(categories), len(answers_a)
-    rng = np.random.default_rng(seed)
-    at_least = 0
-    for _ in range(n_permutations):
-        shuffled = rng.permutation(codes)
-        a = np.bincount(shuffled[:n_a], minlength=k).astype(float)
-        b = np.bincount(shuffled[n_a:], minlength=k).astype(float)
-        at_least += _jsd_arrays(a / a.sum(), b / b.sum()) >= observed - 1e-12
-    return (at_least + 1) / (n_permutations + 1)
+
+    def jsd_of_codes(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+        x, y = np.moveaxis(x, axis, -1), np.moveaxis(y, axis, -1)
+        counts_x, counts_y = _category_counts(x, k), _category_counts(y, k)
+        flat = jsd_rows(counts_x.reshape(-1, k), counts_y.reshape(-1, k))
+        return flat.reshape(counts_x.shape[:-1])
+
+    result = scipy_permutation_test((codes[:n_a], codes[n_a:]), jsd_of_codes, permutation_type="independent",
+                                    vectorized=True, n_resamples=n_permutations, alternative="greater",
+                                    rng=np.random.default_rng(seed))
+    return float(result.pvalue)
 
 
 def sign_flip_test(differences: Sequence[float] | np.ndarray, n_permutations: int = 20000, seed: int = 0) -> float:
-    """Two-sided p-value that paired differences have mean 0 (sign-flip permutation test).
+    """Two-sided p-value that paired differences have mean 0 (scipy's sign-flip permutation test of |mean|).
 
     Exact (every sign pattern) up to 20 pairs, Monte Carlo above that. Paired items (one
     statement scored by two models) vary far more between items than between models, so a
@@ -202,40 +216,27 @@ def sign_flip_test(differences: Sequence[float] | np.ndarray, n_permutations: in
     d = d[~np.isnan(d)]
     if len(d) == 0:
         raise WorkbenchError("a sign-flip test needs at least one paired difference")
-    observed = abs(d.mean())
-    if len(d) <= 20:
-        at_least, total = 0, 0
-        for start in range(0, 2 ** len(d), 1 << 16):  # chunks of sign patterns keep memory small
-            codes = np.arange(start, min(start + (1 << 16), 2 ** len(d)))[:, None]
-            signs = 1 - 2 * ((codes >> np.arange(len(d))) & 1)
-            at_least += int((np.abs((signs * d).mean(axis=1)) >= observed - 1e-12).sum())
-            total += len(codes)
-        return at_least / total
-    rng = np.random.default_rng(seed)
-    signs = rng.choice([-1.0, 1.0], size=(n_permutations, len(d)))
-    at_least = int((np.abs((signs * d).mean(axis=1)) >= observed - 1e-12).sum())
-    return (at_least + 1) / (n_permutations + 1)
+
+    def absolute_mean(x: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.abs(np.mean(x, axis=axis))
+
+    # One sample with permutation_type="samples" flips signs; asking for every pattern makes it exact.
+    resamples = 2 ** len(d) if len(d) <= 20 else n_permutations
+    result = scipy_permutation_test((d,), absolute_mean, permutation_type="samples", vectorized=True,
+                                    n_resamples=resamples, alternative="greater", rng=np.random.default_rng(seed))
+    return float(result.pvalue)
+
+
+CORRECTION_METHODS = {"holm": "holm", "bh": "fdr_bh"}  # our names -> statsmodels' multipletests names
 
 
 def adjust_pvalues(p_values: Sequence[float], method: str = "holm") -> list[float]:
-    """Holm (family-wise error) or Benjamini-Hochberg ("bh", false discovery rate) adjusted p-values."""
-    p = np.asarray(p_values, dtype=float)
-    m = len(p)
-    if method not in ("holm", "bh"):
+    """Holm (family-wise error) or Benjamini-Hochberg ("bh", false discovery rate) adjusted p-values (statsmodels)."""
+    if method not in CORRECTION_METHODS:
         raise WorkbenchError(f"unknown correction {method!r}; use holm or bh")
-    if m == 0:
+    p = np.asarray(p_values, dtype=float)
+    if len(p) == 0:
         return []
-    order = np.argsort(p)
-    adjusted = np.empty(m)
-    if method == "holm":
-        running = 0.0
-        for rank, i in enumerate(order):
-            running = max(running, (m - rank) * p[i])
-            adjusted[i] = min(1.0, running)
-    else:
-        running = 1.0
-        for rank in range(m - 1, -1, -1):
-            i = order[rank]
-            running = min(running, p[i] * m / (rank + 1))
-            adjusted[i] = min(1.0, running)
-    return adjusted.tolist()
+    from statsmodels.stats.multitest import multipletests
+
+    return multipletests(p, method=CORRECTION_METHODS[method])[1].tolist()

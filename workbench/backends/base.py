@@ -60,6 +60,9 @@ class Backend:
     supports_candidate_scoring: bool = False
     # encode_prompt, count_tokens, next_token_topk_after, stop_token_ids work on token ids.
     supports_token_ids: bool = False
+    # The dtype exact scoring (score, score_candidates, next-token top-k) runs in, where the backend
+    # controls it (hf: always float32, whatever the sampling dtype); None for servers and APIs.
+    scoring_dtype: str | None = None
     # A network backend: the Sampler drives session / request_groups / agenerate with asyncio,
     # up to `max_concurrency` requests in flight, each retried on its own.
     remote: ClassVar[bool] = False

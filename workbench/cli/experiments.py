@@ -27,13 +27,25 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                                                           required=True)
     # `workbench persona` and `workbench experiment personas` are the same command (likewise segue, selfchat).
     for group, name in ((sub, "persona"), (experiment, "personas")):
-        p = group.add_parser(name, help="agentic-persona statements per trait, with the yes-bias check")
+        p = group.add_parser(name, help="agentic-persona items per trait under one framing, with p_answered, CIs "
+                                        "and the yes-bias check")
         p.add_argument("--models", required=True, help="comma-separated registry names")
+        p.add_argument("--collection", default="personas",
+                       help="the persona collection (default %(default)s; an imported one: set WORKBENCH_PROMPTS)")
         p.add_argument("--traits", help="only these traits (comma-separated)")
+        p.add_argument("--framing", help="one framing for every model (default: the collection's first, "
+                                         "questionnaire-transcript for personas); 'by-kind' = base models in the "
+                                         "transcript, tuned in the chat (confounds model and framing)")
+        p.add_argument("--framings-grid", action="store_true", dest="framings_grid",
+                       help="every model under every framing of the collection: one table and one figure")
+        p.add_argument("--orders", choices=["given", "both"], default="given",
+                       help="multiple-choice items: also show the options reordered (position-bias check)")
         p.add_argument("--method", choices=["auto", "exact", "sampled"], default="auto",
                        help="exact from logprobs where possible (auto), or sampled")
-        p.add_argument("--n", type=int, default=20, help="samples per statement when sampled")
-        p.add_argument("--per-trait", type=int, dest="per_trait", help="only the first k statements of each keying")
+        p.add_argument("--n", type=int, default=20, help="samples per item when sampled (default %(default)s)")
+        p.add_argument("--per-trait", type=int, dest="per_trait", help="only the first k items of each keying")
+        p.add_argument("--min-answered", type=float, default=0.5, dest="min_answered",
+                       help="warn when p_answered (mass on the answer options) is below this (default %(default)s)")
         p.add_argument("--seed", type=int, default=0)
         add_run_flags(p)
         add_figure_flags(p)
@@ -114,27 +126,180 @@ def experiment_models(args: argparse.Namespace):
 
 
 def cmd_experiment_personas(args: argparse.Namespace) -> None:
-    """Agentic-persona statements per trait on each model, with the yes-bias check, tables and a figure."""
-    from workbench.experiments.personas import persona_eval
-    from workbench.plots import persona_figure
+    """Persona items per trait on each model under one framing (or a framings grid): scores with CIs,
+    p_answered, shifts between models, the yes-bias (or position-bias) check, CSVs and a figure."""
+    if args.framings_grid and args.framing:
+        raise WorkbenchError("--framings-grid scores every framing; drop --framing (or drop --framings-grid)")
+    if args.n < 1:
+        raise WorkbenchError(f"--n must be 1 or more samples per item (got {args.n})")
+    if args.per_trait is not None and args.per_trait < 1:
+        raise WorkbenchError(f"--per-trait must be 1 or more (got {args.per_trait})")
+    if not 0 <= args.min_answered <= 1:
+        raise WorkbenchError(f"--min-answered must be between 0 and 1 (got {args.min_answered})")
+    import pandas as pd
+
+    from workbench.experiments.personas import BY_KIND, persona_eval, persona_grid_table, persona_shift
+    from workbench.plots import figure_formats_for
+    from workbench.plots.personas import persona_figure, persona_grid_figure
 
     models, sampler = experiment_models(args)
-    traits = [t.strip() for t in args.traits.split(",")] if args.traits else None
+    traits = [t.strip() for t in args.traits.split(",") if t.strip()] if args.traits else None
     result = persona_eval(sampler, models, traits=traits, method=args.method, n=args.n, seed=args.seed,
-                          per_trait=args.per_trait)
-    print(f"{', '.join(models)}: {result.family_note}")
-    print("probability of the trait-matching answer (renormalised over Yes/No), mean over statements, 95% CI:")
-    table = result.traits.pivot_table(index=["trait", "keyed"], columns="model", values="p_match", sort=False)
-    print(table.round(3).to_string())
-    print("yes-bias (agree-keyed minus disagree-keyed p_match; 0 = none):")
-    print(result.balance.round(3).to_string(index=False))
-    stem = figure_stem(args, "personas", "-".join(models))
+                          per_trait=args.per_trait, collection=args.collection, framing=args.framing,
+                          framings="grid" if args.framings_grid else None, orders=args.orders,
+                          answered_threshold=args.min_answered)
+    threshold = result.answered_threshold
+    items = result.items
+    options = sorted({" / ".join(_options_of(sampler, ref)) for ref in items["prompt"].unique()})
+    print(f"models: {', '.join(models)} ({result.family_note})")
+    print(f"collection {result.collection}, {items['prompt'].nunique()} items; framing: {result.framing_label()}")
+    print(f"method: {_method_text(items)}")
+    print(f"p_answered: probability mass on the item's answer options ({'; '.join(options)}), mean over items; "
+          f"'!' = below {threshold:g} (the model mostly answers something else; p_match is renormalised over "
+          "the options)")
+    print()
+    print("P(trait-matching answer), renormalised over the answer options: mean over items, 95% bootstrap CI "
+          "over items:")
+    traits_table = result.traits.sort_values(["trait", "framing"], kind="stable")
+    print(_table(traits_table, [("model", "model"), ("framing", "framing"), ("trait", "trait"), ("keyed", "keyed"),
+                                ("n", "n_items"), ("p_match", _num("p_match")), ("95% CI", _ci("ci_low", "ci_high")),
+                                ("p_answered", _answered("p_answered", "p_answered_low"))]))
+    if args.framings_grid:
+        grid = persona_grid_table(result)
+        grid["cell"] = [f"{r.p_match:.2f} {_interval(r.ci_low, r.ci_high)} ans {r.p_answered:.2f}"
+                        f"{' !' if r.p_answered_low else ''}" for r in grid.itertuples()]
+        print()
+        print("framings grid: P(trait-matching answer) [95% CI] and p_answered, every model (columns) under every "
+              "framing (rows):")
+        print(grid.pivot_table(index=["trait", "framing"], columns="model", values="cell", aggfunc="first",
+                               sort=False).to_string())
+    shifts = []
+    for other in models[1:]:
+        shift = persona_shift(result, models[0], other, seed=args.seed)
+        shifts.append(shift)
+        same = bool(shift["same_framing"].all())
+        print()
+        print(f"shift {models[0]} -> {other} ({'same items, same framing' if same else 'DIFFERENT framings'}): "
+              "mean paired difference in P(match), 95% bootstrap CI over items, sign-flip p and "
+              f"{shift['correction'].iloc[0]}-adjusted p across traits:")
+        print(_table(shift, [("framing", "framing"), ("trait", "trait"), ("keyed", "keyed"), ("n", "n_items"),
+                             ("base", _num("p_match_base")), ("tuned", _num("p_match_tuned")),
+                             ("shift", _num("shift", signed=True)), ("95% CI", _ci("ci_low", "ci_high", signed=True)),
+                             ("p", _num("p_value")), ("p_adj", _num("p_adjusted")),
+                             ("p_answered base/tuned", lambda r: f"{r['p_answered_base']:.2f} / "
+                                                                 f"{r['p_answered_tuned']:.2f}"
+                                                                 f"{' !' if r['p_answered_low'] else ''}")]))
+        for warning in shift.attrs.get("warnings", []):
+            print(f"warning: {warning}")
+    if len(result.balance):
+        print()
+        print("yes-bias per keying (Yes/No items): P(match) on agree-keyed and on disagree-keyed items, each with a "
+              "95% CI; yes_bias = agree - disagree, 0 = none (a trait moves both halves the same way, a bias moves "
+              "them apart):")
+        print(_table(result.balance, [("model", "model"), ("framing", "framing"), ("trait", "trait"),
+                                      ("agree", _estimate("agree_p_match", "agree_ci")),
+                                      ("n", "n_agree"),
+                                      ("disagree", _estimate("disagree_p_match", "disagree_ci")),
+                                      ("n ", "n_disagree"), ("yes_bias", _num("yes_bias", signed=True)),
+                                      ("95% CI", _ci("yes_bias_ci_low", "yes_bias_ci_high", signed=True)),
+                                      ("p_answered", _answered("p_answered", "p_answered_low"))]))
+    if len(result.positions):
+        print()
+        print("position bias (multiple-choice items shown in several orders): P(match) in the given and the other "
+              "orders, share of (A) whatever it says (chance = 1/options), position_bias = share of (A) - chance; "
+              "95% CIs over items:")
+        print(_table(result.positions, [("model", "model"), ("framing", "framing"), ("trait", "trait"),
+                                        ("n", "n_items"), ("orders", "orders"),
+                                        ("given", _estimate("p_match_given", "given_ci")),
+                                        ("reordered", _estimate("p_match_reordered", "reordered_ci")),
+                                        ("share (A)", _estimate("p_first", "p_first_ci")),
+                                        ("position_bias", _num("position_bias", signed=True)),
+                                        ("95% CI", _ci("position_bias_ci_low", "position_bias_ci_high", signed=True)),
+                                        ("p_answered", _answered("p_answered", "p_answered_low"))]))
+    elif (items["format"] == "multiple-choice").any():
+        print("(multiple-choice items were shown in their given order only; --orders both adds the position-bias "
+              "check)")
+    if result.warnings:
+        print()
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    if args.framing == BY_KIND:
+        print(f"note: --framing {BY_KIND} scores each model in its kind's framing; see --framings-grid for "
+              "every model under every framing")
+
+    name = "-".join([*([] if result.collection == "personas" else [result.collection]), *models,
+                     *(["grid"] if args.framings_grid else [])])
+    stem, _ = figure_formats_for(figure_stem(args, "personas", name), ())  # CSVs sit next to the figure
     stem.parent.mkdir(parents=True, exist_ok=True)
-    result.items.to_csv(stem.with_suffix(".items.csv"), index=False)
-    result.traits.to_csv(stem.with_suffix(".traits.csv"), index=False)
-    export(args, persona_figure(result), "personas", "-".join(models),
-           {"experiment": "personas", "models": models, "method": args.method, "n": args.n, "seed": args.seed,
-            "framings": result.items.groupby("model")["framing"].first().to_dict(), "families": result.family_note})
+    tables = {"items": items, "traits": result.traits, "balance": result.balance}
+    if len(result.positions):
+        tables["positions"] = result.positions
+    if shifts:
+        tables["shift"] = pd.concat(shifts, ignore_index=True)
+    if args.framings_grid:
+        tables["grid"] = persona_grid_table(result)
+    for table_name, frame in tables.items():
+        frame.to_csv(stem.parent / f"{stem.name}.{table_name}.csv", index=False)
+    figure = persona_grid_figure(result) if args.framings_grid else persona_figure(result)
+    print()
+    export(args, figure, "personas", name,
+           {"experiment": "personas", "collection": result.collection, "models": models, "method": args.method,
+            "n": args.n, "seed": args.seed, "per_trait": args.per_trait, "orders": args.orders,
+            "framings": result.framings, "framing_choice": args.framing or ("grid" if args.framings_grid
+                                                                            else "collection default"),
+            "answered_threshold": threshold, "families": result.family_note})
+    print(f"tables: {', '.join(f'{stem.name}.{table_name}.csv' for table_name in tables)} in {stem.parent}")
+
+
+def _options_of(sampler, ref: str) -> list[str]:
+    """An item's answer options as the p_answered note lists them."""
+    space = sampler.library.get(ref).spec.answer_space
+    return space.values() if space is not None else []
+
+
+def _method_text(items) -> str:
+    """exact / sampled in words, with n."""
+    parts = []
+    for method, rows in items.groupby("method", sort=False):
+        models = ", ".join(rows["model"].unique())
+        if method == "exact":
+            parts.append(f"exact (each option's probability from the model's logprobs) for {models}")
+        else:
+            parts.append(f"sampled (n={int(rows['n'].iloc[0])} per item, read by the answer space's normaliser) "
+                         f"for {models}")
+    return "; ".join(parts)
+
+
+def _interval(low: float, high: float, signed: bool = False) -> str:
+    if low != low or high != high:  # NaN: fewer than two items
+        return "[n/a]"
+    return f"[{low:+.3f}, {high:+.3f}]" if signed else f"[{low:.3f}, {high:.3f}]"
+
+
+def _num(column: str, signed: bool = False):
+    return lambda r: "n/a" if r[column] != r[column] else (f"{r[column]:+.3f}" if signed else f"{r[column]:.3f}")
+
+
+def _estimate(value: str, ci: str):
+    """value [ci_low, ci_high] from the columns value, ci_low and ci_high."""
+    return lambda r: f"{r[value]:.3f} {_interval(r[ci + '_low'], r[ci + '_high'])}"
+
+
+def _ci(low: str, high: str, signed: bool = False):
+    return lambda r: _interval(r[low], r[high], signed)
+
+
+def _answered(column: str, flag: str):
+    return lambda r: f"{r[column]:.2f}{' !' if r[flag] else ''}"
+
+
+def _table(frame, columns) -> str:
+    """A frame printed with the given (header, column name or row -> text) columns."""
+    import pandas as pd
+
+    out = pd.DataFrame({header: [value(row) if callable(value) else row[value] for row in frame.to_dict("records")]
+                        for header, value in columns})
+    return out.to_string(index=False) if len(out) else "(none)"
 
 
 def cmd_experiment_segues(args: argparse.Namespace) -> None:

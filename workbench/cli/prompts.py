@@ -1,4 +1,4 @@
-"""`workbench prompts list|show|validate`: the prompt library."""
+"""`workbench prompts list|show|validate|import`: the prompt library."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from workbench.errors import WorkbenchError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add `prompts list`, `prompts show` and `prompts validate`."""
+    """Add `prompts list`, `prompts show`, `prompts validate` and `prompts import`."""
     prompts = sub.add_parser("prompts", help="the prompt library").add_subparsers(dest="action", required=True)
     p = prompts.add_parser("list", help="library prompts, filtered")
     p.add_argument("--tag", help="only prompts with this tag (theirs or their collection's)")
@@ -27,6 +27,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = prompts.add_parser("validate", help="check collections; reports every problem and exits 2 if any")
     p.add_argument("paths", nargs="*", help="files or folders (default: prompts/ and $WORKBENCH_PROMPTS)")
     p.set_defaults(func=cmd_prompts_validate)
+    p = prompts.add_parser(
+        "import", help="turn a published probe set (model-written-evals JSONL, A/B JSON, CSV) into a collection",
+        description="Write FOLDER/NAME.yaml: a collection that extends the shipped personas collection (its "
+        "framings and defaults by reference), one item per statement or multiple-choice question, each with "
+        "its source file and line. Evaluate it with WORKBENCH_PROMPTS=FOLDER workbench persona --collection NAME.")
+    p.add_argument("path", help="the probe set: .jsonl, a .json array, or .csv")
+    p.add_argument("--format", required=True, metavar="FORMAT",
+                   help="mwe: Anthropic model-written-evals JSONL (persona statements or multiple-choice questions); "
+                   "ab: CAA-style A/B JSON; csv: one row per item (see --columns)")
+    p.add_argument("--out", required=True, metavar="FOLDER", help="folder to write NAME.yaml into (created)")
+    p.add_argument("--name", help="collection name (default: the file name, lower case)")
+    p.add_argument("--trait", help="the trait every item probes (default: the collection name; a CSV trait "
+                   "column wins)")
+    p.add_argument("--columns", metavar="FIELD=COLUMN,...",
+                   help="csv: which column holds what, e.g. statement=text,matching=label,trait=category,"
+                   "confidence=conf; or question=q,options=a+b,matching=answer (default: columns named like the "
+                   "fields, or answer_matching_behavior and label_confidence)")
+    p.add_argument("--sample", type=int, metavar="N", help="keep a seeded random subset of N items (in file order)")
+    p.add_argument("--seed", type=int, help="seed of --sample (default 0)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave out items that cannot be imported (counted and listed) instead of stopping at the first")
+    p.add_argument("--force", action="store_true", help="replace FOLDER/NAME.yaml if it exists")
+    p.set_defaults(func=cmd_prompts_import)
 
 
 def cmd_prompts_list(args: argparse.Namespace) -> None:
@@ -105,3 +128,29 @@ def cmd_prompts_validate(args: argparse.Namespace) -> None:
             print(problem, file=sys.stderr)
         raise WorkbenchError(f"{len(problems)} problem(s) found; fix them and run `workbench prompts validate` again")
     print(f"ok: {count} prompts valid")
+
+
+def cmd_prompts_import(args: argparse.Namespace) -> None:
+    """Import a probe set; print what was written and the commands that use it."""
+    from workbench.prompts.importers import FORMATS, import_probe_set
+
+    if args.format not in FORMATS:
+        raise WorkbenchError(f"--format {args.format}: unknown format; use one of {', '.join(FORMATS)}")
+    if args.seed is not None and args.sample is None:
+        raise WorkbenchError("--seed chooses the --sample subset; give --sample N too")
+    result = import_probe_set(args.path, args.format, args.out, name=args.name, trait=args.trait,
+                              columns=args.columns, sample=args.sample, seed=args.seed or 0,
+                              skip_bad=args.skip_bad, force=args.force)
+    for problem in result.skipped[:10]:
+        print(f"skipped {problem}", file=sys.stderr)
+    if len(result.skipped) > 10:
+        print(f"... and {len(result.skipped) - 10} more skipped", file=sys.stderr)
+    kinds = f"{result.statements} statements, {result.multiple_choice} multiple-choice"
+    subset = f" (a seeded sample of {result.total})" if result.items < result.total else ""
+    if args.sample is not None and args.sample >= result.total:
+        print(f"note: --sample {args.sample} is not below the {result.total} items; all are kept", file=sys.stderr)
+    left_out = f"; {len(result.skipped)} skipped" if result.skipped else ""
+    print(f"wrote {result.path}: collection {result.name!r}, {result.items} items{subset} ({kinds}){left_out}")
+    folder = result.path.parent
+    print(f"  WORKBENCH_PROMPTS={folder} workbench prompts list --collection {result.name}")
+    print(f"  WORKBENCH_PROMPTS={folder} workbench persona --collection {result.name} --models MODEL")

@@ -65,7 +65,8 @@ def tree_figure(tree: BranchTree, compare_with: str | None = None, max_depth: in
                 solid_capstyle="round", alpha=0.9)
         edge = literal(json.dumps(node.text if len(node.text) <= 18 else node.text[:17] + "…", ensure_ascii=False))
         if other:
-            text = f"{edge} {_p(tree.edge_logprob(node.id, tree.model))} | {_p(tree.edge_logprob(node.id, other))}"
+            text = (f"{edge} {_p(tree.pair_logprob(node.id, tree.model, other))} | "
+                    f"{_p(tree.pair_logprob(node.id, other, tree.model))}")
         else:
             text = f"{edge} {node.probability:.2f}"
         inner = bool(tree.shown_children(node)[0])
@@ -84,7 +85,10 @@ def tree_figure(tree: BranchTree, compare_with: str | None = None, max_depth: in
     add_legend(ax, handles, [f"edges made by {m}" for m in models], width)
     note = "line width: probability of the edge given its parent"
     if other:
-        note += f"; labels: p under {tree.model} | p under {other}; " + tree.family_note(other)
+        note += f"; labels: p under {tree.model} | p under {other}"
+        if tree.alignment(other) == "text":  # the tokenisers differ: compared on text prefixes
+            note += " (of the text continuing with the edge's text: the tokenisers differ)"
+        note += "; " + tree.family_note(other)
     root_text = tree.root_input.text or ""
     # The end of the prompt is what the first edges continue, so a long prompt shows its last 60 characters.
     root_text = root_text if len(root_text) <= 60 else "…" + root_text[-59:]

@@ -6,6 +6,7 @@
 - `loader`: finding and loading YAML with line-numbered problems (`load_library`, `validate_paths`)
 - `fill`: a prompt's templates filled with variables, a perturbation and a framing
 - `render`: `render_for_model`, the one function that turns a prompt into what a model receives
+- `importers`: published probe sets (model-written-evals JSONL, A/B JSON, CSV) as collections
 
 This package never imports a backend: the caller passes a model's chat template in.
 """
@@ -24,6 +25,8 @@ from workbench.prompts.answers import (
     full_text,
 )
 from workbench.prompts.fill import FilledPrompt, PromptChoices, fill
+from workbench.prompts.importers import FORMATS as IMPORT_FORMATS
+from workbench.prompts.importers import ImportResult, import_probe_set
 from workbench.prompts.loader import (
     PROMPTS_ENV,
     Library,
@@ -71,6 +74,8 @@ __all__ = [
     "Collection",
     "FilledPrompt",
     "Framing",
+    "IMPORT_FORMATS",
+    "ImportResult",
     "IntegerRange",
     "LabelSet",
     "Library",
@@ -82,6 +87,7 @@ __all__ = [
     "collection_files",
     "default_library_dirs",
     "fill",
+    "import_probe_set",
     "first_line",
     "first_number",
     "first_word",

@@ -175,11 +175,16 @@ def train_adapter(location: str, tokenizer: Any, encoded: list[tuple[list[int], 
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM
 
+    from workbench.backends.hf.quiet import quiet_library
+
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(location, dtype=getattr(torch, dtype))
     lora = LoraConfig(r=LORA_RANK, lora_alpha=LORA_ALPHA, lora_dropout=0.0, target_modules=list(LORA_TARGETS),
                       bias="none", task_type="CAUSAL_LM")
-    model = get_peft_model(model, lora)  # adapter weights in float32, whatever the base's dtype
+    # No loading bar, and none of the libraries' deprecation notes (peft asks transformers for the deprecated
+    # `is_gradient_checkpointing`): the tune's own progress bar is the only output.
+    with quiet_library():
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=getattr(torch, dtype))
+        model = get_peft_model(model, lora)  # adapter weights in float32, whatever the base's dtype
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)

@@ -53,9 +53,10 @@ def tree_rows(tree: "BranchTree", other: str | None = None) -> list[tuple[str, i
     def walk(node: "TreeNode") -> None:
         kids, _ = tree.shown_children(node)
         for child in kids:
-            label = "    " * child.depth + repr(child.text) + "  p=" + p(tree.edge_logprob(child.id, tree.model))
+            own = tree.pair_logprob(child.id, tree.model, other) if other else tree.edge_logprob(child.id, tree.model)
+            label = "    " * child.depth + repr(child.text) + "  p=" + p(own)
             if other:
-                label += f" | {other}: {p(tree.edge_logprob(child.id, other))}"
+                label += f" | {other}: {p(tree.pair_logprob(child.id, other, tree.model))}"
             if child.method == "chunk":
                 label += f"  x{child.count}/{child.params.get('n')}"
             if child.ended:
@@ -226,7 +227,8 @@ class TreeExplorer(Panel):
             shown = shown.reindex(shown["log_ratio"].abs().sort_values(ascending=False).index).head(12)
             self.comparison_html.value = (
                 f"<b>Where {html.escape(tree.model)} and {html.escape(outcome.other or '')} differ most</b> "
-                f"(log ratio = ln p_a - ln p_b; {html.escape(outcome.comparison.family_note)})"
+                f"(log ratio = ln p_a - ln p_b; {html.escape(outcome.comparison.alignment_note)}; "
+                f"{html.escape(outcome.comparison.family_note)})"
                 + html_table(shown[["node_id", "depth", "edge_text", "path_text", "p_a", "p_b", "log_ratio",
                                     "in_topk_a", "in_topk_b"]], 3))
         else:
@@ -234,7 +236,8 @@ class TreeExplorer(Panel):
         self.provenance = {"panel": "TreeExplorer", "prompt": tree.prompt_ref or outcome.key[0], "tree_id": tree.id,
                            "model": tree.model, "compare_with": outcome.other, "nodes": len(tree.nodes),
                            "families": self.sampler.registry.describe_pair([tree.model, outcome.other])
-                           if outcome.other else ""}
+                           if outcome.other else "",
+                           "alignment": outcome.comparison.alignment if outcome.comparison is not None else None}
         try:
             self.set_figures({"tree": tree_figure(tree, compare_with=outcome.other)})
             self.tree_message.value = ""
@@ -261,8 +264,9 @@ class TreeExplorer(Panel):
             facts.append(f"drawn {node.count} of {node.params.get('n')} times")
         if self.comparison is not None and node.id:
             other = self.comparison.model_b
-            lp = tree.edge_logprob(node.id, other)
-            facts.append(f"under {other}: p = {'–' if lp is None else f'{math.exp(lp):.4g}'}")
+            lp = tree.pair_logprob(node.id, other, tree.model)
+            as_text = " (of the text continuing with this edge's text)" if self.comparison.alignment == "text" else ""
+            facts.append(f"under {other}: p = {'–' if lp is None else f'{math.exp(lp):.4g}'}{as_text}")
         self.details.value = (
             "<div style='font-size:12px'>" + "<br>".join(html.escape(f) for f in facts) + "</div>"
             "<pre style='white-space:pre-wrap;font-size:12px;background:#f7f7f7;padding:4px'>"

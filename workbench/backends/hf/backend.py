@@ -4,12 +4,20 @@ Decoding is our own loop over the KV cache rather than `model.generate`, because
 draws from its own random stream keyed by (seed, sample index): the prompt is run once, its
 cache repeated for the batch, and each row picks its token by inverse CDF with one uniform per
 step from its own stream (see sampling.py).
+
+Exact scoring (score, score_candidates, next-token top-k) always runs in float32, whatever dtype
+sampling runs in: bf16 rounding alone moved exact answer probabilities by up to 5.5e-3 between
+two equivalent computations, more than an "exact" distribution may. Where sampling runs in another
+dtype, a float32 copy of the model is loaded for scoring (once per process, on first use).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -46,6 +54,28 @@ from workbench.types import (
 # the texts an uninterrupted one would have drawn.
 MIN_DECODE_ROWS = 4
 SCORE_CHUNK = 64  # continuations per scoring batch: bounds the [batch, length, vocab] logits in memory
+SCORING_DTYPE = "float32"  # exact scoring's dtype, whatever the sampling dtype (see the module docstring)
+END_MASKS_KEPT = 256  # answer-end masks kept per backend ([V] bools each: 262 KB for Gemma)
+
+
+@functools.cache
+def _cache_keyword(model_class: type) -> str:
+    """The forward keyword that takes a KV cache: `cache` in recent transformers, `past_key_values` before.
+
+    Passing the old name to a recent version warns on every call (577 FutureWarnings in one persona run).
+    """
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
+def _forward(model: Any, cache: Any = None, **inputs: Any) -> tuple[Any, Any]:
+    """One forward pass: (logits, the KV cache it returns), under the KV-cache keyword this transformers takes."""
+    if cache is not None:
+        inputs[_cache_keyword(type(model))] = cache
+    out = model(**inputs)
+    returned = getattr(out, "cache", None)  # transformers 5.2x names it `cache`; older ones `past_key_values`
+    if returned is None and inputs.get("use_cache"):
+        returned = out.past_key_values
+    return out.logits, returned
 
 
 @dataclass
@@ -69,6 +99,7 @@ class HFBackend(Backend):
     supports_next_token_topk = True
     supports_candidate_scoring = True
     supports_token_ids = True
+    scoring_dtype = SCORING_DTYPE
 
     def __init__(self, spec: ModelSpec, device: str | None = None, threads: int | None = None) -> None:
         super().__init__(spec)
@@ -76,7 +107,7 @@ class HFBackend(Backend):
         self.dtype = weights.resolve_dtype(spec, self.device)
         weights.apply_thread_setting(threads)
         self.calls = 0  # generate/score/topk calls: lets tests prove a cache hit touched no model
-        self._end_masks: dict[tuple[str, ...], torch.Tensor] = {}
+        self._end_masks: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()
 
     # -- identity, provenance, preparation ---------------------------------------------------
 
@@ -139,7 +170,12 @@ class HFBackend(Backend):
     # -- helpers -------------------------------------------------------------------------
 
     def _model(self) -> Any:
+        """The model sampling runs on (in `self.dtype`)."""
         return weights.load_model(self.spec, self.dtype, self.device)
+
+    def _scoring_model(self) -> Any:
+        """The model exact scoring runs on: float32 (the sampling model itself when that is float32)."""
+        return weights.load_model(self.spec, self.scoring_dtype, self.device)
 
     def _tokenizer(self) -> Any:
         return weights.load_tokenizer(self.spec)
@@ -148,7 +184,7 @@ class HFBackend(Backend):
         """Token ids that end a continuation (EOS and the generation config's end tokens)."""
         tokenizer = self._tokenizer()
         ids: set[int] = set()
-        configured = getattr(self._model().generation_config, "eos_token_id", None)
+        configured = getattr(weights.generation_config(self.spec), "eos_token_id", None)
         if isinstance(configured, int):
             ids.add(configured)
         elif configured:
@@ -183,11 +219,10 @@ class HFBackend(Backend):
             raise WorkbenchError("the hf backend needs a rendered text input")
         return rendered.text
 
-    def _prefill(self, prompt_ids: list[int]) -> tuple[Any, torch.Tensor]:
-        model = self._model()
-        ids = torch.tensor([prompt_ids], device=self.device)
-        out = model(input_ids=ids, use_cache=True)
-        return out.past_key_values, out.logits[:, -1, :].float()
+    def _prefill(self, model: Any, prompt_ids: list[int]) -> tuple[Any, torch.Tensor]:
+        """Run the prompt once: its KV cache and the logits [1, V] (fp32) of the next token."""
+        logits, cache = _forward(model, input_ids=torch.tensor([prompt_ids], device=self.device), use_cache=True)
+        return cache, logits[:, -1, :].float()
 
     # -- sampling --------------------------------------------------------------------------
 
@@ -231,7 +266,7 @@ class HFBackend(Backend):
                  [] if config.top_logprobs else None)
             for s in request.slots
         ]
-        cache, logits = self._prefill(prompt_ids)
+        cache, logits = self._prefill(model, prompt_ids)
         # The cache always holds at least MIN_DECODE_ROWS rows (copies that are thrown away), so
         # that sample i does not depend on how many other samples shared its batch.
         cache.batch_repeat_interleave(max(len(rows), MIN_DECODE_ROWS))
@@ -297,17 +332,17 @@ class HFBackend(Backend):
             width = max(len(rows), MIN_DECODE_ROWS)
             inputs = torch.cat([picks, picks[:1].expand(width - len(rows))]).unsqueeze(-1)
             position = torch.full((width, 1), prompt_len + step, device=self.device)
-            out = model(input_ids=inputs, position_ids=position, past_key_values=cache, use_cache=True)
-            cache, logits = out.past_key_values, out.logits[: len(rows), -1, :].float()
+            step_logits, cache = _forward(model, cache, input_ids=inputs, position_ids=position, use_cache=True)
+            logits = step_logits[: len(rows), -1, :].float()
 
     # -- scoring ---------------------------------------------------------------------------
 
     def _continuation_logits(
         self, rendered: RenderedInput, continuations: list[str], chunk: int = SCORE_CHUNK
     ) -> Iterator[tuple[int, list[int], torch.Tensor]]:
-        """(index, token ids, logits [len + 1, V] fp32) per continuation: the prompt runs once and its KV
-        cache is reused for every continuation, in right-padded batches of `chunk`."""
-        model = self._model()
+        """(index, token ids, logits [len + 1, V] fp32) per continuation: the prompt runs once (in float32) and
+        its KV cache is reused for every continuation, in right-padded batches of `chunk`."""
+        model = self._scoring_model()
         prompt_text = self._text_of(rendered)
         prompt_ids = self.encode_prompt(prompt_text)
         cont_ids = [self._continuation_ids(prompt_text, prompt_ids, c) for c in continuations]
@@ -316,7 +351,7 @@ class HFBackend(Backend):
             raise WorkbenchError(
                 f"cannot score continuation(s) that tokenise to nothing: {empty!r}; give each candidate some text"
             )
-        prompt_cache, first_logits = self._prefill(prompt_ids)
+        prompt_cache, first_logits = self._prefill(model, prompt_ids)
         for start in range(0, len(cont_ids), chunk):
             group = cont_ids[start:start + chunk]
             width = max(len(ids) for ids in group)
@@ -328,10 +363,10 @@ class HFBackend(Backend):
             cache.batch_repeat_interleave(rows)
             positions = torch.arange(len(prompt_ids), len(prompt_ids) + width, device=self.device)
             # Right padding needs no mask: under causal attention, pads come after every real token.
-            out = model(input_ids=batch, position_ids=positions.unsqueeze(0).expand(rows, -1),
-                        past_key_values=cache, use_cache=False)
+            batch_logits, _ = _forward(model, cache, input_ids=batch,
+                                       position_ids=positions.unsqueeze(0).expand(rows, -1), use_cache=False)
             for i, ids in enumerate(group):
-                logits = torch.cat([first_logits, out.logits[i, : len(ids), :].float()], 0)  # [len + 1, V]
+                logits = torch.cat([first_logits, batch_logits[i, : len(ids), :].float()], 0)  # [len + 1, V]
                 yield start + i, ids, logits
 
     @torch.inference_mode()
@@ -347,10 +382,14 @@ class HFBackend(Backend):
     def answer_end_mask(self, terminators: list[str]) -> torch.Tensor:
         """[V] bool on this device: tokens whose text starts with a terminator, and the end-of-sequence tokens."""
         key = tuple(sorted(terminators))
-        if key not in self._end_masks:
-            size = self._model().get_output_embeddings().weight.shape[0]
+        if key in self._end_masks:
+            self._end_masks.move_to_end(key)
+        else:
+            size = self._scoring_model().get_output_embeddings().weight.shape[0]
             texts = weights.vocabulary_texts(self.spec, size)
             self._end_masks[key] = end_token_mask(texts, key, self.stop_token_ids()).to(self.device)
+            if len(self._end_masks) > END_MASKS_KEPT:
+                self._end_masks.popitem(last=False)
         return self._end_masks[key]
 
     @torch.inference_mode()
@@ -379,7 +418,7 @@ class HFBackend(Backend):
         """The k most likely next tokens after the input, each decoded alone."""
         self.calls += 1
         tokenizer = self._tokenizer()
-        _, logits = self._prefill(self.encode_prompt(self._text_of(rendered)))
+        _, logits = self._prefill(self._scoring_model(), self.encode_prompt(self._text_of(rendered)))
         values, ids = torch.topk(torch.log_softmax(logits[0], dim=-1), k)
         return [TokenLogprob(i, tokenizer.decode([i]), v)
                 for i, v in zip(ids.tolist(), values.tolist(), strict=True)]
@@ -395,7 +434,7 @@ class HFBackend(Backend):
         tokenizer = self._tokenizer()
         prompt_ids = self.encode_prompt(self._text_of(rendered))
         continuation_ids = [int(i) for i in continuation_ids]
-        _, logits = self._prefill(prompt_ids + continuation_ids)
+        _, logits = self._prefill(self._scoring_model(), prompt_ids + continuation_ids)
         logprobs = torch.log_softmax(logits[0], dim=-1)
         values, ids = torch.topk(logprobs, min(k, logprobs.shape[-1]))
         ids_list = ids.tolist()

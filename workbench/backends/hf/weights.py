@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from workbench.backends.hf.quiet import quiet_library
 from workbench.errors import MissingPackageError, WorkbenchError
 from workbench.home import models_dir
 from workbench.registry import ADAPTER_CONFIG, ADAPTER_WEIGHTS, ModelSpec, locate_gguf_package_dir
@@ -128,20 +129,22 @@ def prepare_model(spec: ModelSpec, force: bool = False) -> Path:
     started = time.perf_counter()
     gguf = gguf_path(spec)
     print(f"preparing {spec.name}: dequantising {gguf.name} once (about a minute)...", file=sys.stderr)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    # Loading packed GGUF weights is fastest in float32; we cast to bf16 for storage.
-    gguf_model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    with quiet_library():
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        # Loading packed GGUF weights is fastest in float32; we cast to bf16 for storage.
+        gguf_model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     config_dict = gguf_model.config.to_dict()
     # A GGUF-loaded model refuses save_pretrained; a plain model built from its config does not.
     config_dict.pop("quantization_config", None)
     config = type(gguf_model.config).from_dict(config_dict)
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    plain.load_state_dict(gguf_model.state_dict())
-    plain.generation_config = gguf_model.generation_config
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    plain.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
+    with quiet_library():
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+        plain.load_state_dict(gguf_model.state_dict())
+        plain.generation_config = gguf_model.generation_config
+        staging = target.with_name(target.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        plain.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
     (staging / PREPARED_MARKER).write_text(
         json.dumps(
             {
@@ -230,7 +233,8 @@ _LOAD_LOCK = threading.Lock()
 def _load_tokenizer_cached(location: str) -> Any:
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(location)
+    with quiet_library():
+        return AutoTokenizer.from_pretrained(location)
 
 
 def load_tokenizer(spec: ModelSpec) -> Any:
@@ -239,20 +243,23 @@ def load_tokenizer(spec: ModelSpec) -> Any:
         return _load_tokenizer_cached(checkpoint_location(spec))
 
 
-@lru_cache(maxsize=3)
+# Four: the sampling and the float32 scoring copy of a base and a tuned model (a bf16 machine compares pairs).
+@lru_cache(maxsize=4)
 def _load_model_cached(location: str, dtype: str, device: str, adapter: str = "", adapter_digest: str = "") -> Any:
     from transformers import AutoModelForCausalLM
 
     if not adapter:
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=getattr(torch, dtype))
+        with quiet_library():
+            model = AutoModelForCausalLM.from_pretrained(location, dtype=getattr(torch, dtype))
         return model.to(device).eval()
     try:
         from peft import PeftModel
     except ImportError:
         raise MissingPackageError("fine-tuned variants need peft; run: pip install 'peft>=0.17'") from None
     # Merge in float32, then cast once: adding a small LoRA delta to bf16 weights rounds it twice.
-    base = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32)
-    merged = PeftModel.from_pretrained(base, adapter).merge_and_unload()
+    with quiet_library():
+        base = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32)
+        merged = PeftModel.from_pretrained(base, adapter).merge_and_unload()
     return merged.to(dtype=getattr(torch, dtype), device=device).eval()
 
 
@@ -262,6 +269,25 @@ def load_model(spec: ModelSpec, dtype: str, device: str) -> Any:
         adapter = adapter_location(spec)
         digest = spec.weights_fingerprint()["adapter"] if adapter else ""
         return _load_model_cached(checkpoint_location(spec), dtype, device, adapter, digest)
+
+
+@lru_cache(maxsize=8)
+def _generation_config_cached(location: str) -> Any:
+    from transformers import GenerationConfig
+
+    with quiet_library():
+        try:
+            return GenerationConfig.from_pretrained(location)
+        except OSError:  # a checkpoint without generation_config.json: the model config's end tokens
+            from transformers import AutoConfig
+
+            return GenerationConfig.from_model_config(AutoConfig.from_pretrained(location))
+
+
+def generation_config(spec: ModelSpec) -> Any:
+    """The checkpoint's generation config (end-of-sequence tokens), read without loading weights."""
+    with _LOAD_LOCK:
+        return _generation_config_cached(checkpoint_location(spec))
 
 
 @lru_cache(maxsize=4)

@@ -14,10 +14,13 @@ tokenisers are compared on text, never on token ids.
 
 A second model can expand the same tree (its own top-k at each node) and score every existing
 edge; `compare` reports per node both models' probabilities, their log ratio, the node where
-they diverge most, and the branches that only one model has in its top-k.
+they diverge most, and the branches that only one model has in its top-k. Models with different
+tokenisers are compared on text prefixes (the probability that the text continues with an edge's
+text), never per token, so a tokeniser boundary is never reported as a divergence.
 
 Modules: `nodes` (the records), `branch_tree` (BranchTree: create, load, expand, grow),
-`comparison` (a second model's scores and top-k), `records` (JSON, the stored prompt, the frame),
+`comparison` (a second model's scores and top-k), `prefixes` (text-prefix probabilities for models
+whose tokenisers differ), `records` (JSON, the stored prompt, the frame),
 `text` (the terminal view). The figure is `workbench.plots.tree.tree_figure`.
 """
 

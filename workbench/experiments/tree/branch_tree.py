@@ -18,8 +18,8 @@ from typing_extensions import Unpack
 
 from workbench.config import SamplingOverrides, make_config
 from workbench.errors import WorkbenchError
-from workbench.experiments.tree.comparison import compare_models, score_edges
-from workbench.experiments.tree.nodes import ROOT, TreeComparison, TreeNode, TreePrompt, positive
+from workbench.experiments.tree.comparison import alignment, compare_models, score_edges, score_text_edges
+from workbench.experiments.tree.nodes import ROOT, TEXT, TEXT_PREFIX, TreeComparison, TreeNode, TreePrompt, positive
 from workbench.experiments.tree.records import (
     import_document,
     prompt_record,
@@ -59,6 +59,7 @@ class BranchTree:
         }
         self._roots: dict[str, RenderedInput] = {self.model: self.root_input}
         self._context: dict[str, int | None] = {}
+        self._alignment: dict[str, str] = {}
 
     # -- creating and loading --------------------------------------------------------------
 
@@ -386,11 +387,42 @@ class BranchTree:
         """`model`'s logprob of each edge given the path text before it (one scoring call per parent; stored)."""
         return score_edges(self, model, node_ids)
 
+    def score_nodes_as_text(self, model: str, node_ids: list[int] | None = None) -> dict[int, float | None]:
+        """`model`'s logprob of each edge as text: that the text continues with the edge's text (stored)."""
+        return score_text_edges(self, model, node_ids)
+
+    def alignment(self, other: str) -> str:
+        """How the tree's model and `other` are compared: "token" (same tokenisation) or "text" (text prefixes)."""
+        name = self.resolve_model(other)
+        if name not in self._alignment:
+            self._alignment[name] = alignment(self, name)
+        return self._alignment[name]
+
+    def pair_logprob(self, node_id: int, model: str, other: str) -> float | None:
+        """`model`'s logprob of a node's edge when compared with `other`: per token, or as text where the two
+        tokenise differently (None where not scored yet, or not scorable)."""
+        pair = other if self.resolve_model(model) == self.model else model
+        if self.alignment(pair) == TEXT:
+            return self.scores.get((self.node(node_id).id, TEXT_PREFIX + self.resolve_model(model)))
+        return self.edge_logprob(node_id, self.resolve_model(model))
+
+    def pair_cumulative_logprob(self, node_id: int, model: str, other: str) -> float:
+        """`model`'s logprob of the whole path to a node as compared with `other` (NaN where an edge has none)."""
+        total = 0.0
+        for node in self.path(node_id)[1:]:
+            lp = self.pair_logprob(node.id, model, other)
+            if lp is None:
+                return float("nan")
+            total += lp
+        return total
+
     def compare(self, other: str, k: int | None = None, branches: bool = True) -> TreeComparison:
         """Where `other` and the tree's model differ: both probabilities of every edge, and each one's own top-k.
 
         With `branches`, `other` expands every node the tree's model expanded by top-k, with the same k
-        (or `k`), so branches one model ranks high and the other does not show up.
+        (or `k`), so branches one model ranks high and the other does not show up. Models that tokenise
+        the tree's texts differently are compared on text prefixes (see `alignment`), so a tokeniser
+        boundary never shows up as a divergence.
         """
         return compare_models(self, other, k, branches)
 

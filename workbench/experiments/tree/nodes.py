@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 TREE_FORMAT = "workbench-branch-tree/1"
 ROOT = 0
 ENDED = ("eos", "stop")  # finish reasons after which nothing follows
+# How two models are compared on a tree: per token (both read its texts as the same token ids) or on text
+# prefixes (their tokenisers differ: an edge's logprob is that of the text continuing with the edge's text).
+TOKEN, TEXT = "token", "text"
+TEXT_PREFIX = "text-prefix:"  # stored scores under this prefix + a model name are text-prefix logprobs
 
 # Union, not "|": a string forward reference cannot be or-ed at runtime.
 TreePrompt = Union[str, list[Message], "LibraryPrompt"]
@@ -81,11 +85,23 @@ class TreeComparison:
 
     model_a: str  # the model that built the tree
     model_b: str
-    # One row per edge: node_id, parent_id, depth, made_by, method, edge_text, path_text, logprob_a, logprob_b,
-    # p_a, p_b, log_ratio (logprob_a - logprob_b, natural log), cum_a, cum_b, in_topk_a, in_topk_b.
+    # One row per edge: node_id, parent_id, depth, made_by, method, edge_text, path_text, alignment, logprob_a,
+    # logprob_b, p_a, p_b, log_ratio (logprob_a - logprob_b, natural log), cum_a, cum_b, token_logprob_a,
+    # token_logprob_b (per token, whatever the alignment), in_topk_a, in_topk_b.
     nodes: pd.DataFrame
     most_divergent: dict[str, Any] | None  # the row with the largest |log_ratio|
     family_note: str
+    # TOKEN: logprobs per token (same tokenisation); TEXT: of the edge's text as a text prefix (tokenisers differ).
+    alignment: str = TOKEN
+
+    @property
+    def alignment_note(self) -> str:
+        """One line saying what the compared probabilities are."""
+        if self.alignment == TEXT:
+            return ("compared on text prefixes: p = probability that the text continues with the edge's text "
+                    "(the tokenisers split text differently, so per-token probabilities are not comparable; "
+                    "an edge whose text starts another's, like \" \" and \" between\", includes it)")
+        return "compared per token: both models read the tree's texts as the same token ids"
 
     @property
     def branches(self) -> pd.DataFrame:
@@ -96,7 +112,7 @@ class TreeComparison:
     def describe(self, rows: int = 10) -> str:
         """A few lines for the terminal: the largest divergences and the one-sided branches."""
         a, b = self.model_a, self.model_b
-        lines = [f"{a} vs {b}: {self.family_note}"]
+        lines = [f"{a} vs {b}: {self.family_note}", self.alignment_note]
         if self.most_divergent is not None:
             d = self.most_divergent
             lines.append(
@@ -105,6 +121,11 @@ class TreeComparison:
                 f"p({b}) = {fmt_probability(d['p_b'])}, log ratio {d['log_ratio']:+.2f} nats"
             )
         scored = self.nodes.dropna(subset=["log_ratio"])
+        unscored = int(self.nodes["log_ratio"].isna().sum())
+        if unscored:
+            why = "end-of-text tokens" + (", or text that merges with the prompt's last token"
+                                          if self.alignment == TEXT else "")
+            lines.append(f"{unscored} edge(s) not scored under both models ({why})")
         top = scored.reindex(scored["log_ratio"].abs().sort_values(ascending=False).index).head(rows)
         if len(top):
             lines.append(f"edges where the models differ most (p under each, log ratio = ln p({a}) - ln p({b})):")

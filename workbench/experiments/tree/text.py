@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from workbench.experiments.tree.nodes import TreeNode, fmt_probability, quote, tail
+from workbench.experiments.tree.nodes import TEXT, TreeNode, fmt_probability, quote, tail
 
 if TYPE_CHECKING:
     from workbench.experiments.tree.branch_tree import BranchTree
@@ -19,6 +19,9 @@ def render_text(tree: BranchTree, compare_with: str | None = None, max_depth: in
     head = f"tree {tree.id} ({tree.model}) on {quote(root_text)}"
     if other:
         head += f"; p under {tree.model} | p under {other}; cum: cumulative logprob under {tree.model}"
+        if tree.alignment(other) == TEXT:
+            head += ("\n(the tokenisers differ: p is the probability that the text continues with the edge's text, "
+                     "so token boundaries are not divergences; cum sums these)")
     lines = [head]
 
     def p(lp: float | None) -> str:
@@ -26,9 +29,9 @@ def render_text(tree: BranchTree, compare_with: str | None = None, max_depth: in
 
     def label(node: TreeNode, twin: TreeNode | None, parent_has_other: bool) -> str:
         if other:
-            text = (f"{quote(node.text)} {p(tree.edge_logprob(node.id, tree.model))} | "
-                    f"{p(tree.edge_logprob(node.id, other))} "
-                    f"(cum {tree.cumulative_logprob(node.id, tree.model):.2f})")
+            text = (f"{quote(node.text)} {p(tree.pair_logprob(node.id, tree.model, other))} | "
+                    f"{p(tree.pair_logprob(node.id, other, tree.model))} "
+                    f"(cum {tree.pair_cumulative_logprob(node.id, tree.model, other):.2f})")
         else:
             text = f"{quote(node.text)} {fmt_probability(node.probability)} (cum {node.cum_logprob:.2f})"
         if node.method == "chunk":
