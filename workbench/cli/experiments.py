@@ -185,7 +185,7 @@ def cmd_experiment_personas(args: argparse.Namespace) -> None:
         print(_table(shift, [("framing", "framing"), ("trait", "trait"), ("keyed", "keyed"), ("n", "n_items"),
                              ("base", _num("p_match_base")), ("tuned", _num("p_match_tuned")),
                              ("shift", _num("shift", signed=True)), ("95% CI", _ci("ci_low", "ci_high", signed=True)),
-                             ("p", _num("p_value")), ("p_adj", _num("p_adjusted")),
+                             ("p", _p("p_value")), ("p_adj", _p("p_adjusted")),
                              ("p_answered base/tuned", lambda r: f"{r['p_answered_base']:.2f} / "
                                                                  f"{r['p_answered_tuned']:.2f}"
                                                                  f"{' !' if r['p_answered_low'] else ''}")]))
@@ -196,7 +196,10 @@ def cmd_experiment_personas(args: argparse.Namespace) -> None:
         print("yes-bias per keying (Yes/No items): P(match) on agree-keyed and on disagree-keyed items, each with a "
               "95% CI; yes_bias = agree - disagree, 0 = none (a trait moves both halves the same way, a bias moves "
               "them apart):")
-        print(_table(result.balance, [("model", "model"), ("framing", "framing"), ("trait", "trait"),
+        balance = result.balance
+        if balance["trait"].nunique() == 2:  # one trait: its row says all that the "all" row would
+            balance = balance[balance["trait"] != "all"]
+        print(_table(balance, [("model", "model"), ("framing", "framing"), ("trait", "trait"),
                                       ("agree", _estimate("agree_p_match", "agree_ci")),
                                       ("n", "n_agree"),
                                       ("disagree", _estimate("disagree_p_match", "disagree_ci")),
@@ -208,7 +211,10 @@ def cmd_experiment_personas(args: argparse.Namespace) -> None:
         print("position bias (multiple-choice items shown in several orders): P(match) in the given and the other "
               "orders, share of (A) whatever it says (chance = 1/options), position_bias = share of (A) - chance; "
               "95% CIs over items:")
-        print(_table(result.positions, [("model", "model"), ("framing", "framing"), ("trait", "trait"),
+        positions = result.positions
+        if positions["trait"].nunique() == 2:  # one trait: its row says all that the "all" row would
+            positions = positions[positions["trait"] != "all"]
+        print(_table(positions, [("model", "model"), ("framing", "framing"), ("trait", "trait"),
                                         ("n", "n_items"), ("orders", "orders"),
                                         ("given", _estimate("p_match_given", "given_ci")),
                                         ("reordered", _estimate("p_match_reordered", "reordered_ci")),
@@ -231,7 +237,9 @@ def cmd_experiment_personas(args: argparse.Namespace) -> None:
                      *(["grid"] if args.framings_grid else [])])
     stem, _ = figure_formats_for(figure_stem(args, "personas", name), ())  # CSVs sit next to the figure
     stem.parent.mkdir(parents=True, exist_ok=True)
-    tables = {"items": items, "traits": result.traits, "balance": result.balance}
+    tables = {"items": items, "traits": result.traits}
+    if len(result.balance):
+        tables["balance"] = result.balance
     if len(result.positions):
         tables["positions"] = result.positions
     if shifts:
@@ -283,6 +291,10 @@ def _num(column: str, signed: bool = False):
 def _estimate(value: str, ci: str):
     """value [ci_low, ci_high] from the columns value, ci_low and ci_high."""
     return lambda r: f"{r[value]:.3f} {_interval(r[ci + '_low'], r[ci + '_high'])}"
+
+
+def _p(column: str):
+    return lambda r: "n/a" if r[column] != r[column] else ("<0.001" if r[column] < 0.001 else f"{r[column]:.3f}")
 
 
 def _ci(low: str, high: str, signed: bool = False):

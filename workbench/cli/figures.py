@@ -21,6 +21,8 @@ from workbench.cli.common import (
 from workbench.errors import WorkbenchError
 
 PROMPT_HELP = "prompt text, @file, or a library prompt collection/prompt-id"
+SWEEP_METRICS = ("entropy_bits", "top1_mass", "distinct_answers", "p_other", "entropy_bits_in_space",
+                 "top_share_in_space")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,7 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("prompt", help=PROMPT_HELP)
     p.add_argument("--models", required=True)
     p.add_argument("--temperatures", required=True, help="comma-separated, e.g. 0.5,1.0,1.5")
-    p.add_argument("--metric", default="entropy_bits", choices=["entropy_bits", "top1_mass", "distinct_answers"])
+    p.add_argument("--metric", default="entropy_bits", choices=list(SWEEP_METRICS),
+                   help="total view (entropy_bits, top1_mass, distinct_answers; drawn beside their in-space "
+                        "partner where there is one), p_other, or an in-space metric (default %(default)s)")
     p.add_argument("--sampled", action="store_true", help="sample even where exact distributions exist")
     p.add_argument("--n", type=int, default=100, help="samples per model and temperature when sampled")
     p.add_argument("--seed", type=int, default=0)
@@ -85,6 +89,7 @@ def cmd_figure_distribution(args: argparse.Namespace) -> None:
     from workbench.analysis.comparisons import compare_prompt
     from workbench.analysis.distributions import distribution_table
     from workbench.plots import answer_distribution_figure
+    from workbench.plots.distributions import comparison_rows, estimate_text, other_warning_text, top_cell
     from workbench.prompts import answer_extractor
 
     models = model_list(args)
@@ -96,7 +101,15 @@ def cmd_figure_distribution(args: argparse.Namespace) -> None:
     table = distribution_table(report.distributions)
     name = getattr(prompt, "ref", None) or args.prompt
     fig = answer_distribution_figure(table, title=f"Answer distributions: {name}", note=report.family_note)
-    print(table.groupby("model").head(5).round(3).to_string(index=False))
+    shown = table.groupby("model").head(6)
+    print(shown.assign(answer=shown["answer"].map(top_cell),
+                       probability=[estimate_text(r.probability, r.ci_low, r.ci_high, r.reliable, 3)
+                                    for r in shown.itertuples()])
+          [["model", "method", "n", "temperature", "answer", "probability", "interval"]]
+          .to_string(index=False, na_rep="–"))
+    warning = other_warning_text(comparison_rows(report), where="the in-space view (the figure's right panel)")
+    if warning:
+        print(f"WARNING: {warning}")
     export(args, fig, "distribution", name, {
         "prompt": name, "models": models, "runs": [r.run_id for r in report.runs],
         "configs": [r.config.model_dump(mode="json") for r in report.runs], "seed": args.seed,
@@ -105,9 +118,10 @@ def cmd_figure_distribution(args: argparse.Namespace) -> None:
 
 
 def cmd_figure_sweep(args: argparse.Namespace) -> None:
-    """A metric of each model's answer distribution against temperature."""
+    """A metric of each model's answer distribution against temperature, beside its in-space partner."""
     from workbench.analysis.sweeps import temperature_sweep
     from workbench.plots import temperature_sweep_figure
+    from workbench.plots.sweeps import IN_SPACE_OF, sweep_how_made, sweep_table, sweep_warning
 
     models = model_list(args)
     sampler = make_sampler(args)
@@ -115,12 +129,21 @@ def cmd_figure_sweep(args: argparse.Namespace) -> None:
     frame = temperature_sweep(sampler, models, prompt, temperatures(args.temperatures), n=args.n, seed=args.seed,
                               method="sampled" if args.sampled else "auto", **prompt_choices(args))
     name = getattr(prompt, "ref", None) or args.prompt
-    print(frame[frame["metric"] == args.metric].round(3).to_string(index=False))
+    shown = tuple(m for m in (args.metric, IN_SPACE_OF.get(args.metric)) if m and (frame["metric"] == m).any())
+    print(sweep_table(frame, shown).to_string(index=False))
+    print("how each number was made (brackets: 95% interval; exact numbers have none; †: outside the regime "
+          "where the interval was checked):")
+    print("\n".join("  " + line for line in sweep_how_made(frame, ("p_other", *shown))))
+    warning = sweep_warning(frame, where="the in-space numbers (the figure's right panel)"
+                            if len(shown) > 1 else "the in-space metrics")
+    if warning:
+        print(f"WARNING: {warning}")
     families = sampler.registry.describe_pair(models)
     fig = temperature_sweep_figure(frame, args.metric, title=f"{args.metric} against temperature: {name}",
                                    note=families)
     export(args, fig, "sweep", name, {"prompt": name, "models": models, "temperatures": args.temperatures,
-                                      "n": args.n, "seed": args.seed, "metric": args.metric, "families": families})
+                                      "n": args.n, "seed": args.seed, "metric": args.metric, "families": families,
+                                      "methods": sorted(set(frame["method"]))})
 
 
 def cmd_figure_embedding(args: argparse.Namespace) -> None:

@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "with `workbench batches poll`")
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("compare", help="one prompt on two or more models: distinct answers, entropy, mode")
+    p = sub.add_parser("compare", help="one prompt on two or more models: P(other), entropy and top answer, in "
+                                       "total and in-space views")
     p.add_argument("prompt", help="prompt text, @file, or a library prompt collection/prompt-id")
     p.add_argument("--models", required=True, help="comma-separated registry names, e.g. A,B")
     p.add_argument("--answer",
@@ -72,8 +73,16 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    """One prompt on two or more models: answer distributions, entropy and divergences (or --dry-run costs)."""
+    """One prompt on two or more models: both views of each answer distribution (exact where possible, sampled
+    always), warnings when most answers fall outside the answer space, and divergences (or --dry-run costs)."""
     from workbench.analysis.comparisons import compare_prompt
+    from workbench.plots.distributions import (
+        OTHER,
+        comparison_rows,
+        divergence_view,
+        exact_line,
+        summary_text,
+    )
     from workbench.prompts import answer_extractor
 
     models = model_list(args)
@@ -87,16 +96,19 @@ def cmd_compare(args: argparse.Namespace) -> None:
         return
     report = compare_prompt(sampler, models, prompt, args.n, answer=answer, **options)
     space = getattr(getattr(prompt, "spec", None), "answer_space", None)
-    answer_name = args.answer or ("the prompt's answer space (" + space.normaliser + ")" if space else "first-line")
+    if args.answer or space is None:
+        answer_name = args.answer or "first-line"
+    else:
+        answer_name = (f"the prompt's answer space ({space.normaliser}; {len(space.values())} answers, anything else "
+                       f"counts as {OTHER})")
     print(f"{', '.join(models)}: {report.family_note}")
-    print(f"answer = {answer_name}; entropy in bits over answers, 95% bootstrap CIs")
-    print(report.summary.to_string(index=False))
+    print(f"answer = {answer_name}; entropy in bits over answers")
+    print(summary_text(comparison_rows(report)))
     for dist in report.distributions:
         if dist.method == "exact":
-            top = ", ".join(f"{a}: {p:.3f}" for a, p in zip(dist.table["answer"][:6], dist.table["probability"][:6],
-                                                           strict=False))
-            print(f"exact distribution of {dist.model} (T={dist.temperature:g}; {dist.in_space_mass:.1%} in the "
-                  f"answer space): {top}")
-    print("divergence between models (on answers, permutation test):")
-    print(report.divergence[["pair", "jsd", "kl_ab", "kl_ba", "p_value"]].round(4).to_string(index=False))
+            print(exact_line(dist))
+    divergence, made = divergence_view(report.divergence)
+    print(f"divergence between models (on the sampled answers, n={args.n} each; permutation test):")
+    print(divergence.to_string(index=False))
+    print("\n".join("  " + line for line in made))
     print("runs: " + ", ".join(f"{r.model}={r.run_id}" for r in report.runs))

@@ -448,7 +448,8 @@ def _position_table(items: pd.DataFrame, threshold: float, seed: int) -> pd.Data
 
 def answered_warning(model: str, framing: str, p_answered: float, threshold: float) -> str:
     """The warning for a model that mostly answers something other than the item's options."""
-    return (f"{model} under {framing}: p_answered {p_answered:.2f} < {threshold:g}: only {p_answered:.0%} of its "
+    share = f"{p_answered:.0%}" if p_answered >= 0.01 else "under 1%"
+    return (f"{model} under {framing}: p_answered {p_answered:.2f} < {threshold:g}: only {share} of its "
             "probability falls on the answer options, so it mostly answers something else; p_match is "
             "renormalised over the options (what it says when it does answer). Try another framing "
             "(a framings grid shows which one it answers in).")
@@ -544,7 +545,7 @@ def persona_shift(result: PersonaResult, base: str, tuned: str, correction: str 
                          "p_match_tuned": _mean(_per_item(subset, "p_match_tuned")),
                          "shift": _mean(diff), "ci_low": low, "ci_high": high,
                          "p_value": (sign_flip_test(diff[np.isfinite(diff)], seed=seed)
-                                     if np.isfinite(diff).any() else np.nan),
+                                     if np.isfinite(diff).sum() >= 2 else np.nan),  # one item: no test
                          "p_answered_base": answered_base, "p_answered_tuned": answered_tuned,
                          "p_answered_low": answered_base < threshold or answered_tuned < threshold,
                          "framing_base": subset["framing_base"].iloc[0] if "framing_base" in subset else framing_name,

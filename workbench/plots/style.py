@@ -21,6 +21,11 @@ PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7
 INK = "#222222"  # text and error bars: softer than pure black, still high contrast
 GRID = "#DDDDDD"
 MUTED = "#555555"  # notes and secondary text
+# The boxed warning a figure carries when its numbers mislead read alone (e.g. most mass outside the
+# answer space): dark orange on pale orange, readable in greyscale too.
+WARNING_INK = "#7A3300"
+WARNING_FILL = "#FDEBD3"
+WARNING_EDGE = "#D55E00"
 SEQUENTIAL_CMAP = "cividis"  # perceptually uniform and readable with any colour-vision deficiency
 FONT = {"title": 11.0, "label": 9.5, "tick": 8.5, "legend": 8.5, "note": 8.0, "annotation": 7.5}
 DPI = 150  # sharp enough to paste into a paper, small enough for a notebook
@@ -29,6 +34,10 @@ DPI = 150  # sharp enough to paste into a paper, small enough for a notebook
 METRIC_LABELS = {
     "entropy_bits": "answer entropy (bits)",
     "top_share": "probability of the top answer",
+    "top1_mass": "share of the top answer",
+    "p_other": "P(other): mass outside the answer space",
+    "entropy_bits_in_space": "entropy within the answer space (bits)",
+    "top_share_in_space": "top answer's share within the space",
     "distinct_answers": "distinct answers",
     "jsd": "Jensen-Shannon divergence (bits)",
     "kl_bits": "KL divergence (bits)",
@@ -74,14 +83,49 @@ def finish_figure(fig: Figure, title: str, note: str, width: float) -> Figure:
     return fig
 
 
-def add_legend(ax: Axes, handles: list[Any], labels: list[str], width: float) -> None:
-    """A frameless legend just above the axes: outside them it can never hide data."""
+def add_legend(ax: Axes, handles: list[Any], labels: list[str], width: float, header: bool = False) -> None:
+    """A frameless legend just above the axes: outside them it can never hide data.
+
+    `header=True` puts it in the middle of a header axes (see `panel_figure`) instead.
+    """
     longest = max((len(label) for label in labels), default=10)
     per_row = max(1, min(len(labels), int(width * 72 / (longest * FONT["legend"] * 0.55 + 36))))
     # An axes legend, not fig.legend(loc="outside ..."): constrained layout stacks an axes legend
     # under the suptitle, while an outside figure legend is drawn over it.
-    ax.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.01), ncols=per_row, frameon=False,
-              fontsize=FONT["legend"], handlelength=1.6, columnspacing=1.4, borderaxespad=0.2)
+    where = {"loc": "center"} if header else {"loc": "lower center", "bbox_to_anchor": (0.5, 1.01)}
+    ax.legend(handles, labels, ncols=per_row, frameon=False, fontsize=FONT["legend"], handlelength=1.6,
+              columnspacing=1.4, borderaxespad=0.2, **where)
+
+
+def panel_figure(width: float, plot_height: float, ncols: int = 1, warning: str = "",
+                 sharey: bool = False) -> tuple[Figure, list[Axes], Axes]:
+    """A figure of `ncols` plot axes side by side, under a boxed warning when `warning` is not empty.
+
+    Returns the figure, the plot axes and the axes the legend belongs on: the plot axes itself when
+    there is one (`add_legend(..., header=False)`), else a header row spanning the plots
+    (`header=True`), so one legend serves every panel. Header rows have no axis; constrained layout
+    makes room for what they hold.
+    """
+    chars = max(40, int(width * 12))
+    lines = wrap("\u26a0 " + warning, chars) if warning else ""
+    heights = ([0.16 * (lines.count("\n") + 1)] if warning else []) + ([0.3] if ncols > 1 else []) + [plot_height]
+    fig = new_figure(width, sum(heights) + 0.6)
+    grid = fig.add_gridspec(len(heights), ncols, height_ratios=heights)
+    axes: list[Axes] = []
+    for j in range(ncols):  # the plots first: fig.axes[0] is the (first) plot
+        axes.append(fig.add_subplot(grid[-1, j], sharey=axes[0] if sharey and axes else None))
+    legend_ax = axes[0]
+    if ncols > 1:
+        legend_ax = fig.add_subplot(grid[-2, :])
+        legend_ax.axis("off")
+    if warning:
+        box = fig.add_subplot(grid[0, :])
+        box.axis("off")
+        box.text(0.0, 0.5, literal(lines), transform=box.transAxes, ha="left", va="center",
+                 fontsize=FONT["note"] + 0.5, color=WARNING_INK, linespacing=1.3,
+                 bbox={"boxstyle": "round,pad=0.45", "facecolor": WARNING_FILL, "edgecolor": WARNING_EDGE,
+                       "linewidth": 0.9})
+    return fig, axes, legend_ax
 
 
 def grouped_barh(ax: Axes, frame: pd.DataFrame, category: str, value: str, categories: list[str],

@@ -94,6 +94,11 @@ class ModelQueries:
             return None
         return self._call(model, "token_ids", "has no token ids", lambda backend: backend.count_tokens(rendered))
 
+    def scoring_dtype(self, model: str | ModelSpec) -> str | None:
+        """The dtype exact scores are computed in (float32 for local models, whatever they sample in);
+        None where the backend does not say (a server's logprobs)."""
+        return self.backend(model).scoring_dtype
+
     def context_length(self, model: str | ModelSpec) -> int | None:
         """The model's context in tokens, where its backend can tell without loading weights."""
         return self.backend(model).context_length()

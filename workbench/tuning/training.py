@@ -175,7 +175,7 @@ def train_adapter(location: str, tokenizer: Any, encoded: list[tuple[list[int], 
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM
 
-    from workbench.backends.hf.quiet import quiet_library
+    from workbench.quiet import quiet_library
 
     torch.manual_seed(seed)
     lora = LoraConfig(r=LORA_RANK, lora_alpha=LORA_ALPHA, lora_dropout=0.0, target_modules=list(LORA_TARGETS),

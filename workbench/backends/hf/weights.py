@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 
-from workbench.backends.hf.quiet import quiet_library
 from workbench.errors import MissingPackageError, WorkbenchError
 from workbench.home import models_dir
+from workbench.quiet import quiet_library
 from workbench.registry import ADAPTER_CONFIG, ADAPTER_WEIGHTS, ModelSpec, locate_gguf_package_dir
 
 PREPARED_MARKER = "workbench-prepared.json"

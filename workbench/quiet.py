@@ -1,4 +1,4 @@
-"""Keeping transformers and peft quiet inside the workbench's own calls.
+"""Keeping transformers, peft and sentence-transformers quiet inside the workbench's own calls.
 
 Loading a checkpoint draws a "Loading weights" progress bar and can log notes and deprecation
 warnings meant for library developers; none of that should reach a researcher's terminal or
