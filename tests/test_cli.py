@@ -142,9 +142,70 @@ def test_sample_and_compare_run_library_prompts_on_both_models(embedded_models):
     rows = [line for line in compare.stdout.splitlines()
             if line.split() and line.split()[0] in ("gemma-3-270m", "smollm2-135m-instruct")
             and line.split()[1] in ("base", "tuned")]
-    assert len(rows) == 2 and all(any(a in row for a in ("heads", "tails", "(other)")) for row in rows)
+    # Two views (total, in-space), each with an exact and a sampled row per model; every total-view row has a
+    # top answer (an in-space one has none when no sample fell inside the space).
+    assert len(rows) == 8 and all(any(a in row for a in ("heads", "tails", "(other)")) for row in rows[:4])
+    assert [row.split()[2] for row in rows[:4]] == ["exact", "sampled", "exact", "sampled"]
     bad = run_cli("sample", "mode-collapse/coin-flip", "--model", "gemma-3-270m", "--framing", "nope")
     assert bad.returncode == 2 and "no framing 'nope'" in bad.stderr
+
+
+NARROW = """name: narrow
+description: A number from 1 to 50 where the models mostly answer outside the space.
+version: 1
+defaults: {kind: completion}
+prompts:
+  - id: number-1-50
+    description: A number from 1 to 50 as a bare instruction.
+    text: "Think of a number from 1 to 50."
+    answer_space: {integers: {start: 1, stop: 50}, normaliser: first-number}
+    sampling: {max_tokens: 4}
+"""
+
+
+def test_compare_and_figures_show_both_views_and_warn_when_most_answers_fall_outside(embedded_models, tmp_path):
+    """The regression scenario: both embedded models put ~99 % of their mass outside a narrow answer space
+    (exact: P(other) 0.991 and 0.989 at T=1), and the total entropy falls as the temperature rises."""
+    import json
+
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "narrow.yaml").write_text(NARROW)
+    env = {"WORKBENCH_PROMPTS": str(tmp_path / "prompts")}
+    both = "gemma-3-270m,smollm2-135m-instruct"
+    compare = run_cli("compare", "narrow/number-1-50", "--models", both, "--n", "4", "--quiet", env=env)
+    assert compare.returncode == 0, compare.stderr
+    out = compare.stdout
+    for column in ("p_other", "entropy_bits", "top_answer", "top_share", "n_in_space", "entropy_bits_in_space",
+                   "top_answer_in_space", "top_share_in_space"):
+        assert column in out
+    assert "total view" in out and "in-space view" in out
+    assert "(other) (outside the space)" in out  # the top answer says what "(other)" is
+    assert "WARNING: Most answers fall outside the answer space (P(other) > 0.5): gemma-3-270m 99% (exact)" in out
+    assert "widen the answer space, or read the in-space numbers" in out
+    assert "exact: plug-in (exact probabilities), no sampling error" in out and "sampled: Miller-Madow" in out
+    assert "Jeffreys 95% interval" in out and "within the space:" in out
+
+    sweep = run_cli("figure", "sweep", "narrow/number-1-50", "--models", both, "--temperatures", "1,2",
+                    "--out", str(tmp_path / "sweep"), "--formats", "png", "--quiet", env=env)
+    assert sweep.returncode == 0, sweep.stderr
+    out = sweep.stdout
+    header = out.splitlines()[0].split()
+    assert header == ["model", "temperature", "method", "n", "p_other", "entropy_bits", "entropy_bits_in_space",
+                      "top_answer"]
+    assert out.count("(other) (outside the space)") == 4 and "WARNING: Most answers fall outside" in out
+    assert "T = 1.0, 2.0" in out and "exact: plug-in (exact probabilities), no sampling error" in out
+    rows = {(line.split()[0], line.split()[1]): line.split() for line in out.splitlines()[1:5]}
+    base_1, base_2 = rows[("gemma-3-270m", "1.0")], rows[("gemma-3-270m", "2.0")]
+    assert float(base_2[5]) < float(base_1[5])  # total entropy falls at high temperature ...
+    assert float(base_2[6]) > 1.0  # ... while the in-space entropy stays high
+    assert (tmp_path / "sweep.png").stat().st_size > 0
+    assert json.loads((tmp_path / "sweep.provenance.json").read_text())["methods"] == ["exact"]
+
+    figure = run_cli("figure", "distribution", "narrow/number-1-50", "--models", both, "--n", "4",
+                     "--out", str(tmp_path / "distribution"), "--formats", "png", "--quiet", env=env)
+    assert figure.returncode == 0, figure.stderr
+    assert "(other) (outside the space)" in figure.stdout and "WARNING: Most answers fall outside" in figure.stdout
+    assert "the figure's right panel" in figure.stdout
 
 
 def test_figure_commands_write_all_formats_with_provenance(embedded_models, tmp_path):

@@ -17,7 +17,7 @@ import yaml
 from tests.conftest import REPO, run_cli
 from workbench.cli import main
 from workbench.prompts import fill, import_probe_set, load_library, validate_paths
-from workbench.prompts.importers import parse_choices, parse_columns
+from workbench.prompts.probe_formats import parse_choices, parse_columns
 
 FIXTURES = REPO / "tests" / "fixtures" / "import"
 PERSONA = FIXTURES / "power-seeking-statements.jsonl"

@@ -185,6 +185,130 @@ def test_answer_distribution_keeps_the_top_answers_and_folds_the_rest(tmp_path):
     assert len(whiskers) == 1 and len(whiskers[0].lines[2][0].get_segments()) == 4  # top 4 only, not "(rest)"
 
 
+def outside_table(p_other: float = 0.97) -> pd.DataFrame:
+    """The regression scenario: an exact base that puts most of its mass on "(other)" beside a sampled model."""
+    from workbench.analysis.estimators import share_bounds
+
+    names = ["(other)", "7", "42", "1", "25"]
+    inside = np.array([0.4, 0.3, 0.2, 0.1]) * (1 - p_other)
+    rows = [{"model": MODELS[0], "answer": a, "probability": p, "ci_low": math.nan, "ci_high": math.nan,
+             "count": math.nan, "method": "exact", "temperature": 1.0, "n": math.nan,
+             "interval": "exact (no sampling error)"} for a, p in zip(names, [p_other, *inside], strict=True)]
+    counts = np.array([10, 20, 5, 3, 2], dtype=float)
+    low, high = share_bounds(counts, counts.sum())
+    rows += [{"model": MODELS[1], "answer": a, "probability": c / counts.sum(), "ci_low": lo, "ci_high": hi,
+              "count": c, "method": "sampled", "temperature": 1.0, "n": counts.sum(), "interval": "Jeffreys 95%"}
+             for a, c, lo, hi in zip(names, counts, low, high, strict=True)]
+    return pd.DataFrame(rows)
+
+
+def test_answer_distribution_shows_both_views_and_warns_when_most_mass_is_outside_the_space():
+    fig = answer_distribution_figure(outside_table(0.97), title="narrow")
+    total, inside = fig.axes[:2]
+    assert (total.get_title(), inside.get_title()) == ("total view", "in-space view")
+    ticks = [t.get_text() for t in total.get_yticklabels()]
+    assert ticks[0] == "(other): outside the answer space"  # never a bare "(other)" bar
+    assert "(other) included" in total.get_xlabel() and "Jeffreys 95% interval" in total.get_xlabel()
+    assert "exact: none, no sampling error" in total.get_xlabel() and "in-space view" in inside.get_xlabel()
+    shown = " ".join(texts(fig))
+    assert "97%" in shown and "gemma-3-270m (exact)" in shown and "widen the answer space" in shown
+    assert "in-space view (right)" in shown and "not in this view" in shown
+    assert f"{MODELS[0]} (exact, T=1.0, P(other)=0.97)" in shown and f"{MODELS[1]} (sampled, n=40" in shown
+    # In the in-space view each model's shares sum to one (the exact model's 3 % spread over its answers).
+    widths = {}
+    for patch in inside.patches:
+        widths.setdefault(tuple(patch.get_facecolor()), []).append(patch.get_width())
+    assert len(widths) == 2 and all(sum(w) == pytest.approx(1.0) for w in widths.values())
+    # Below the threshold: both views, no warning; a table without "(other)" keeps one plain panel.
+    calm = answer_distribution_figure(outside_table(0.2))
+    assert "widen the answer space" not in " ".join(texts(calm)) and calm.axes[1].get_title() == "in-space view"
+    plain = answer_distribution_figure(answer_table())
+    assert len(plain.axes) == 1 and plain.axes[0].get_xlabel().startswith("probability\n")
+    single = answer_distribution_figure(outside_table(0.97), views="in_space")
+    assert "(other): outside the answer space" not in [t.get_text() for t in single.axes[0].get_yticklabels()]
+    with pytest.raises(WorkbenchError, match="views must be one of"):
+        answer_distribution_figure(outside_table(), views="inside")
+
+
+def regression_sweep() -> pd.DataFrame:
+    """A sweep frame made by the analysis: mass leaves the answer space as the temperature rises."""
+    from workbench.analysis.summaries import answer_estimates, estimate_rows
+
+    labels = ["(other)", *[str(i) for i in range(1, 9)]]
+    frames = []
+    for model, method in zip(MODELS, ["exact", "sampled"], strict=True):
+        for t, p_other in ((0.5, 0.3), (1.0, 0.6), (2.0, 0.996)):
+            p = np.concatenate([[p_other], (1 - p_other) * np.full(8, 1 / 8)])
+            values, n = (p, math.nan) if method == "exact" else (np.round(p * 400), 400.0)
+            estimates = answer_estimates(labels, values, method)
+            frames.append(pd.DataFrame(estimate_rows(model, method, n, estimates)).assign(
+                temperature=t, top_answer=estimates["top_answer"], p_other=estimates["p_other"].value, warning=""))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_sweep_figure_draws_the_in_space_view_beside_and_marks_points_outside_the_space():
+    from workbench.plots.sweeps import sweep_how_made, sweep_table, sweep_warning
+
+    frame = regression_sweep()
+    fig = temperature_sweep_figure(frame, "entropy_bits", title="sweep")
+    total, inside = fig.axes[:2]
+    assert total.get_title() == "total view, (other) as one answer" and inside.get_title() == "in-space view"
+    assert inside.get_ylabel() == "entropy within the answer space (bits)"
+    shown = " ".join(texts(fig))
+    assert "P(other) > 0.5" in shown and "T = 1.0, 2.0" in shown and "T = 0.5" not in shown
+    assert "widen the answer space" in shown and "exact (no sampling error)" in shown and "sampled (n=400)" in shown
+    note = fig.get_supxlabel()
+    assert "entropy_bits, entropy_bits_in_space = exact: plug-in" in note and "Miller-Madow" in note
+    # The total entropy falls as mass leaves the space; the in-space entropy stays at 3 bits.
+    exact = frame[(frame["method"] == "exact") & (frame["metric"] == "entropy_bits_in_space")]
+    assert exact["value"].to_numpy() == pytest.approx(3.0)
+    rings = [line for line in total.get_lines() if line.get_markersize() == 11]
+    assert sum(len(line.get_xdata()) for line in rings) == 4  # two models at T = 1 and 2
+    top = temperature_sweep_figure(frame, "top1_mass")
+    crosses = [line for line in top.axes[0].get_lines() if line.get_marker() == "x"]
+    assert sum(len(line.get_xdata()) for line in crosses) == 6 and "top answer is (other)" in " ".join(texts(top))
+    alone = temperature_sweep_figure(frame, "entropy_bits", in_space=False)
+    assert alone.axes[0].get_title() == "" and "read the in-space metrics" in " ".join(texts(alone))
+    assert "P(other) > 0.5" not in " ".join(texts(temperature_sweep_figure(sweep_frame())))  # no P(other) column
+    # The same as text: every number says how it was made, "(other)" says what it is.
+    table = sweep_table(frame, ("entropy_bits", "entropy_bits_in_space"))
+    assert list(table.columns) == ["model", "temperature", "method", "n", "p_other", "entropy_bits",
+                                   "entropy_bits_in_space", "top_answer"]
+    assert set(table["top_answer"]) == {"(other) (outside the space)"} and set(table["n"]) == {"–", "400"}
+    assert table.loc[table["method"] == "sampled", "p_other"].str.contains(r"\[").all()
+    assert any("sampled (n=400): Miller-Madow" in line for line in sweep_how_made(frame))
+    assert sweep_warning(frame).startswith("Most answers fall outside the answer space (P(other) > 0.5)")
+    assert sweep_warning(frame, threshold=1.0) == ""
+
+
+def test_summary_views_give_both_views_with_intervals_kinds_and_one_warning():
+    from workbench.analysis.summaries import answer_estimates, flatten
+    from workbench.plots.distributions import estimate_text, how_made, other_warning_text, summary_views
+
+    labels = ["(other)", "7", "42"]
+    rows = pd.DataFrame([
+        flatten(MODELS[0], "exact", None, 1.0, answer_estimates(labels, [0.97, 0.02, 0.01], "exact")),
+        flatten(MODELS[0], "sampled", 40, 1.0, answer_estimates(labels, [36, 3, 1], "sampled")),
+        flatten(MODELS[1], "sampled", 40, 1.0, answer_estimates(labels, [4, 30, 6], "sampled")),
+    ])
+    views = summary_views(rows)
+    total, inside = views["total view"], views["in-space view"]
+    assert list(total["top_answer"]) == ["(other) (outside the space)"] * 2 + ["7"]
+    assert list(inside["top_answer_in_space"]) == ["7", "7", "7"]
+    assert total["p_other"][0] == "0.970" and total["p_other"][1].startswith("0.90 [")  # exact vs sampled
+    assert list(total["method"]) == ["exact", "sampled", "sampled"] and list(total["n"]) == ["–", "40", "40"]
+    made = how_made(rows)
+    assert any(line.startswith("entropy_bits, entropy_bits_in_space = exact: plug-in") for line in made)
+    assert any("sampled: share (count / n), Jeffreys 95% interval" in line for line in made)
+    warning = other_warning_text(rows)
+    assert f"{MODELS[0]} 97% (exact), 90% (sampled, n=40)" in warning and MODELS[1] not in warning
+    assert "widen the answer space" in warning
+    assert estimate_text(0.5, 0.4, 0.6, False) == "0.50 [0.40, 0.60]†" and estimate_text(math.nan) == "–"
+    no_space = pd.DataFrame([flatten(MODELS[1], "sampled", 3, 1.0,
+                                     answer_estimates(["a", "b"], [2, 1], "sampled", has_space=False))])
+    assert list(summary_views(no_space)) == ["total view"]
+
+
 def test_model_colours_are_okabe_ito_stable_and_never_black():
     assert "#000000" not in PALETTE and len(set(PALETTE)) == len(PALETTE)
     colours = model_colours(MODELS + [MODELS[0]])

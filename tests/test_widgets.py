@@ -17,6 +17,28 @@ from workbench.widgets import ComparePanel, SweepPanel, TreeExplorer, tokens_htm
 pytestmark = pytest.mark.models
 
 TYPED = "The weather today is"
+# A narrow answer space on a bare instruction: both embedded models put ~99 % of their mass outside it
+# (measured: P(other) 0.991 for the base, 0.989 for the tuned model at T=1, exact).
+NARROW = """name: narrow
+description: A number from 1 to 50 where the models mostly answer outside the space.
+version: 1
+defaults: {kind: completion}
+prompts:
+  - id: number-1-50
+    description: A number from 1 to 50 as a bare instruction.
+    text: "Think of a number from 1 to 50."
+    answer_space: {integers: {start: 1, stop: 50}, normaliser: first-number}
+    sampling: {max_tokens: 4}
+"""
+
+
+def narrow_library(tmp_path, monkeypatch) -> str:
+    """Put the narrow collection on WORKBENCH_PROMPTS (before a Sampler loads its library); its prompt's address."""
+    folder = tmp_path / "prompts"
+    folder.mkdir()
+    (folder / "narrow.yaml").write_text(NARROW)
+    monkeypatch.setenv("WORKBENCH_PROMPTS", str(folder))
+    return "narrow/number-1-50"
 
 
 def wait_until(predicate, timeout: float = 120.0) -> None:
@@ -58,6 +80,35 @@ def test_compare_panel_runs_in_the_background_and_fills_results(sampler, tmp_pat
     # A second run answers from the store.
     assert panel.run(wait=True)
     assert "n=4, T=0.8, top-p=1, seed=3" in panel.status.value and "0 drawn, 4 from the store" in panel.status.value
+
+
+def test_compare_panel_labels_exact_and_sampled_and_warns_when_most_answers_fall_outside(sampler, tmp_path,
+                                                                                          monkeypatch):
+    prompt = narrow_library(tmp_path, monkeypatch)
+    panel = ComparePanel(sampler, prompt=prompt, n=4, clusters=False)
+    assert panel.run(wait=True), panel.message.value
+    assert panel.error is None, panel.last_traceback
+    views = panel.results["views"]
+    assert list(views["model"]) == [EMBEDDED[0]] * 2 + [EMBEDDED[1]] * 2
+    assert list(views["method"]) == ["exact", "sampled"] * 2
+    assert (views.loc[views["method"] == "exact", "p_other"] > 0.5).all()
+    assert list(panel.results["summary"]["method"]) == ["sampled"] * 2  # compare_prompt's table, unchanged
+    html = panel.summary_html.value
+    # A visible warning that names what to do, both views, and how every number was made.
+    assert "workbench-warning" in html and "widen the answer space" in html and "in-space numbers" in html
+    for column in ("p_other", "entropy_bits", "entropy_bits_in_space", "top_answer_in_space", "top_share_in_space"):
+        assert f"<th>{column}</th>" in html
+    assert "(other) (outside the space)" in html and "<td>(other)</td>" not in html
+    assert "total view" in html and "in-space view" in html
+    assert "no sampling error" in html and "Jeffreys 95% interval" in html and "Miller-Madow" in html
+    assert "sampled: share (count / n)" in html and "exact: plug-in" in html
+    # The figure is exact and says so; so does the label above it.
+    assert f"{EMBEDDED[0]}: exact (scored, no sampling error" in panel.note.value
+    assert panel.results["distributions"]["method"].eq("exact").all()
+    labels = [t.get_text() for ax in panel.figure.axes for t in ax.texts]
+    assert any("widen the answer space" in t for t in labels)
+    assert [ax.get_title() for ax in panel.figure.axes[:2]] == ["total view", "in-space view"]
+    assert "plug-in minus second-order bias" in panel.divergence_html.value
 
 
 def test_export_button_writes_every_format_with_provenance(sampler):
@@ -148,9 +199,10 @@ def test_sweep_panel_plots_the_chosen_metrics_against_temperature(sampler, tmp_p
     assert panel.error is None, panel.last_traceback
     sweep = panel.results["sweep"]
     assert set(sweep["temperature"]) == {0.5, 1.0, 1.5}
-    assert set(sweep["model"]) == set(EMBEDDED) and set(sweep["metric"]) == {"entropy_bits", "distinct_answers"}
+    assert set(sweep["model"]) == set(EMBEDDED) and {"entropy_bits", "distinct_answers"} <= set(sweep["metric"])
     assert set(sweep["method"]) == {"sampled"}
     assert list(panel.figures) == ["entropy_bits", "distinct_answers"]
+    assert "sampled (n=4)" in panel.status.value and "Miller-Madow" in panel.table_html.value
     paths = panel.export(tmp_path / "sweep", formats=("png",))
     assert sorted(p.name for p in paths) == ["sweep-distinct-answers.png", "sweep-distinct-answers.provenance.json",
                                              "sweep-entropy-bits.png", "sweep-entropy-bits.provenance.json"]
@@ -158,6 +210,26 @@ def test_sweep_panel_plots_the_chosen_metrics_against_temperature(sampler, tmp_p
     panel.metrics.value = ("top1_mass",)
     assert panel.run(wait=True) and panel.error is None, panel.last_traceback
     assert set(panel.results["sweep"]["method"]) == {"exact"}
+
+
+def test_sweep_panel_draws_in_space_views_and_warns_where_most_answers_fall_outside(sampler, tmp_path, monkeypatch):
+    prompt = narrow_library(tmp_path, monkeypatch)
+    panel = SweepPanel(sampler, prompt=prompt, temperatures=(1.0, 2.0), points=2, n=4,
+                       metrics=("entropy_bits", "top1_mass", "entropy_bits_in_space"))
+    assert panel.run(wait=True), panel.message.value
+    assert panel.error is None, panel.last_traceback
+    sweep = panel.results["sweep"]
+    assert set(sweep["method"]) == {"exact"} and {"p_other", "entropy_bits_in_space"} <= set(sweep["metric"])
+    # entropy_bits_in_space is drawn beside entropy_bits, not in a figure of its own.
+    assert list(panel.figures) == ["entropy_bits", "top1_mass"]
+    assert [ax.get_title() for ax in panel.figures["entropy_bits"].axes[:2]] == [
+        "total view, (other) as one answer", "in-space view"]
+    assert "workbench-warning" in panel.warning.value and "T = 1.0, 2.0" in panel.warning.value
+    assert "widen the answer space" in panel.warning.value
+    table = panel.table_html.value
+    assert "<th>entropy_bits_in_space</th>" in table and "<th>top_share_in_space</th>" in table
+    assert "(other) (outside the space)" in table and "exact: plug-in (exact probabilities), no sampling error" in table
+    assert "exact (no sampling error)" in panel.status.value
 
 
 def test_tree_explorer_expands_on_click_compares_and_exports(sampler, tmp_path):

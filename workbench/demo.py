@@ -1,7 +1,7 @@
 """The main job: a few built-in probes on the embedded base/tuned pair, compared side by side.
 
 It takes the path a researcher takes: `compare_prompt` (the Sampler's `compare`, sampled answer
-distributions with bootstrap CIs, pairwise divergences), then `answer_distribution_figure` and
+distributions with Jeffreys and Miller-Madow intervals, pairwise divergences), then `answer_distribution_figure` and
 `export_figure` for the figures with their provenance.
 """
 
@@ -16,6 +16,7 @@ import pandas as pd
 from workbench.analysis import PromptComparison, compare_prompt, distribution_table
 from workbench.home import exports_dir, workbench_home
 from workbench.plots import answer_distribution_figure, export_figure
+from workbench.plots.distributions import has_answer_space, how_made, other_warning_text, top_cell
 from workbench.prompts import AnswerFn, first_number, first_word, first_words
 from workbench.sampler import Sampler
 from workbench.version import __version__
@@ -25,7 +26,10 @@ DEFAULT_N = 32
 FIGURE_FORMATS = ("png", "svg")
 # What the printed table shows of each comparison's summary (the returned table has every column).
 SHOWN = ["model", "kind", "family", "n", "distinct_continuations", "distinct_answers", "entropy_bits", "entropy_ci",
-         "top_answer", "top_share"]
+         "top_answer", "top_share", "top_share_ci"]
+# ... and, for a probe with an answer space, the mass outside it and the in-space view.
+SHOWN_IN_SPACE = ["p_other", "p_other_ci", "entropy_bits_in_space", "entropy_in_space_ci", "top_answer_in_space",
+                  "top_share_in_space"]
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,16 @@ def run_demo(n: int = DEFAULT_N, seed: int = 0, sampler: Sampler | None = None,
 def _print_report(probe: DemoProbe, report: PromptComparison) -> None:
     mode = "chat (tuned: chat template; base: plain-dialogue transcript)" if probe.chat else "raw completion"
     print(f"== {probe.name}: {probe.prompt!r} [{mode}]; answer = {probe.answer_label}")
-    print(report.summary[SHOWN].to_string(index=False))
+    space = has_answer_space(report.summary)
+    shown = report.summary[SHOWN + (SHOWN_IN_SPACE if space else [])]
+    print(shown.assign(top_answer=shown["top_answer"].map(top_cell)).to_string(index=False))
+    print("  " + "\n  ".join(how_made(report.summary, ("entropy_bits", "top_share") if not space else
+                                      ("p_other", "entropy_bits", "top_share", "entropy_bits_in_space",
+                                       "top_share_in_space"))))
+    if not space:
+        print("  (no answer space: every answer counts, so there is no (other) and no separate in-space view)")
+    if warning := other_warning_text(report.summary):
+        print(f"WARNING: {warning}")
     for pair in report.divergence.itertuples(index=False):
         print(f"{pair.pair}: Jensen-Shannon divergence {pair.jsd:.3f} bits, permutation p = {pair.p_value:.3g}")
     print()
@@ -100,7 +113,7 @@ def _export(probe: DemoProbe, report: PromptComparison, n: int, stem: Path, fami
     table = distribution_table(report.distributions)
     table = table.assign(kind=table["model"].map(kinds))
     fig = answer_distribution_figure(table, top=8, title=f"{probe.name}: {probe.answer_label} of {n} samples per model",
-                                     note=f"{family_note}\nWhiskers: 95% bootstrap intervals.")
+                                     note=family_note)  # the x label names the whiskers' interval
     provenance = {
         "workbench": __version__,
         "probe": probe.name,

@@ -33,7 +33,6 @@ from workbench.analysis.estimators import (
     share_difference_estimate,
 )
 from workbench.analysis.statistics import (
-    DEFAULT_BOOTSTRAP,
     DEFAULT_PERMUTATIONS,
     adjust_pvalues,
     answer_counts,
@@ -128,14 +127,12 @@ def difference_estimate(answers_a: list[str], answers_b: list[str], metric: str 
 
 
 def paired_difference(answers_a: list[str], answers_b: list[str], metric: str = "entropy_bits",
-                      confidence: float = CONFIDENCE, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> dict[str, Any]:
+                      confidence: float = CONFIDENCE) -> dict[str, Any]:
     """metric(B) − metric(A) of two models' samples with its interval: entropies by MOVER from their score
     intervals, shares (top1_mass, top_share_in_space, p_other) by Newcombe's hybrid score interval.
 
-    Returns difference, ci_low, ci_high, estimator, interval, reliable, note. `n_boot` and `seed`
-    are accepted for callers written when this was a bootstrap; they are unused.
+    Returns difference, ci_low, ci_high, estimator, interval, reliable, note.
     """
-    del n_boot, seed  # the intervals are analytic
     estimate = difference_estimate(answers_a, answers_b, metric, confidence)
     return {"difference": estimate.value, "ci_low": estimate.ci_low, "ci_high": estimate.ci_high,
             "estimator": estimate.estimator, "interval": estimate.interval, "reliable": estimate.reliable,
@@ -178,14 +175,12 @@ def _ci_text(low: float, high: float) -> str:
     return "" if np.isnan(low) or np.isnan(high) else f"{low:.2f}-{high:.2f}"
 
 
-def summary_row(run: SampleRun, dist: AnswerDistribution, seed: int = 0) -> dict[str, Any]:
+def summary_row(run: SampleRun, dist: AnswerDistribution) -> dict[str, Any]:
     """One model's line of a comparison: both views of its sampled answers (`distribution_summary`) with the run.
 
     Adds kind, family, distinct_continuations and the CIs as text (entropy_ci, top_share_ci,
-    p_other_ci, entropy_in_space_ci, top_share_in_space_ci) to the summary's keys. `seed` is unused
-    (the intervals are analytic); it stays for callers.
+    p_other_ci, entropy_in_space_ci, top_share_in_space_ci) to the summary's keys.
     """
-    del seed
     summary = distribution_summary(dist)
     row: dict[str, Any] = {
         "model": run.model, "kind": run.samples["model_kind"].iloc[0], "family": run.samples["model_family"].iloc[0],
@@ -239,13 +234,13 @@ def compare_prompt(
     runs = sampler.compare(models, prompt, n, seed=seed, chat=chat, **choices, **overrides)
     space = prompt.spec.answer_space if isinstance(prompt, LibraryPrompt) else None
     normaliser = answer or space or first_line
-    sampled = [sampled_distribution(run, normaliser, seed=seed) for run in runs]
+    sampled = [sampled_distribution(run, normaliser) for run in runs]
     distributions = list(sampled)
     if exact and space is not None and answer is None:
         for i, (model, run) in enumerate(zip(models, runs, strict=True)):
             if can_be_exact(sampler, model, prompt) and run.config.temperature > 0:
                 distributions[i] = exact_distribution(sampler, model, prompt, run.config.temperature, **choices)
-    summary = pd.DataFrame([summary_row(run, dist, seed) for run, dist in zip(runs, sampled, strict=True)])
+    summary = pd.DataFrame([summary_row(run, dist) for run, dist in zip(runs, sampled, strict=True)])
     divergence = compare_runs(runs, normaliser, n_permutations, seed)
     return PromptComparison(runs, summary, distributions, sampled, divergence, sampler.registry.describe_pair(models))
 
@@ -283,7 +278,7 @@ def collection_summary(
     from tqdm.auto import tqdm
 
     rows = []
-    for prompt in tqdm(chosen, desc=f"{collection} prompts", unit="prompt", disable=not sampler.progress):
+    for prompt in tqdm(chosen, desc=f"{collection} prompts", unit="prompt", leave=False, disable=not sampler.progress):
         normaliser = prompt.spec.answer_space
         answers = {}
         for model in models:

@@ -21,7 +21,6 @@ from typing_extensions import Unpack
 
 from workbench.analysis.answers import Normaliser, answers_of
 from workbench.analysis.estimators import CONFIDENCE, EXACT, SHARE_INTERVAL, proportion_regime, share_bounds
-from workbench.analysis.statistics import DEFAULT_BOOTSTRAP
 from workbench.errors import WorkbenchError
 from workbench.prompts import OTHER_ANSWER, AnswerSpace, LibraryPrompt, PromptChoices
 
@@ -169,18 +168,14 @@ def sampled_distribution(
     run: SampleRun | pd.DataFrame,
     normaliser: Normaliser = None,
     confidence: float = CONFIDENCE,
-    n_boot: int = DEFAULT_BOOTSTRAP,
-    seed: int = 0,
     candidates: list[str] | None = None,
 ) -> AnswerDistribution:
     """The distribution of answers in a run's samples (or a samples frame), with a Jeffreys interval per answer.
 
     With an answer space (or `candidates`), every candidate and "(other)" get a row, zero counts
     included: a zero count's interval is [0, > 0], never [0, 0]. `reliable` is False where the
-    count or its complement is below 5 (the interval's coverage was checked from there). `n_boot` and
-    `seed` are accepted for callers written when the intervals were bootstrapped; they are unused.
+    count or its complement is below 5 (the interval's coverage was checked from there).
     """
-    del n_boot, seed  # Jeffreys intervals need no resampling
     samples = run if isinstance(run, pd.DataFrame) else run.samples
     if samples is None or len(samples) == 0:
         raise WorkbenchError("no samples to make a distribution from; sample with n >= 1 first")

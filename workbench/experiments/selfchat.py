@@ -333,7 +333,7 @@ def self_conversation(
 
     histories = {r: list(opening_history) for r in range(runs)}
     rows = []
-    bar = tqdm(total=turns * runs, desc=f"selfchat {pairing}", unit="turn", disable=not sampler.progress)
+    bar = tqdm(total=turns * runs, desc=f"selfchat {pairing}", unit="turn", leave=False, disable=not sampler.progress)
     # One bar over turns; the Sampler's own bar per one-sample call would only flicker.
     shown, sampler.progress = sampler.progress, False
     try:

@@ -346,6 +346,8 @@ def how_made(rows: pd.DataFrame, columns: tuple[str, ...] = _DESCRIBED) -> list[
             continue
         made = []
         for _, row in rows.iterrows():
+            if pd.isna(pd.to_numeric(row.get(column), errors="coerce")):
+                continue  # no number, nothing to describe
             text = made_by(str(row.get("method", "")), str(row[f"{column}_estimator"]),
                             str(row.get(f"{column}_interval", "")))
             if text not in made:
@@ -375,7 +377,7 @@ def other_warning_text(rows: pd.DataFrame, threshold: float = OTHER_WARNING_THRE
     if not over:
         return ""
     models = "; ".join(f"{model} {', '.join(parts)}" for model, parts in over.items())
-    return (f"most answers fall outside the answer space (P(other) > {threshold:g}): {models}. The total entropy "
+    return (f"Most answers fall outside the answer space (P(other) > {threshold:g}): {models}. The total entropy "
             f"and top answer then mostly describe {OTHER}: widen the answer space, or read {where}.")
 
 

@@ -68,6 +68,22 @@ def _bias_note(result: PersonaResult, framing: str | None = None) -> str:
             if parts else "")
 
 
+def _position_note(result: PersonaResult) -> str:
+    """Position bias (share of "(A)" minus chance) per model with its CI, for items shown in several orders."""
+    positions = getattr(result, "positions", None)  # results drawn from saved tables may lack it
+    if positions is None or len(positions) == 0:
+        return ""
+    rows = positions[positions["trait"] == "all"].to_dict("records")
+    several = len({r["framing"] for r in rows}) > 1
+    parts = []
+    for r in rows:
+        where = f" ({r['framing']})" if several else ""
+        parts.append(f"{r['model']}{where}: {r['position_bias']:+.2f} [{r['position_bias_ci_low']:+.2f}, "
+                     f"{r['position_bias_ci_high']:+.2f}]")
+    return ("Position bias = share of (A) whatever it says minus chance, options shown in every order, 95% CI: "
+            + "; ".join(parts) + ".")
+
+
 def _answered_note(frame: pd.DataFrame, threshold: float) -> str:
     if "p_answered_low" not in frame or not frame["p_answered_low"].any():
         return ""
@@ -122,8 +138,8 @@ def persona_figure(result: PersonaResult, title: str = "Agentic-persona statemen
         framing_note = ("FRAMINGS DIFFER between models (see legend): model and framing are confounded; "
                         "compare models under one framing.")
     note = " ".join(part for part in (
-        f"{result.family_note}.", framing_note, "Dashed line: indifference.", _bias_note(result),
-        _answered_note(frame, _threshold(result))) if part)
+        f"{result.family_note}.", framing_note, "Dashed line: indifference between two options.",
+        _bias_note(result), _position_note(result), _answered_note(frame, _threshold(result))) if part)
     return finish_figure(fig, title, note, width)
 
 
@@ -187,5 +203,5 @@ def persona_grid_figure(result: PersonaResult, title: str = "Agentic personas: e
         "Each point: mean over items with a 95% bootstrap CI. 'answered': p_answered, the probability mass on the "
         f"answer options (red, hollow marker: below {threshold:g}, the model mostly answers something else, and "
         "the point says what it answers when it does). Dashed line: indifference.",
-        _bias_note(result)) if part)
+        _bias_note(result), _position_note(result)) if part)
     return finish_figure(fig, title, note, width)

@@ -238,7 +238,7 @@ def sweep_how_made(frame: pd.DataFrame, metrics: tuple[str, ...] | None = None) 
         return []
     groups: dict[str, list[str]] = {}
     for metric in metrics or tuple(dict.fromkeys(frame["metric"])):
-        rows = frame[frame["metric"] == metric]
+        rows = frame[(frame["metric"] == metric) & pd.to_numeric(frame["value"], errors="coerce").notna()]
         intervals = rows["interval"].astype(str) if "interval" in rows else pd.Series("", index=rows.index)
         made = []
         for method, group in rows.groupby("method", sort=False):

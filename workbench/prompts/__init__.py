@@ -7,6 +7,7 @@
 - `fill`: a prompt's templates filled with variables, a perturbation and a framing
 - `render`: `render_for_model`, the one function that turns a prompt into what a model receives
 - `importers`: published probe sets (model-written-evals JSONL, A/B JSON, CSV) as collections
+- `probe_formats`: the readers of those formats, each item turned into a collection entry
 
 This package never imports a backend: the caller passes a model's chat template in.
 """

@@ -97,7 +97,7 @@ def _measure_number(sampler: Sampler, base: str, variant: str) -> dict[str, Any]
                  for m in (base, variant)}
         report = compare_prompt(sampler, [base, variant], prompt, n=64, seed=0, exact=False)
         answers = [answers_of(r.texts, prompt.spec.answer_space) for r in report.runs]
-        diff = paired_difference(answers[0], answers[1], "entropy_bits", seed=0)
+        diff = paired_difference(answers[0], answers[1], "entropy_bits")
         sweep = temperature_sweep(sampler, [base, variant], prompt, [1.0, 1.5])
         top = sweep[(sweep["metric"] == "top1_mass")].set_index(["model", "temperature"])["value"]
         hot = exact_distribution(sampler, variant, prompt, 1.5).probabilities()[str(FAVOURITE_NUMBER)]

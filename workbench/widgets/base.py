@@ -175,6 +175,19 @@ class PromptPicker(w.VBox):
         return PromptChoice(self.library.get(self.ref.value), False, self.perturbation.value, self.framing.value)
 
 
+def warning_html(message: str) -> str:
+    """A visible warning box (escaped): numbers that mislead when read alone, and what to do."""
+    return ("<div class='workbench-warning' style='color:#7A3300;background:#FDEBD3;border:1px solid #D55E00;"
+            f"padding:4px 8px;border-radius:3px;margin:4px 0;white-space:pre-wrap'>⚠ {html.escape(message)}</div>")
+
+
+def caption_html(title: str, lines: list[str] | tuple[str, ...] = ()) -> str:
+    """A bold table title and small grey lines under it (how the numbers were made), escaped."""
+    notes = "".join(f"<div>{html.escape(line)}</div>" for line in lines)
+    return (f"<div style='margin-top:6px'><b>{html.escape(title)}</b>"
+            f"<div style='font-size:11px;color:#555'>{notes}</div></div>")
+
+
 def error_html(message: str) -> str:
     """A readable error box (escaped)."""
     return ("<div class='workbench-error' style='color:#8a1c1c;background:#fdecea;border:1px solid #f5c2c0;"

@@ -1,9 +1,11 @@
 """ComparePanel: one prompt on two or more models, side by side.
 
 The work is `workbench.analysis.comparisons.compare_prompt` (exact distributions where the backend can
-score the answer space, sampled ones with bootstrap CIs, pairwise divergences) plus
+score the answer space, sampled ones with Jeffreys intervals, pairwise divergences) plus
 `workbench.analysis.metrics.semantic_clusters`; the panel only draws samples in chunks first, so a run
-can be stopped and everything else comes from the store.
+can be stopped and everything else comes from the store. The results show every distribution in its
+total and in-space views, exact and sampled numbers each labelled, with a warning when most answers fall
+outside the answer space (`workbench.plots.distributions`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,16 @@ import ipywidgets as w
 import pandas as pd
 
 from workbench.errors import WorkbenchError
-from workbench.widgets.base import ALL, Panel, PromptPicker, chunks, html_table
+from workbench.plots.distributions import (
+    UNRELIABLE_MARK,
+    VIEW_CAPTIONS,
+    divergence_view,
+    how_made,
+    other_warning_text,
+    summary_views,
+    unreliable_notes,
+)
+from workbench.widgets.base import ALL, Panel, PromptPicker, caption_html, chunks, html_table, warning_html
 from workbench.widgets.tokens import tokens_html
 
 if TYPE_CHECKING:
@@ -179,13 +190,15 @@ class ComparePanel(Panel):
     def show(self, outcome: CompareOutcome) -> None:
         from workbench.analysis.distributions import distribution_table
         from workbench.plots import answer_distribution_figure
+        from workbench.plots.distributions import comparison_rows
 
         report = outcome.report
         table = distribution_table(report.distributions)
         fig = answer_distribution_figure(table, title=f"Answer distributions: {outcome.prompt_name}",
                                          note=report.family_note)
-        self.results = {"summary": report.summary, "divergence": report.divergence, "distributions": table,
-                        "samples": outcome.samples}
+        views = comparison_rows(report)
+        self.results = {"summary": report.summary, "views": views, "divergence": report.divergence,
+                        "distributions": table, "samples": outcome.samples}
         if outcome.clusters is not None:
             self.results["clusters"] = outcome.clusters.clusters
         self.report_object = report
@@ -198,12 +211,12 @@ class ComparePanel(Panel):
         }
         self.set_figures({"distribution": fig})
         self.note.value = (f"<div style='font-size:12px;color:#555'>answer = {html.escape(outcome.answer_name)}; "
-                           f"{html.escape(report.family_note)}</div>")
-        self.summary_html.value = ("<b>Per model</b> (entropy in bits over answers, 95% bootstrap CIs)"
-                                   + html_table(report.summary))
-        self.divergence_html.value = ("<b>Between models</b> (Jensen-Shannon divergence and smoothed KL in bits, "
-                                      "permutation-test p-value)"
-                                      + html_table(report.divergence[["pair", "jsd", "kl_ab", "kl_ba", "p_value"]], 4))
+                           f"{html.escape(report.family_note)}</div>"
+                           f"<div style='font-size:12px;color:#555'>{html.escape(figure_label(report))}</div>")
+        self.summary_html.value = summary_html(views)
+        divergence, made = divergence_view(report.divergence)
+        self.divergence_html.value = (caption_html(f"Between models (on the sampled answers, n={report.runs[0].n} "
+                                                   "each)", made) + html_table(divergence, 4))
         self.samples = outcome.samples
         models = list(dict.fromkeys(outcome.samples["model"]))
         answers = outcome.samples["answer"].value_counts().index.tolist()
@@ -263,6 +276,36 @@ class ComparePanel(Panel):
         self.browse_model.value = self.browse_answer.value = self.browse_cluster.value = ALL
         self.sample_list.value = int(match.index[0])
         return self.tokens.value
+
+
+def figure_label(report: "PromptComparison") -> str:
+    """What the figure shows, per model: exact (no sampling error) or sampled (n, which whiskers)."""
+    parts = []
+    for dist in report.distributions:
+        if dist.method == "exact":
+            parts.append(f"{dist.model}: exact (scored, no sampling error, no whiskers)")
+        else:
+            interval = dist.table["interval"].iloc[0] if "interval" in dist.table and len(dist.table) else "CI"
+            parts.append(f"{dist.model}: sampled (n={dist.n}, whiskers: {interval} interval)")
+    return "Figure: " + "; ".join(parts) + ". Tables below: the exact and the sampled numbers, each labelled."
+
+
+def summary_html(rows: pd.DataFrame) -> str:
+    """The two views of a comparison's summary rows as HTML: a warning box when P(other) is above the
+    threshold, the total-view and in-space tables, how each number was made, and the † notes."""
+    warning = other_warning_text(rows)
+    parts = [warning_html(warning)] if warning else []
+    views = summary_views(rows)
+    for name, table in views.items():
+        parts.append(caption_html(f"Per model, {VIEW_CAPTIONS[name]}") + html_table(table))
+    if len(views) == 1:
+        parts.append(caption_html("", ["No answer space: every answer counts, so the in-space view is the total "
+                                       "view."]))
+    parts.append(caption_html("How each number was made", [
+        f"method = exact (scored: no sampling error) or sampled (n samples); brackets: 95% interval; "
+        f"{UNRELIABLE_MARK}: outside the regime where the interval was checked", *how_made(rows),
+        *unreliable_notes(rows)]))
+    return "".join(parts)
 
 
 def _short(text: Any, width: int) -> str:

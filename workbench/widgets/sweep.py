@@ -2,8 +2,10 @@
 
 The work is `workbench.analysis.sweeps.temperature_sweep` (exact where the backend scores the prompt's
 answer space: one scoring pass gives every temperature) and the figure is
-`workbench.plots.temperature_sweep_figure`, one per chosen metric. Sampled points are drawn in
-chunks first so Stop works; the sweep then reads them from the store.
+`workbench.plots.temperature_sweep_figure`, one per chosen metric with its in-space partner beside it.
+Sampled points are drawn in chunks first so Stop works; the sweep then reads them from the store. A
+warning above the figures names the models and temperatures where most answers fall outside the
+answer space, and the table says of every number whether it is exact or sampled (and n).
 """
 
 from __future__ import annotations
@@ -17,13 +19,17 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import WorkbenchError
-from workbench.widgets.base import Panel, PromptPicker, chunks, html_table
+from workbench.plots.distributions import UNRELIABLE_MARK
+from workbench.widgets.base import Panel, PromptPicker, caption_html, chunks, html_table, warning_html
 from workbench.widgets.compare import default_models
 
 if TYPE_CHECKING:
     from workbench.sampler import Sampler
 
-SWEEP_METRICS = ("entropy_bits", "top1_mass", "distinct_answers")
+# Total view first, then P(other) and the in-space view; a total-view metric's figure draws its in-space
+# partner beside it (workbench.plots.sweeps.IN_SPACE_OF).
+SWEEP_METRICS = ("entropy_bits", "top1_mass", "distinct_answers", "p_other", "entropy_bits_in_space",
+                 "top_share_in_space")
 
 
 def temperature_grid(low: float, high: float, points: int) -> list[float]:
@@ -37,7 +43,7 @@ def temperature_grid(low: float, high: float, points: int) -> list[float]:
 
 
 class SweepPanel(Panel):
-    """Metrics (entropy, top-1 mass, distinct answers) against temperature for a prompt and models."""
+    """Metrics (entropy, top-1 mass, distinct answers, P(other), in-space views) against temperature."""
 
     kind = "sweep"
 
@@ -64,12 +70,14 @@ class SweepPanel(Panel):
                                      layout=w.Layout(width="180px"))
         self.method = w.Dropdown(options=["auto", "exact", "sampled"], value=method, description="method",
                                  style=style, layout=w.Layout(width="220px"))
-        self.metrics = w.SelectMultiple(options=list(SWEEP_METRICS), value=tuple(metrics), rows=3,
+        self.metrics = w.SelectMultiple(options=list(SWEEP_METRICS), value=tuple(metrics), rows=4,
                                         description="metrics", style=style)
+        self.warning = w.HTML()  # the P(other) warning, above the figures
         self.table_html = w.HTML()
         settings = w.VBox([self.picker, self.models, w.HBox([self.temperatures, self.points]),
                            w.HBox([self.n, self.seed, self.method]), self.metrics])
-        self.children = [settings, self.run_row(), self.message, self.figure_box, self.table_html, self.export_row()]
+        self.children = [settings, self.run_row(), self.message, self.warning, self.figure_box, self.table_html,
+                         self.export_row()]
 
     def job(self) -> Callable[["Sampler"], pd.DataFrame]:
         from workbench.analysis.distributions import can_be_exact
@@ -107,8 +115,9 @@ class SweepPanel(Panel):
                     done += n
                 self.check_stop()
                 self.report(done, total, f"{model}: {'exact distributions' if exact else 'metrics'}…")
+                # Every metric, not only the chosen ones: the figures draw the in-space partners and P(other).
                 frames.append(temperature_sweep(sampler, [model], choice.prompt, temps, n=n, seed=seed, method=method,
-                                                metrics=metrics, **choice.choices()))
+                                                **choice.choices()))
                 done = (models.index(model) + 1) * len(temps) * n
             frame = pd.concat(frames, ignore_index=True)
             frame.attrs.update(prompt=choice.name, metrics=metrics, n=n, seed=seed, temperatures=temps)
@@ -118,18 +127,32 @@ class SweepPanel(Panel):
 
     def show(self, frame: pd.DataFrame) -> None:
         from workbench.plots import temperature_sweep_figure
+        from workbench.plots.sweeps import IN_SPACE_OF, sweep_how_made, sweep_table, sweep_warning
 
         name, metrics = frame.attrs["prompt"], frame.attrs["metrics"]
         models = list(dict.fromkeys(frame["model"]))
         note = self.sampler.registry.describe_pair(models) if len(models) > 1 else ""
+        partners = {IN_SPACE_OF[m] for m in metrics if m in IN_SPACE_OF and (frame["metric"] == IN_SPACE_OF[m]).any()}
+        # An in-space metric chosen with its total-view partner is already drawn beside it.
+        drawn = [m for m in metrics if m not in partners and (frame["metric"] == m).any()]
         figures = {metric: temperature_sweep_figure(frame, metric, title=f"{metric} against temperature: {name}",
                                                     note=note)
-                   for metric in metrics if (frame["metric"] == metric).any()}
+                   for metric in drawn}
         self.results = {"sweep": frame}
+        methods = sorted(set(frame["method"]))
         self.provenance = {"panel": "SweepPanel", "prompt": name, "models": models,
                            "temperatures": frame.attrs["temperatures"], "n": frame.attrs["n"],
-                           "seed": frame.attrs["seed"], "methods": sorted(set(frame["method"])), "families": note}
+                           "seed": frame.attrs["seed"], "methods": methods, "families": note}
         self.set_figures(figures)
-        self.table_html.value = html_table(frame, 3, max_rows=60)
-        self.status.value = (f"<span class='workbench-status'>done: {len(frame)} rows "
-                             f"({html.escape(', '.join(sorted(set(frame['method']))))})</span>")
+        shown = tuple(dict.fromkeys(m for metric in drawn for m in (metric, IN_SPACE_OF.get(metric))
+                                    if m and m != "p_other" and (frame["metric"] == m).any()))
+        warning = sweep_warning(frame, where="the in-space numbers (the right-hand panels)")
+        self.warning.value = warning_html(warning) if warning else ""
+        made = [f"method = exact (scored: no sampling error) or sampled (n={frame.attrs['n']} per point); brackets: "
+                f"95% interval; {UNRELIABLE_MARK}: outside the regime where the interval was checked",
+                *sweep_how_made(frame, ("p_other", *shown))]
+        self.table_html.value = (caption_html("Per model and temperature (top_answer: total view)", made)
+                                 + html_table(sweep_table(frame, shown), 3, max_rows=60))
+        kinds = ", ".join("exact (no sampling error)" if m == "exact" else f"sampled (n={frame.attrs['n']})"
+                          for m in methods)
+        self.status.value = f"<span class='workbench-status'>done: {len(frame)} rows, {html.escape(kinds)}</span>"
