@@ -84,6 +84,12 @@ def temperatures(value: str) -> list[float]:
     return parsed
 
 
+def _variables(args: argparse.Namespace) -> str:
+    """' (high=50)' for the --var choices, so a figure of one grid variant says which."""
+    variables = prompt_choices(args)["variables"]
+    return f" ({', '.join(f'{k}={v}' for k, v in variables.items())})" if variables else ""
+
+
 def cmd_figure_distribution(args: argparse.Namespace) -> None:
     """Answer distributions of one prompt on several models, exact where the backend can score them."""
     from workbench.analysis.comparisons import compare_prompt
@@ -100,7 +106,8 @@ def cmd_figure_distribution(args: argparse.Namespace) -> None:
                             chat=args.chat, **prompt_choices(args), **config_fields(args))
     table = distribution_table(report.distributions)
     name = getattr(prompt, "ref", None) or args.prompt
-    fig = answer_distribution_figure(table, title=f"Answer distributions: {name}", note=report.family_note)
+    fig = answer_distribution_figure(table, title=f"Answer distributions: {name}{_variables(args)}",
+                                     note=report.family_note)
     shown = table.groupby("model").head(6)
     print(shown.assign(answer=shown["answer"].map(top_cell),
                        probability=[estimate_text(r.probability, r.ci_low, r.ci_high, r.reliable, 3)
@@ -139,8 +146,8 @@ def cmd_figure_sweep(args: argparse.Namespace) -> None:
     if warning:
         print(f"WARNING: {warning}")
     families = sampler.registry.describe_pair(models)
-    fig = temperature_sweep_figure(frame, args.metric, title=f"{args.metric} against temperature: {name}",
-                                   note=families)
+    fig = temperature_sweep_figure(frame, args.metric, title=f"{args.metric} against temperature: {name}"
+                                   f"{_variables(args)}", note=families)
     export(args, fig, "sweep", name, {"prompt": name, "models": models, "temperatures": args.temperatures,
                                       "n": args.n, "seed": args.seed, "metric": args.metric, "families": families,
                                       "methods": sorted(set(frame["method"]))})

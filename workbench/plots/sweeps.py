@@ -186,8 +186,12 @@ def temperature_sweep_figure(frame: pd.DataFrame, metric: str = "entropy_bits", 
             ax.set_title(view, fontsize=9.5, color=INK)
         ax.set_ylabel(label)
         lows = np.concatenate([chosen["value"].to_numpy(), chosen["ci_low"].dropna().to_numpy()])
+        highs = np.concatenate([chosen["value"].to_numpy(), chosen["ci_high"].dropna().to_numpy()])
         if np.nanmin(lows) >= 0:
-            ax.set_ylim(bottom=0)  # entropies, shares and divergences start at 0; a floating axis exaggerates
+            # Entropies, shares and divergences start at 0 (a floating axis exaggerates), with room above
+            # the highest point so its marker and ring are not cut off.
+            top = float(np.nanmax(highs))
+            ax.set_ylim(0, top * 1.08 if top > 0 else 1.0)
         style_axes(ax)
     handles, labels = _legend_entries(every, models, colours, drawn, other_warning_threshold)
     add_legend(legend_ax, handles, labels, width, header=len(metrics) > 1)
