@@ -79,3 +79,18 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+# A narrow answer space on a bare instruction: both embedded models put ~99 % of their mass outside it
+# (measured: P(other) 0.991 for the base, 0.989 for the tuned model at T=1, exact).
+NARROW = """name: narrow
+description: A number from 1 to 50 where the models mostly answer outside the space.
+version: 1
+defaults: {kind: completion}
+prompts:
+  - id: number-1-50
+    description: A number from 1 to 50 as a bare instruction.
+    text: "Think of a number from 1 to 50."
+    answer_space: {integers: {start: 1, stop: 50}, normaliser: first-number}
+    sampling: {max_tokens: 4}
+"""

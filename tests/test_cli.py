@@ -6,7 +6,7 @@ import importlib.util
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import NARROW, run_cli
 from workbench import cli
 
 
@@ -150,17 +150,6 @@ def test_sample_and_compare_run_library_prompts_on_both_models(embedded_models):
     assert bad.returncode == 2 and "no framing 'nope'" in bad.stderr
 
 
-NARROW = """name: narrow
-description: A number from 1 to 50 where the models mostly answer outside the space.
-version: 1
-defaults: {kind: completion}
-prompts:
-  - id: number-1-50
-    description: A number from 1 to 50 as a bare instruction.
-    text: "Think of a number from 1 to 50."
-    answer_space: {integers: {start: 1, stop: 50}, normaliser: first-number}
-    sampling: {max_tokens: 4}
-"""
 
 
 def test_compare_and_figures_show_both_views_and_warn_when_most_answers_fall_outside(embedded_models, tmp_path):

@@ -11,25 +11,12 @@ from pathlib import Path
 import pytest
 from matplotlib.figure import Figure
 
-from tests.conftest import EMBEDDED
+from tests.conftest import EMBEDDED, NARROW
 from workbench.widgets import ComparePanel, SweepPanel, TreeExplorer, tokens_html
 
 pytestmark = pytest.mark.models
 
 TYPED = "The weather today is"
-# A narrow answer space on a bare instruction: both embedded models put ~99 % of their mass outside it
-# (measured: P(other) 0.991 for the base, 0.989 for the tuned model at T=1, exact).
-NARROW = """name: narrow
-description: A number from 1 to 50 where the models mostly answer outside the space.
-version: 1
-defaults: {kind: completion}
-prompts:
-  - id: number-1-50
-    description: A number from 1 to 50 as a bare instruction.
-    text: "Think of a number from 1 to 50."
-    answer_space: {integers: {start: 1, stop: 50}, normaliser: first-number}
-    sampling: {max_tokens: 4}
-"""
 
 
 def narrow_library(tmp_path, monkeypatch) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -318,14 +319,8 @@ def record_to_item(record: Record, fmt: str, file_name: str, trait: str, width: 
             matching = yes_no(raw_matching, words=fmt == "csv")
         except ValueError as exc:
             raise ValueError(f"field {matching_key!r}: {exc}") from None
-        other = data.get(not_matching_key)
-        if other not in (None, ""):
-            for value in other if isinstance(other, list) else [other]:
-                try:
-                    if yes_no(value, words=fmt == "csv") == matching:
-                        raise ValueError(f"{value!r} is the matching answer too")
-                except ValueError as exc:
-                    raise ValueError(f"field {not_matching_key!r}: {exc}") from None
+        _check_not_matching(data.get(not_matching_key), not_matching_key, matching,
+                            lambda value: yes_no(value, words=fmt == "csv"))
         keyed = "agree-keyed" if matching == YES else "disagree-keyed"
         item.update(matching_answer=matching, tags=[trait_slug, keyed], variables={"statement": statement.strip()})
     else:
@@ -347,16 +342,22 @@ def record_to_item(record: Record, fmt: str, file_name: str, trait: str, width: 
             matching = answer_label(raw_matching, len(options))
         except ValueError as exc:
             raise ValueError(f"field {matching_key!r}: {exc}") from None
-        other = data.get(not_matching_key)
-        if other not in (None, ""):
-            for value in other if isinstance(other, list) else [other]:
-                try:
-                    if answer_label(value, len(options)) == matching:
-                        raise ValueError(f"{value!r} is the matching answer too")
-                except ValueError as exc:
-                    raise ValueError(f"field {not_matching_key!r}: {exc}") from None
+        _check_not_matching(data.get(not_matching_key), not_matching_key, matching,
+                            lambda value: answer_label(value, len(options)))
         item.update(matching_answer=matching,
                     tags=[trait_slug, "multiple-choice", f"matching-{matching[1].lower()}"],
                     options=options, variables={"question": stem})
     item["source"] = source
     return item
+
+
+def _check_not_matching(other: Any, key: str, matching: str, read: Callable[[Any], str]) -> None:
+    """The not-matching answer(s), when given, must be valid answers other than the matching one."""
+    if other in (None, ""):
+        return
+    for value in other if isinstance(other, list) else [other]:
+        try:
+            if read(value) == matching:
+                raise ValueError(f"{value!r} is the matching answer too")
+        except ValueError as exc:
+            raise ValueError(f"field {key!r}: {exc}") from None
