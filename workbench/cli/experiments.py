@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from workbench.cli.common import (
     add_choice_flags,
@@ -196,32 +197,28 @@ def cmd_experiment_personas(args: argparse.Namespace) -> None:
         print("yes-bias per keying (Yes/No items): P(match) on agree-keyed and on disagree-keyed items, each with a "
               "95% CI; yes_bias = agree - disagree, 0 = none (a trait moves both halves the same way, a bias moves "
               "them apart):")
-        balance = result.balance
-        if balance["trait"].nunique() == 2:  # one trait: its row says all that the "all" row would
-            balance = balance[balance["trait"] != "all"]
-        print(_table(balance, [("model", "model"), ("framing", "framing"), ("trait", "trait"),
-                                      ("agree", _estimate("agree_p_match", "agree_ci")),
-                                      ("n", "n_agree"),
-                                      ("disagree", _estimate("disagree_p_match", "disagree_ci")),
-                                      ("n ", "n_disagree"), ("yes_bias", _num("yes_bias", signed=True)),
-                                      ("95% CI", _ci("yes_bias_ci_low", "yes_bias_ci_high", signed=True)),
-                                      ("p_answered", _answered("p_answered", "p_answered_low"))]))
+        print(_table(_without_redundant_all(result.balance), [
+                     ("model", "model"), ("framing", "framing"), ("trait", "trait"),
+                     ("agree", _estimate("agree_p_match", "agree_ci")),
+                     ("n", "n_agree"),
+                     ("disagree", _estimate("disagree_p_match", "disagree_ci")),
+                     ("n ", "n_disagree"), ("yes_bias", _num("yes_bias", signed=True)),
+                     ("95% CI", _ci("yes_bias_ci_low", "yes_bias_ci_high", signed=True)),
+                     ("p_answered", _answered("p_answered", "p_answered_low"))]))
     if len(result.positions):
         print()
         print("position bias (multiple-choice items shown in several orders): P(match) in the given and the other "
               "orders, share of (A) whatever it says (chance = 1/options), position_bias = share of (A) - chance; "
               "95% CIs over items:")
-        positions = result.positions
-        if positions["trait"].nunique() == 2:  # one trait: its row says all that the "all" row would
-            positions = positions[positions["trait"] != "all"]
-        print(_table(positions, [("model", "model"), ("framing", "framing"), ("trait", "trait"),
-                                        ("n", "n_items"), ("orders", "orders"),
-                                        ("given", _estimate("p_match_given", "given_ci")),
-                                        ("reordered", _estimate("p_match_reordered", "reordered_ci")),
-                                        ("share (A)", _estimate("p_first", "p_first_ci")),
-                                        ("position_bias", _num("position_bias", signed=True)),
-                                        ("95% CI", _ci("position_bias_ci_low", "position_bias_ci_high", signed=True)),
-                                        ("p_answered", _answered("p_answered", "p_answered_low"))]))
+        print(_table(_without_redundant_all(result.positions), [
+                     ("model", "model"), ("framing", "framing"), ("trait", "trait"),
+                     ("n", "n_items"), ("orders", "orders"),
+                     ("given", _estimate("p_match_given", "given_ci")),
+                     ("reordered", _estimate("p_match_reordered", "reordered_ci")),
+                     ("share (A)", _estimate("p_first", "p_first_ci")),
+                     ("position_bias", _num("position_bias", signed=True)),
+                     ("95% CI", _ci("position_bias_ci_low", "position_bias_ci_high", signed=True)),
+                     ("p_answered", _answered("p_answered", "p_answered_low"))]))
     elif (items["format"] == "multiple-choice").any():
         print("(multiple-choice items were shown in their given order only; --orders both adds the position-bias "
               "check)")
@@ -453,3 +450,8 @@ def cmd_selfchat(args: argparse.Namespace) -> None:
     }, formats=formats)
     print("wrote " + ", ".join(str(p) for p in paths) + f" and {stem.name}.{{turns,dispersion,summary,terms,"
           "clusters}.csv")
+
+
+def _without_redundant_all(frame: Any) -> Any:
+    """Rows per trait without the "all" row when there is one trait only (its row says all that "all" would)."""
+    return frame[frame["trait"] != "all"] if frame["trait"].nunique() == 2 else frame
