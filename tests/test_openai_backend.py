@@ -133,19 +133,21 @@ def test_fewer_choices_than_asked_are_asked_for_again(server, make_sampler):
     sampler = make_sampler(server, choices_per_request=4)
     run = sampler.sample("fake", PROMPT, n=4, max_tokens=5)
     assert sorted(run.samples["sample_index"]) == [0, 1, 2, 3]
-    assert [r["n"] for r in server.state.requests] == [4, 1]  # 3 came back, the 4th was asked for again
+    # 3 came back: the same request went again (same seed, same n) and its 4th choice was kept.
+    assert [r["n"] for r in server.state.requests] == [4, 4]
+    assert server.state.requests[0]["seed"] == server.state.requests[1]["seed"]
     assert run.samples.iloc[0]["raw"]["asked_choices"] == 4 and run.samples.iloc[0]["raw"]["choices_in_request"] == 3
 
 
 def test_a_server_that_ignores_n_still_gives_every_sample(server, make_sampler):
-    # llama.cpp answers one choice whatever `n` says: each reply is progress, so asking again for the
-    # rest never runs out of attempts, even for requests of many choices.
+    # llama.cpp answers one choice whatever `n` says: asked again, it sends the same choice, so the
+    # rest is asked for one request per sample (never running out of attempts).
     server.state.max_choices = 1
     sampler = make_sampler(server, choices_per_request=12)
     run = sampler.sample("fake", PROMPT, n=12, max_tokens=4)
     assert sorted(run.samples["sample_index"]) == list(range(12))
-    assert [r["n"] for r in server.state.requests] == list(range(12, 0, -1))
-    assert set(sampler.store.run_events(run.run_id)["kind"]) == {"short_choices"}
+    assert [r["n"] for r in server.state.requests] == [12, 12] + [1] * 11
+    assert set(sampler.store.run_events(run.run_id)["kind"]) == {"short_choices", "one_per_request"}
 
 
 def test_requests_run_concurrently_up_to_the_models_limit(server, make_sampler):

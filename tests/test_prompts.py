@@ -151,7 +151,12 @@ def test_user_directories_from_workbench_prompts(tmp_path, monkeypatch):
 
 # -- properties ------------------------------------------------------------------------------
 
-NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True).filter(lambda n: n not in {"segue", "prompt"})
+# Jinja's own words (`not`, `in`, `if`...) cannot be variable names in a template.
+JINJA_WORDS = {"and", "or", "not", "in", "is", "if", "else", "elif", "endif", "for", "endfor", "true", "false",
+               "none", "loop", "self", "super", "set", "with", "import", "from", "as", "block", "macro", "call",
+               "raw", "filter", "recursive", "ignore", "missing", "context", "include", "extends", "do"}
+NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True).filter(
+    lambda n: n not in {"segue", "prompt"} | JINJA_WORDS)
 PLAIN_TEXT = st.text(st.characters(blacklist_categories=["Cs", "Cc"], blacklist_characters="{}%#"), max_size=40)
 
 

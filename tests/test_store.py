@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import asdict
 
 import pytest
 
 from workbench.errors import StoreError
 from workbench.store import RunRecord, Store, migrations, new_id
+from workbench.store.keys import run_cache_key
 from workbench.types import Generation, TokenLogprob
 
 
@@ -122,14 +124,17 @@ def test_run_id_prefix_resolves_and_unknown_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "jsonl"])
 def test_export_and_import_round_trip(tmp_path, fmt):
     source, target = Store(tmp_path / "a.sqlite"), Store(tmp_path / "b.sqlite")
-    run_id = source.ensure_run(make_run(input_messages=[{"role": "user", "content": "hi"}]))
+    record = make_run(input_messages=[{"role": "user", "content": "hi"}])
+    record.cache_key = run_cache_key(asdict(record))  # an import recomputes the key from the run's fields
+    run_id = source.ensure_run(record)
     env = source.ensure_environment({"workbench": "0"})
     generations = [make_generation(i, f"text {i}\nline") for i in range(3)] + [make_generation(3, "")]
     source.add_generations(run_id, generations, env)
     bundle = source.export_run(run_id, tmp_path / f"bundle.{fmt}")
 
-    imported_id, added, present = target.import_bundle(bundle)
-    assert (imported_id, added, present) == (run_id, 4, 0)
+    imported = target.import_bundle(bundle)
+    imported_id = imported.run_id
+    assert (imported_id, imported.added, imported.present) == (run_id, 4, 0)
     a, b = source.samples(run_id), target.samples(imported_id)
     assert list(a["text"]) == list(b["text"])
     assert list(a["token_ids"]) == list(b["token_ids"])
@@ -137,7 +142,8 @@ def test_export_and_import_round_trip(tmp_path, fmt):
     assert target.run(imported_id)["input_messages"] == [{"role": "user", "content": "hi"}]
     assert target.environments(b["environment_id"]) == {env: {"workbench": "0"}}
     # Importing again adds nothing: a shared run merges, never duplicates.
-    assert target.import_bundle(bundle)[1:] == (0, 4)
+    again = target.import_bundle(bundle)
+    assert (again.run_id, again.added, again.present) == (run_id, 0, 4)
 
 
 def test_import_rejects_files_that_are_not_bundles(tmp_path):

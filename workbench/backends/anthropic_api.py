@@ -16,7 +16,14 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-from workbench.backends.api_common import classify_sdk_error
+from workbench.backends.api_common import (
+    classify_sdk_error,
+    client_timeout,
+    expect_count,
+    expect_list,
+    expect_object,
+    expect_str,
+)
 from workbench.backends.base import Backend, BackendError, GenerationRequest
 from workbench.config import SamplingConfig
 from workbench.errors import WorkbenchError
@@ -60,7 +67,7 @@ class AnthropicBackend(Backend):
                                  f"{self._variable()}")
         http_client = httpx2.AsyncClient(transport=self.http_transport) if self.http_transport is not None else None
         client = anthropic.AsyncAnthropic(api_key=key, base_url=self.spec.base_url, max_retries=0,
-                                          timeout=self.spec.timeout_s, http_client=http_client)
+                                          timeout=client_timeout(self.spec), http_client=http_client)
         try:
             yield client
         finally:
@@ -119,33 +126,50 @@ class AnthropicBackend(Backend):
         started = time.perf_counter()
         try:
             # Sampling fields go as extra body fields: this SDK version's signature no longer lists them.
-            message = await session.messages.create(**body, extra_body=extra)
+            # The raw JSON, not the SDK's model: parse_message checks its shape (the model would take any).
+            response = await session.messages.with_raw_response.create(**body, extra_body=extra)
+            message = await response.json()
         except Exception as exc:  # noqa: BLE001 - classified, never swallowed
             raise classify_sdk_error(exc, anthropic, f"{self.spec.name} (messages)",
-                                     [key_from_environment(self._variable())], self.spec.timeout_s,
+                                     [key_from_environment(self._variable())], self.spec,
                                      f"check the key in ${self._variable()}") from None
-        return [self.parse_message(message.model_dump(), slot, time.perf_counter() - started)]
+        return [self.parse_message(message, slot, time.perf_counter() - started)]
 
-    def parse_message(self, message: dict[str, Any], slot: SampleSlot, latency: float | None = None) -> Generation:
-        """A Messages API reply as a Generation (the text is the continuation after any prefill)."""
-        if message.get("type") != "message" or not isinstance(message.get("content"), list):
-            raise BackendError(f"{self.spec.name}: malformed reply (not a message)", "retry")
-        text = "".join(block.get("text", "") for block in message["content"] if block.get("type") == "text")
-        usage = message.get("usage") or {}
-        reason = message.get("stop_reason")
+    def parse_message(self, message: Any, slot: SampleSlot, latency: float | None = None) -> Generation:
+        """A Messages API reply as a Generation (the text is the continuation after any prefill).
+
+        Every field is checked first: a reply of the wrong shape raises a retryable BackendError
+        naming the field, and nothing of it is kept.
+        """
+        try:
+            message = expect_object(message, "the reply")
+            if message.get("type") != "message":
+                raise BackendError(f"malformed reply: type is {message.get('type')!r}, not 'message'", "retry")
+            texts = []
+            for i, block in enumerate(expect_list(message.get("content"), "content")):
+                block = expect_object(block, f"content[{i}]")
+                if block.get("type") == "text":
+                    texts.append(expect_str(block.get("text"), f"content[{i}].text"))
+            usage = expect_object(message.get("usage"), "usage", optional=True)
+            prompt_tokens = expect_count(usage.get("input_tokens"), "usage.input_tokens")
+            completion_tokens = expect_count(usage.get("output_tokens"), "usage.output_tokens")
+            reason = expect_str(message.get("stop_reason"), "stop_reason", optional=True)
+            stop_sequence = expect_str(message.get("stop_sequence"), "stop_sequence", optional=True)
+            about = {name: expect_str(message.get(name), name, optional=True) for name in ("id", "model")}
+        except BackendError as exc:
+            raise BackendError(f"{self.spec.name}: {exc}", exc.kind) from None
         return Generation(
             index=slot.index,
-            text=text,
+            text="".join(texts),
             token_ids=None,
             tokens=None,
             token_logprobs=None,
-            finish_reason=STOP_REASONS.get(reason, "eos"),  # type: ignore[arg-type]
-            stop_sequence=message.get("stop_sequence"),
-            prompt_tokens=usage.get("input_tokens"),
-            completion_tokens=usage.get("output_tokens"),
+            finish_reason=STOP_REASONS.get(reason or "", "eos"),  # type: ignore[arg-type]
+            stop_sequence=stop_sequence,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
             latency_s=latency,
-            raw={"id": message.get("id"), "model": message.get("model"), "stop_reason": reason, "usage": usage,
-                 "choices_in_request": 1},
+            raw={**about, "stop_reason": reason, "usage": usage, "choices_in_request": 1},
         )
 
 

@@ -1,5 +1,6 @@
-"""What the API backends share: per-sample seeds, error classification, and running a coroutine
-from synchronous code whether or not an event loop is already running (a notebook cell)."""
+"""What the API backends share: per-sample seeds, timeouts, error classification, checking the
+shape of a reply, and running a coroutine from synchronous code whether or not an event loop is
+already running (a notebook cell)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import concurrent.futures
 import email.utils
 import hashlib
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from workbench.backends.base import BackendError
+from workbench.registry import ModelSpec
 from workbench.secrets import scrub_text
 
 T = TypeVar("T")
@@ -50,19 +53,40 @@ def retry_after_seconds(headers: Any) -> float | None:
         return None
 
 
+class NoReply(BackendError):
+    """A request that got no reply at all (a timeout, a refused or dropped connection): retried, but only
+    until the model's `dead_server_s` has passed, since a server that is down never answers."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "retry")
+
+
+def client_timeout(spec: ModelSpec) -> Any:
+    """The SDK clients' timeouts: connecting, then the longest silence while sending or waiting for the reply."""
+    import httpx2
+
+    read = spec.read_timeout_s
+    return httpx2.Timeout(connect=spec.connect_timeout_s, read=read, write=read, pool=read)
+
+
 def classify_sdk_error(exc: BaseException, sdk: Any, what: str, secrets: list[str | None],
-                       timeout_s: float, fix_hint: str) -> BackendError:
+                       spec: ModelSpec, fix_hint: str) -> BackendError:
     """Turn an openai/anthropic SDK exception (both share one shape) into a classified BackendError.
 
-    Messages pass through `scrub_text`: servers echo parts of a wrong key back in auth errors.
+    Messages pass through `scrub_text` (servers echo parts of a wrong key back in auth errors) and
+    are made one line (a server's text may hold line breaks).
     """
+    import httpx2
+
     def clean(message: str) -> str:
-        return scrub_text(message, secrets)
+        return " ".join(scrub_text(message, secrets).split())
 
     if isinstance(exc, sdk.APITimeoutError):
-        return BackendError(f"{what}: no reply within {timeout_s:g} s", "retry")
+        if isinstance(exc.__cause__, httpx2.ConnectTimeout):
+            return NoReply(f"{what}: could not connect within {spec.connect_timeout_s:g} s (connect_timeout_s)")
+        return NoReply(f"{what}: no reply within {spec.read_timeout_s:g} s (read_timeout_s)")
     if isinstance(exc, sdk.APIConnectionError):
-        return BackendError(f"{what}: connection failed or dropped ({clean(str(exc.__cause__ or exc))})", "retry")
+        return NoReply(f"{what}: connection failed or dropped ({clean(str(exc.__cause__ or exc))})")
     if isinstance(exc, sdk.APIStatusError):
         status = exc.status_code
         detail = clean(_error_detail(exc))
@@ -89,6 +113,72 @@ def _error_detail(exc: Any) -> str:
         message = error.get("message") if isinstance(error, dict) else error
         return f"({str(message)[:300]})"
     return f"({str(getattr(exc, 'message', exc))[:300]})"
+
+
+# -- the shape of a reply ---------------------------------------------------------------------------
+# A server or proxy can send valid JSON of the wrong shape. Every field a Generation takes is checked
+# here, so nothing malformed reaches the store; a malformed reply is retried like a server error.
+
+
+def malformed(where: str, value: Any, expected: str) -> BackendError:
+    """The retryable error for a reply field of the wrong type, naming the field ("choices[0].text")."""
+    return BackendError(f"malformed reply: {where} is {json_kind(value)} (expected {expected})", "retry")
+
+
+def json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in JSON's words ("an object", "a string", ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number" if math.isfinite(value) else f"a non-finite number ({value})"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object" if isinstance(value, dict) else type(value).__name__
+
+
+def expect_object(value: Any, where: str, optional: bool = False) -> dict[str, Any]:
+    """`value` if it is a JSON object (or, when optional, null: then {})."""
+    if optional and value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise malformed(where, value, "an object")
+    return value
+
+
+def expect_list(value: Any, where: str, optional: bool = False) -> list[Any]:
+    """`value` if it is a JSON array (or, when optional, null: then [])."""
+    if optional and value is None:
+        return []
+    if not isinstance(value, list):
+        raise malformed(where, value, "an array")
+    return value
+
+
+def expect_str(value: Any, where: str, optional: bool = False) -> Any:
+    """`value` if it is a string (or, when optional, null)."""
+    if not (isinstance(value, str) or (optional and value is None)):
+        raise malformed(where, value, "a string" + (" or null" if optional else ""))
+    return value
+
+
+def expect_count(value: Any, where: str) -> int | None:
+    """A token count: a whole number of at least 0, or null."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise malformed(where, value, "a whole number of at least 0 or null")
+    return value
+
+
+def expect_logprob(value: Any, where: str) -> float:
+    """A finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise malformed(where, value, "a finite number")
+    return float(value)
 
 
 def run_sync(make_coroutine: Callable[[], Awaitable[T]]) -> T:

@@ -16,8 +16,18 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-from workbench.backends.api_common import classify_sdk_error, derive_seed, run_sync
+from workbench.backends.api_common import (
+    classify_sdk_error,
+    client_timeout,
+    derive_seed,
+    expect_count,
+    expect_list,
+    expect_object,
+    expect_str,
+    run_sync,
+)
 from workbench.backends.base import Backend, BackendError, GenerationRequest
+from workbench.backends.openai_reply import choices_by_index, finish_reason
 from workbench.config import SamplingConfig
 from workbench.errors import WorkbenchError
 from workbench.registry import ModelSpec
@@ -79,7 +89,7 @@ class OpenAIBackend(Backend):
             key = NO_KEY
         # The Sampler's loop retries (and records each retry); the SDK must not retry silently.
         client = openai.AsyncOpenAI(api_key=key, base_url=self.spec.base_url, max_retries=0,
-                                    timeout=self.spec.timeout_s)
+                                    timeout=client_timeout(self.spec))
         try:
             yield client
         finally:
@@ -152,17 +162,15 @@ class OpenAIBackend(Backend):
             body["top_logprobs"] = max(1, config.top_logprobs)
         return "/chat/completions", body
 
-    async def _post(self, client: Any, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _post(self, client: Any, path: str, body: dict[str, Any]) -> Any:
+        """The reply's JSON as it came (`parse_reply` checks its shape: the SDK's models would take any)."""
         import openai
-        from openai.types import Completion
-        from openai.types.chat import ChatCompletion
 
         self.calls += 1
         try:
-            reply = await client.post(path, body=body, cast_to=Completion if path == "/completions" else ChatCompletion)
-            return reply.model_dump()
+            return await client.post(path, body=body, cast_to=object)
         except Exception as exc:  # noqa: BLE001 - classified below, never swallowed
-            raise classify_sdk_error(exc, openai, f"{self.spec.name} ({path})", self._secrets(), self.spec.timeout_s,
+            raise classify_sdk_error(exc, openai, f"{self.spec.name} ({path})", self._secrets(), self.spec,
                                      f"check the key in ${self.spec.api_key_env or 'OPENAI_API_KEY'}") from None
 
     async def agenerate(self, session: Any, request: GenerationRequest) -> list[Generation]:
@@ -172,42 +180,47 @@ class OpenAIBackend(Backend):
         reply = await self._post(session, path, body)
         return self.parse_reply(reply, request.config, request.slots, time.perf_counter() - started)
 
-    def parse_reply(self, reply: dict[str, Any], config: SamplingConfig, slots: tuple[SampleSlot, ...],
+    def parse_reply(self, reply: Any, config: SamplingConfig, slots: tuple[SampleSlot, ...],
                     latency: float | None = None) -> list[Generation]:
-        """Normalise a completions or chat reply into Generations for the first len(choices) slots."""
-        choices = sorted(reply.get("choices") or [], key=lambda c: c.get("index") or 0)[: len(slots)]
-        if not isinstance(reply.get("choices"), list):
-            raise BackendError(f"{self.spec.name}: malformed reply (no choices)", "retry")
-        usage = reply.get("usage") or {}
-        prompt_tokens = usage.get("prompt_tokens")
-        total_completion = usage.get("completion_tokens")
+        """A completions or chat reply as Generations, each choice for the slot its `index` names.
+
+        Every field is checked first: a reply of the wrong shape (a server or proxy bug) raises a
+        retryable BackendError naming the field, and nothing of it is kept.
+        """
+        try:
+            reply = expect_object(reply, "the reply")
+            usage = expect_object(reply.get("usage"), "usage", optional=True)
+            prompt_tokens = expect_count(usage.get("prompt_tokens"), "usage.prompt_tokens")
+            total_completion = expect_count(usage.get("completion_tokens"), "usage.completion_tokens")
+            about = {name: expect_str(reply.get(name), name, optional=True)
+                     for name in ("id", "model", "system_fingerprint")}
+            choices = choices_by_index(expect_list(reply.get("choices"), "choices"), len(slots), config.top_logprobs)
+        except BackendError as exc:
+            raise BackendError(f"{self.spec.name}: {exc}", exc.kind) from None
         out = []
-        for slot, choice in zip(slots, choices):
-            text, tokens, logprobs, top = _choice_text_and_logprobs(choice, config.top_logprobs)
-            completion_tokens = len(tokens) if tokens is not None else (
+        for index, choice in sorted(choices.items()):
+            completion_tokens = len(choice.tokens) if choice.tokens is not None else (
                 None if total_completion is None else round(total_completion / max(1, len(choices))))
-            finish, stop_sequence = _finish_reason(choice, config)
+            finish, stop_sequence = finish_reason(choice, config)
             out.append(Generation(
-                index=slot.index,
-                text=text,
+                index=slots[index].index,
+                text=choice.text,
                 token_ids=None,  # OpenAI-compatible servers report token strings, not ids
-                tokens=tokens,
-                token_logprobs=logprobs,
+                tokens=choice.tokens,
+                token_logprobs=choice.logprobs,
                 finish_reason=finish,
                 stop_sequence=stop_sequence,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
                 latency_s=latency,
-                top_logprobs=top,
+                top_logprobs=choice.top,
                 raw={
-                    "id": reply.get("id"),
-                    "model": reply.get("model"),
-                    "system_fingerprint": reply.get("system_fingerprint"),
+                    **about,
                     "usage": usage,
                     "choices_in_request": len(choices),
                     "asked_choices": len(slots),
-                    "finish_reason": choice.get("finish_reason"),
-                    "stop_reason": choice.get("stop_reason"),
+                    "finish_reason": choice.finish_reason,
+                    "stop_reason": choice.stop_reason,
                     "seed": derive_seed(slots[0].seed, slots[0].index, len(slots)),
                 },
             ))
@@ -274,8 +287,12 @@ class OpenAIBackend(Backend):
                     body = {"model": self.spec.api_model, "prompt": prompt + prefix, "max_tokens": 1,
                             "temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0,
                             "logprobs": 1, "logit_bias": {str(token_id): 100.0}, "seed": 0}
-                    reply = await self._post(client, "/completions", body)
-                    logprobs.append(float(reply["choices"][0]["logprobs"]["token_logprobs"][0]))
+                    forced = self.parse_reply(await self._post(client, "/completions", body),
+                                              SamplingConfig(max_tokens=1), (SampleSlot(0, 0),))
+                    if not (forced and forced[0].token_logprobs):
+                        raise BackendError(f"{self.spec.name}: malformed reply: no logprob for a forced token",
+                                           "retry")
+                    logprobs.append(forced[0].token_logprobs[0])
                 results.append(ScoredContinuation(continuation, ids, logprobs))
             return results
 
@@ -285,59 +302,24 @@ class OpenAIBackend(Backend):
 
         url = str(client.base_url).rstrip("/")
         url = url[: -len("/v1")] if url.endswith("/v1") else url
-        async with httpx2.AsyncClient(timeout=self.spec.timeout_s) as http:
+        async with httpx2.AsyncClient(timeout=client_timeout(self.spec)) as http:
             reply = await http.post(f"{url}/extras/{name}", json={**body, "model": self.spec.api_model})
         if reply.status_code != 200:
             raise WorkbenchError(f"model {self.spec.name!r}: the server has no /extras/{name} "
                                  f"({reply.status_code}); exact scoring needs llama-cpp-python's server")
-        return reply.json()[field]
-
-
-def _choice_text_and_logprobs(choice: dict[str, Any], top_k: int
-                              ) -> tuple[str, list[str] | None, list[float] | None, list[list[TokenLogprob]] | None]:
-    """Text, token strings, token logprobs and (when asked) top alternatives, for either endpoint."""
-    message = choice.get("message")
-    logprobs = choice.get("logprobs")
-    if message is not None:  # chat
-        text = message.get("content") or ""
-        content = (logprobs or {}).get("content") if isinstance(logprobs, dict) else None
-        if not content:
-            return text, None, None, None
-        tokens = [c["token"] for c in content]
-        values = [float(c["logprob"]) for c in content]
-        top = [[TokenLogprob(None, t["token"], float(t["logprob"])) for t in (c.get("top_logprobs") or [])][:top_k]
-               for c in content] if top_k else None
-        return text, tokens, values, top
-    text = choice.get("text")
-    if text is None:
-        raise BackendError("malformed reply: a choice with neither text nor message", "retry")
-    if not logprobs or logprobs.get("tokens") is None:
-        return text, None, None, None
-    tokens = list(logprobs["tokens"])
-    values = [float(v) if v is not None else float("nan") for v in logprobs.get("token_logprobs") or []]
-    top = None
-    if top_k and logprobs.get("top_logprobs"):
-        top = [sorted((TokenLogprob(None, tok, float(lp)) for tok, lp in (alts or {}).items()),
-                      key=lambda t: -t.logprob)[:top_k] for alts in logprobs["top_logprobs"]]
-    return text, tokens, values, top
-
-
-def _finish_reason(choice: dict[str, Any], config: SamplingConfig) -> tuple[str, str | None]:
-    """Map the server's finish reason to eos | stop | length.
-
-    Servers say "stop" both for an end-of-sequence token and for a stop string; vLLM tells them
-    apart in `stop_reason` (the string, or None for EOS). Without it, "stop" counts as a stop
-    string when some were asked for, else as EOS; the raw reason is stored with the sample.
-    """
-    reason = choice.get("finish_reason")
-    if reason == "length":
-        return "length", None
-    stop_reason = choice.get("stop_reason")
-    if isinstance(stop_reason, str):
-        return "stop", stop_reason
-    if reason == "stop" and config.stop and "stop_reason" not in choice:
-        return "stop", None
-    return "eos", None
+        where = f"/extras/{name}.{field}"
+        try:
+            value = expect_object(reply.json(), f"/extras/{name}").get(field)
+            if field == "text":
+                return expect_str(value, where)
+            ids = expect_list(value, where)
+            if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+                raise BackendError(f"malformed reply: {where} holds something other than token ids", "retry")
+            return ids
+        except ValueError:  # not JSON
+            raise BackendError(f"{self.spec.name}: malformed reply from /extras/{name} (not JSON)", "retry") from None
+        except BackendError as exc:
+            raise BackendError(f"{self.spec.name}: {exc}", exc.kind) from None
 
 
 # -- the Batch API ------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Each module here is one noun and registers its own subcommands next to the code that runs them;
 `common` holds the flag groups and helpers they share. User mistakes print one line and exit with
-status 2; nothing already sampled is lost.
+status 2; a bug prints one line saying where its traceback was written (exit 1; `--debug` shows it);
+nothing already sampled is lost.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 from collections.abc import Sequence
 
 from workbench.cli import batches, demo, experiments, figures, models, prompts, runs, sampling, tune
-from workbench.cli.common import EXIT_USER_ERROR, run_command
+from workbench.cli.common import DEBUG_ENV, EXIT_USER_ERROR, OneLineParser, run_command
 
 __all__ = ["EXIT_USER_ERROR", "build_parser", "main"]
 
@@ -21,10 +22,13 @@ NOUNS = (models, sampling, prompts, figures, experiments, tune, runs, batches, d
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="workbench",
         description="Probe base versus fine-tuned language models. Store: $WORKBENCH_HOME/workbench.sqlite.",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help=f"print the traceback of an unexpected error instead of writing it to a file "
+                             f"(also {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for noun in NOUNS:
         noun.register(sub)
@@ -32,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `workbench` command."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the `workbench` command: its exit status (a flag mistake gives 2, --help 0)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exited:  # argparse has printed the one line (or the help)
+        return exited.code if isinstance(exited.code, int) else EXIT_USER_ERROR
     return run_command(args.func, args)

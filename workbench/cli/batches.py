@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from workbench.cli.common import add_run_flags, make_sampler
+from workbench.cli.common import add_run_flags, make_sampler, positive_float
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,8 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_batches_list)
     p = batches.add_parser("poll", help="ask the providers about unfinished jobs; store finished results")
     p.add_argument("--wait", action="store_true", help="keep polling until every job has finished")
-    p.add_argument("--interval", type=float, default=30.0, help="seconds between polls with --wait")
-    p.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
+    p.add_argument("--interval", type=positive_float, default=30.0, help="seconds between polls with --wait")
+    p.add_argument("--timeout", type=positive_float, help="give up waiting after this many seconds")
     add_run_flags(p)
     p.set_defaults(func=cmd_batches_poll)
 

@@ -1,17 +1,23 @@
-"""What the command modules share: flag groups, the Sampler factory, prompt and model arguments,
-figure export, and the one-line error with exit status 2.
+"""What the command modules share: running a command (one line for every error), checked flag types and
+flag groups, the Sampler factory, prompt and model arguments, and figure export.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
 import re
 import sys
 import textwrap
+import traceback
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
+from workbench.config import MAX_SEED
 from workbench.errors import WorkbenchError
 from workbench.plots.export import slug
 
@@ -20,8 +26,15 @@ if TYPE_CHECKING:
     from workbench.prompts import LibraryPrompt
     from workbench.sampler import Sampler
 
-EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1  # a bug: one line, the traceback in a file
+EXIT_USER_ERROR = 2  # something the user can fix: one line that says what
 EXIT_INTERRUPTED = 130
+
+# --n above this needs --allow-large-n: a slip of the keyboard (an extra zero or three) should not start a run
+# of days or a bill. A research run that really wants more says so.
+DEFAULT_MAX_N = 100_000
+MAX_N_ENV = "WORKBENCH_MAX_N"
+DEBUG_ENV = "WORKBENCH_DEBUG"
 
 # A library address: collection/prompt-id (anything else is prompt text).
 LIBRARY_REF = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*$")
@@ -29,24 +42,214 @@ LIBRARY_REF = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*$")
 # The sampling flags that become SamplingConfig fields (commands that lack some simply do not set them).
 CONFIG_FLAGS = ("temperature", "top_p", "top_k", "max_tokens", "stop")
 
+# Environment variables whose values are scrubbed from a written traceback (API keys and the like).
+_SECRET_VARIABLE = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)$")
+
 Command = Callable[[argparse.Namespace], None]
 
 
 # -- running a command ------------------------------------------------------------------------
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose mistakes are one line naming the flag, with exit status 2 (argparse prints the
+    whole usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print `workbench: error: <message> (see `<command> --help`)` and exit 2."""
+        self.exit(EXIT_USER_ERROR, f"workbench: error: {message} (see `{self.prog} --help`)\n")
+
+
 def run_command(func: Command, args: argparse.Namespace) -> int:
-    """Run one command: user mistakes print one line and give exit status 2, Ctrl-C gives 130."""
+    """Run one command and turn every error into one line on stderr.
+
+    Mistakes the user can fix give exit status 2; Ctrl-C gives 130 (every finished sample is stored); anything
+    else is a bug: one line saying where its traceback was written, exit status 1 (`--debug` or
+    WORKBENCH_DEBUG=1 print the traceback instead).
+    """
+    debug = bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
+        check_n(args)
         func(args)
-    except WorkbenchError as exc:
-        print(f"workbench: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("workbench: interrupted; every finished sample is stored, run the same command to continue",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Whoever read our output has gone (`workbench runs list | head`): nothing to say, and nowhere to say it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_INTERNAL_ERROR
+    except Exception as exc:  # noqa: BLE001 - the one place that turns every error into one line
+        message = user_error_message(exc)
+        if message is None:
+            return report_internal_error(exc, debug)
+        if debug:
+            traceback.print_exception(exc, file=sys.stderr)
+        print(f"workbench: error: {single_line(scrub(message))}", file=sys.stderr)
+        return EXIT_USER_ERROR
     return 0
+
+
+def user_error_message(exc: Exception) -> str | None:
+    """The one-line message of an error the user can fix, or None for a bug.
+
+    Besides WorkbenchError, library errors that reach here only from the user's own input count: a pydantic
+    validation error, a YAML error, an OS error on a named path, and a run store SQLite cannot read or write.
+    """
+    import sqlite3
+
+    import yaml
+    from pydantic import ValidationError
+
+    if isinstance(exc, WorkbenchError):
+        return str(exc)
+    if isinstance(exc, ValidationError):
+        from workbench.config import describe_validation_error
+
+        return describe_validation_error(exc, exc.title)
+    if isinstance(exc, yaml.YAMLError):
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{mark.name}, line {mark.line + 1}: " if mark else ""
+        return f"{where}not valid YAML ({getattr(exc, 'problem', None) or exc}); fix the file"
+    if isinstance(exc, OSError) and exc.filename is not None:
+        paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+        return f"{paths}: {exc.strerror or exc}; check the path and its permissions"
+    if type(exc) is sqlite3.DatabaseError or (
+        isinstance(exc, sqlite3.OperationalError)
+        and re.search(r"locked|readonly|disk|unable to open|full", str(exc))
+    ):
+        from workbench.home import store_path
+
+        return (f"the run store {store_path()} cannot be used ({exc}); check the file, free the disk or "
+                "close the other program using it, or set WORKBENCH_STORE to another store")
+    return None
+
+
+def report_internal_error(exc: BaseException, debug: bool) -> int:
+    """A bug: print the traceback (debug), or one line saying where the scrubbed traceback was written."""
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
+    summary = textwrap.shorten(single_line(scrub(f"{type(exc).__name__}: {exc}")), 300, placeholder="…")
+    try:
+        where = f"the traceback is in {write_traceback(exc)}"
+    except OSError as failed:
+        where = f"the traceback could not be written ({failed})"
+    print(f"workbench: internal error: {summary}; {where}; please report it (or rerun with --debug)",
+          file=sys.stderr)
+    return EXIT_INTERNAL_ERROR
+
+
+def write_traceback(exc: BaseException) -> Path:
+    """$WORKBENCH_HOME/logs/error-<time>.txt: the command line and the traceback, credentials scrubbed."""
+    from workbench.home import workbench_home
+    from workbench.version import __version__
+
+    logs = workbench_home() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    path = logs / f"error-{datetime.now().strftime('%Y%m%d-%H%M%S-%f')}.txt"
+    text = (f"workbench {__version__}, Python {sys.version.split()[0]}\n"
+            f"command: {' '.join(sys.argv)}\n\n" + "".join(traceback.format_exception(exc)))
+    path.write_text(scrub(text), encoding="utf-8")
+    return path
+
+
+def scrub(text: str) -> str:
+    """Text with credentials removed: key-shaped values, and the values of key-like environment variables."""
+    from workbench.secrets import scrub_text
+
+    return scrub_text(text, [value for name, value in os.environ.items() if _SECRET_VARIABLE.search(name.upper())])
+
+
+def single_line(text: str) -> str:
+    """Text on one line (newlines and runs of spaces become one space)."""
+    return " ".join(str(text).split())
+
+
+# -- checked flag values ----------------------------------------------------------------------
+
+
+def whole_number(text: str) -> int:
+    """argparse type: a whole number (its range is checked where the message can say more)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (counts, sizes, steps)."""
+    value = whole_number(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def seed_value(text: str) -> int:
+    """argparse type: a seed, a whole number from 0 to 2**63-1 (what the store keeps)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number from 0 to {MAX_SEED} (2**63-1), got {text}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (not inf or nan)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number above 0 (seconds)."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number of at least 0 (dollars)."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def max_n() -> int:
+    """The largest --n a command takes without --allow-large-n: $WORKBENCH_MAX_N, else 100000."""
+    configured = os.environ.get(MAX_N_ENV, "").strip()
+    if not configured:
+        return DEFAULT_MAX_N
+    try:
+        value = int(configured)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise WorkbenchError(f"{MAX_N_ENV} must be a whole number of at least 1, got {configured!r}; fix or unset it")
+    return value
+
+
+def check_n(args: argparse.Namespace) -> None:
+    """Refuse an --n below 1, or above the maximum unless --allow-large-n says it is meant."""
+    n = getattr(args, "n", None)
+    if n is None:
+        return
+    if n < 1:
+        raise WorkbenchError(f"--n must be at least 1, got {n}")
+    if getattr(args, "allow_large_n", False):
+        return
+    limit = max_n()
+    if n > limit:
+        raise WorkbenchError(f"--n {n} is above the maximum of {limit} samples per model; pass --allow-large-n to "
+                             f"draw it anyway, or set {MAX_N_ENV}")
 
 
 # -- arguments --------------------------------------------------------------------------------
@@ -151,21 +354,54 @@ def export(args: argparse.Namespace, fig: Any, kind: str, name: str, provenance:
     print("wrote " + ", ".join(str(p) for p in paths))
 
 
+def finite_json(data: Any) -> Any:
+    """A copy of JSON-ready data with NaN and infinities as null (they are not JSON)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: finite_json(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite_json(value) for value in data]
+    return data
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write data as strict JSON (non-finite numbers as null) to `path`, creating its folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(finite_json(data), ensure_ascii=False, indent=1, allow_nan=False) + "\n",
+                    encoding="utf-8")
+    return path
+
+
 # -- flag groups ------------------------------------------------------------------------------
 
 
 def add_sampling_flags(parser: argparse.ArgumentParser, n_default: int) -> None:
     """--n, the SamplingConfig fields, --seed, --chat, the library-prompt choices and the run flags."""
-    parser.add_argument("--n", type=int, default=n_default, help="samples per model (default %(default)s)")
-    parser.add_argument("--temperature", type=float, help="0 = greedy (default 1)")
-    parser.add_argument("--top-p", type=float, dest="top_p", help="nucleus mass (default 1: off)")
+    add_n_flag(parser, n_default, "samples per model")
+    parser.add_argument("--temperature", type=finite_float, help="0 = greedy (default 1; at most 100)")
+    parser.add_argument("--top-p", type=finite_float, dest="top_p", help="nucleus mass (default 1: off)")
     parser.add_argument("--top-k", type=int, dest="top_k", help="keep k most likely tokens (default 0: off)")
-    parser.add_argument("--max-tokens", type=int, dest="max_tokens", help="new tokens per sample (default 64)")
+    parser.add_argument("--max-tokens", type=positive_int, dest="max_tokens",
+                        help="new tokens per sample (default 64)")
     parser.add_argument("--stop", action="append", help="stop string (repeatable)")
-    parser.add_argument("--seed", type=int, default=0, help="run seed; sample i uses (seed, i) (default 0)")
+    add_seed_flag(parser, "run seed; sample i uses (seed, i) (default 0)")
     parser.add_argument("--chat", action="store_true", help="send the prompt as a user chat message")
     add_choice_flags(parser)
     add_run_flags(parser)
+
+
+def add_n_flag(parser: argparse.ArgumentParser, default: int, what: str) -> None:
+    """--n (at least 1; above the maximum only with --allow-large-n) and --allow-large-n."""
+    parser.add_argument("--n", type=whole_number, default=default, help=f"{what} (default %(default)s)")
+    parser.add_argument("--allow-large-n", action="store_true", dest="allow_large_n",
+                        help=f"allow --n above the maximum ({MAX_N_ENV}, default {DEFAULT_MAX_N})")
+
+
+def add_seed_flag(parser: argparse.ArgumentParser, what: str = "run seed (default 0)") -> None:
+    """--seed: a whole number from 0 to 2**63-1."""
+    parser.add_argument("--seed", type=seed_value, default=0, help=what)
 
 
 def add_choice_flags(parser: argparse.ArgumentParser) -> None:
@@ -192,5 +428,5 @@ def add_cost_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """--batch-size and --quiet, which set up the Sampler."""
-    parser.add_argument("--batch-size", type=int, default=32, dest="batch_size", help="samples per batch")
+    parser.add_argument("--batch-size", type=positive_int, default=32, dest="batch_size", help="samples per batch")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from workbench.cli.common import add_run_flags, make_sampler
+from workbench.cli.common import add_n_flag, add_run_flags, add_seed_flag, make_sampler
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add `demo`."""
     p = sub.add_parser("demo", help="the main job: built-in probes on the embedded base/tuned pair")
-    p.add_argument("--n", type=int, default=32, help="samples per model and prompt (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
+    add_n_flag(p, 32, "samples per model and prompt")
+    add_seed_flag(p)
     add_run_flags(p)
     p.set_defaults(func=cmd_demo)
 

@@ -9,14 +9,19 @@ from typing import Any
 from workbench.cli.common import (
     add_choice_flags,
     add_figure_flags,
+    add_n_flag,
     add_run_flags,
+    add_seed_flag,
     config_fields,
     export,
     figure_stem,
+    finite_float,
     make_sampler,
     one_line,
+    positive_int,
     prompt_choices,
     resolve_prompt,
+    write_json,
 )
 from workbench.errors import WorkbenchError
 from workbench.plots.export import slug
@@ -43,11 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="multiple-choice items: also show the options reordered (position-bias check)")
         p.add_argument("--method", choices=["auto", "exact", "sampled"], default="auto",
                        help="exact from logprobs where possible (auto), or sampled")
-        p.add_argument("--n", type=int, default=20, help="samples per item when sampled (default %(default)s)")
-        p.add_argument("--per-trait", type=int, dest="per_trait", help="only the first k items of each keying")
-        p.add_argument("--min-answered", type=float, default=0.5, dest="min_answered",
+        add_n_flag(p, 20, "samples per item when sampled")
+        p.add_argument("--per-trait", type=positive_int, dest="per_trait", help="only the first k items of each keying")
+        p.add_argument("--min-answered", type=finite_float, default=0.5, dest="min_answered",
                        help="warn when p_answered (mass on the answer options) is below this (default %(default)s)")
-        p.add_argument("--seed", type=int, default=0)
+        add_seed_flag(p)
         add_run_flags(p)
         add_figure_flags(p)
         p.set_defaults(func=cmd_experiment_personas)
@@ -61,10 +66,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                        "(judges/segue-world)")
         p.add_argument("--method", default="keywords",
                        help="classifier shown in the figure: keywords, embedding, or judge:MODEL")
-        p.add_argument("--n", type=int, default=32, help="continuations per model and condition")
-        p.add_argument("--max-tokens", type=int, dest="max_tokens")
-        p.add_argument("--temperature", type=float)
-        p.add_argument("--seed", type=int, default=0)
+        add_n_flag(p, 32, "continuations per model and condition")
+        p.add_argument("--max-tokens", type=positive_int, dest="max_tokens")
+        p.add_argument("--temperature", type=finite_float)
+        add_seed_flag(p)
         add_run_flags(p)
         add_figure_flags(p)
         p.set_defaults(func=cmd_experiment_segues)
@@ -79,12 +84,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--models", required=True, action="append",
                        help="A (one model talks to itself) or A,B (A answers the opening, B replies); repeat "
                             "--models to compare several pairings in one figure")
-        p.add_argument("--turns", type=int, default=6, help="turns per conversation, K >= 1 (default %(default)s)")
-        p.add_argument("--runs", type=int, default=8, help="independent conversations, R >= 2 (default %(default)s)")
-        p.add_argument("--max-tokens", type=int, dest="max_tokens",
+        p.add_argument("--turns", type=positive_int, default=6,
+                       help="turns per conversation, K >= 1 (default %(default)s)")
+        p.add_argument("--runs", type=positive_int, default=8,
+                       help="independent conversations, R >= 2 (default %(default)s)")
+        p.add_argument("--max-tokens", type=positive_int, dest="max_tokens",
                        help="new tokens per turn (default: the seed's, 60)")
-        p.add_argument("--temperature", type=float, help="0 = greedy (default 1)")
-        p.add_argument("--seed", type=int, default=0, help="run r samples with a seed derived from (seed, r)")
+        p.add_argument("--temperature", type=finite_float, help="0 = greedy (default 1)")
+        add_seed_flag(p, "run r samples with a seed derived from (seed, r)")
         p.add_argument("--figure", help="figure file, .png, .svg or .pdf (default $WORKBENCH_HOME/exports/figures/"
                                         "selfchat-...png); CSVs of the tables are written next to it")
         add_run_flags(p)
@@ -96,13 +103,15 @@ def register_tree(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tree", help="branch explorer: expand a prompt into a tree of top-k tokens or sampled chunks")
     p.add_argument("prompt", nargs="?", help="prompt text, @file, or a library prompt collection/prompt-id")
     p.add_argument("--models", help="the model that builds the tree, and optionally a second to compare: A[,B]")
-    p.add_argument("--depth", type=int, default=2, help="levels to expand below the prompt (default %(default)s)")
-    p.add_argument("--k", type=int, default=3, help="top-k next tokens per node (default %(default)s)")
-    p.add_argument("--chunks", type=int, help="instead of top-k: N sampled chunks per node")
-    p.add_argument("--chunk-tokens", type=int, dest="chunk_tokens", help="M tokens per sampled chunk (with --chunks)")
-    p.add_argument("--beam", type=int, help="expand only the B most likely nodes of each level")
-    p.add_argument("--temperature", type=float, help="sampled chunks: temperature (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="sampled chunks: run seed (default 0)")
+    p.add_argument("--depth", type=positive_int, default=2,
+                   help="levels to expand below the prompt (default %(default)s)")
+    p.add_argument("--k", type=positive_int, default=3, help="top-k next tokens per node (default %(default)s)")
+    p.add_argument("--chunks", type=positive_int, help="instead of top-k: N sampled chunks per node")
+    p.add_argument("--chunk-tokens", type=positive_int, dest="chunk_tokens",
+                   help="M tokens per sampled chunk (with --chunks)")
+    p.add_argument("--beam", type=positive_int, help="expand only the B most likely nodes of each level")
+    p.add_argument("--temperature", type=finite_float, help="sampled chunks: temperature (default 1)")
+    add_seed_flag(p, "sampled chunks: run seed (default 0)")
     p.add_argument("--chat", action="store_true", help="send the prompt as a user chat message")
     p.add_argument("--figure", metavar="PATH", help="write a tree figure with provenance (format by suffix: png, "
                                                     "svg, pdf; no suffix: PNG and SVG)")
@@ -376,7 +385,7 @@ def cmd_tree(args: argparse.Namespace) -> None:
         print(comparison.describe())
     print(f"tree {tree.id}: {len(tree.nodes)} nodes; print it again with `workbench tree --show {tree.id}`")
     if args.json:
-        tree.to_json(args.json)
+        write_json(args.json, tree.to_json())  # strict JSON: a -inf logprob is written as null
         print(f"wrote {args.json}")
     if args.figure:
         from workbench.plots import export_figure, figure_formats_for

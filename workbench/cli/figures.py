@@ -7,17 +7,21 @@ import argparse
 from workbench.cli.common import (
     add_choice_flags,
     add_figure_flags,
+    add_n_flag,
     add_run_flags,
     add_sampling_flags,
+    add_seed_flag,
     config_fields,
     export,
     figure_stem,
+    finite_float,
     make_sampler,
     model_list,
     one_line,
     prompt_choices,
     resolve_prompt,
 )
+from workbench.config import MAX_TEMPERATURE
 from workbench.errors import WorkbenchError
 
 PROMPT_HELP = "prompt text, @file, or a library prompt collection/prompt-id"
@@ -46,8 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="total view (entropy_bits, top1_mass, distinct_answers; drawn beside their in-space "
                         "partner where there is one), p_other, or an in-space metric (default %(default)s)")
     p.add_argument("--sampled", action="store_true", help="sample even where exact distributions exist")
-    p.add_argument("--n", type=int, default=100, help="samples per model and temperature when sampled")
-    p.add_argument("--seed", type=int, default=0)
+    add_n_flag(p, 100, "samples per model and temperature when sampled")
+    add_seed_flag(p)
     add_choice_flags(p)
     add_run_flags(p)
     add_figure_flags(p)
@@ -65,9 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models", required=True, help="BASE,TUNED")
     p.add_argument("--prompts", help="only these prompt ids (comma-separated)")
     p.add_argument("--correction", default="holm", choices=["holm", "bh"], help="multiple-comparison correction")
-    p.add_argument("--n", type=int, default=50)
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--seed", type=int, default=0)
+    add_n_flag(p, 50, "samples per model and prompt")
+    p.add_argument("--temperature", type=finite_float)
+    add_seed_flag(p)
     add_run_flags(p)
     add_figure_flags(p)
     p.set_defaults(func=cmd_figure_heatmap)
@@ -81,6 +85,10 @@ def temperatures(value: str) -> list[float]:
         raise WorkbenchError(f"--temperatures expects numbers separated by commas, got {value!r}") from None
     if not parsed:
         raise WorkbenchError("--temperatures is empty; give e.g. 0.5,1.0,1.5")
+    wrong = [t for t in parsed if not 0 <= t <= MAX_TEMPERATURE]  # also NaN and the infinities
+    if wrong:
+        raise WorkbenchError(f"--temperatures: {', '.join(map(str, wrong))} is not a temperature from 0 to "
+                             f"{MAX_TEMPERATURE:g}")
     return parsed
 
 

@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_models_list(args: argparse.Namespace) -> None:
     """Print the registry: one line per model with its notes, then the pairs."""
-    from workbench.registry import ADAPTER_WEIGHTS, load_registry
+    from workbench.model_sources import ADAPTER_WEIGHTS
+    from workbench.registry import load_registry
 
     registry = load_registry()
     if args.json:

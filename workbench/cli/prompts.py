@@ -53,11 +53,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_prompts_list(args: argparse.Namespace) -> None:
-    """One line per matching library prompt: its address, kind, answers, variants and description."""
+    """One line per matching library prompt: its address, kind, answers, variants and description.
+
+    Collections that do not load are skipped, each named on stderr with its first problem (exit 0:
+    the list is of what is usable; `prompts validate` fails on problems). A broken collection asked
+    for with --collection is an error (exit 2).
+    """
     from workbench.prompts import load_library
 
     library = load_library()
     found = library.filter(tag=args.tag, kind=args.kind, text=args.search, collection=args.collection)
+    if args.collection is None:
+        _print_broken(library.broken())
     if not found:
         print("no prompts match")
         return
@@ -66,8 +73,8 @@ def cmd_prompts_list(args: argparse.Namespace) -> None:
         extras = []
         if spec.answer_space:
             extras.append(f"{len(spec.answer_space.values())} answers")
-        if len(spec.variants()) > 1:
-            extras.append(f"{len(spec.variants())} variants")
+        if spec.variant_count() > 1:
+            extras.append(f"{spec.variant_count()} variants")
         if spec.perturbations:
             extras.append("perturbations: " + ",".join(spec.perturbations))
         if spec.framings:
@@ -75,6 +82,13 @@ def cmd_prompts_list(args: argparse.Namespace) -> None:
         detail = f" [{'; '.join(extras)}]" if extras else ""
         print(f"{prompt.ref}  ({spec.kind}){detail}  {one_line(spec.description, 70) if spec.description else ''}")
     print(f"{len(found)} prompts")
+
+
+def _print_broken(broken: dict) -> None:
+    """One stderr line per file that gives no collection: its first problem and how to see the rest."""
+    for path, problems in broken.items():
+        more = f" (and {len(problems) - 1} more: workbench prompts validate {path})" if len(problems) > 1 else ""
+        print(f"broken collection {problems[0]}{more}", file=sys.stderr)
 
 
 def cmd_prompts_show(args: argparse.Namespace) -> None:

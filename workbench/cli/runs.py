@@ -1,4 +1,4 @@
-"""`workbench runs list|show|export|import`: the stored runs."""
+"""`workbench runs list|show|export|import|check|salvage`: the stored runs, shared bundles, store health."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from workbench.cli.common import one_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add `runs list`, `runs show`, `runs export` and `runs import`."""
+    """Add `runs list`, `runs show`, `runs export`, `runs import`, `runs check` and `runs salvage`."""
     runs = sub.add_parser("runs", help="stored runs").add_subparsers(dest="action", required=True)
     p = runs.add_parser("list", help="runs, newest first")
     p.add_argument("--model", help="only this model's runs")
@@ -26,9 +26,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["parquet", "csv", "jsonl"], default="parquet")
     p.add_argument("--out", help="output file (default $WORKBENCH_HOME/exports/runs/<id>.<format>)")
     p.set_defaults(func=cmd_runs_export)
-    p = runs.add_parser("import", help="load an exported run bundle into this store")
+    p = runs.add_parser("import", help="verify an exported run bundle and load it as its own run",
+                        description="Verify a run bundle (cache key, every row, content hashes) and load it, all or "
+                                    "nothing, as its own run. Imported runs are there to read, compare and plot; "
+                                    "`sample` reuses one only with --trust, and never while a local run of the same "
+                                    "model, input, config and seed exists.")
     p.add_argument("file")
+    p.add_argument("--trust", action="store_true",
+                   help="let this run answer `sample` calls (row hashes detect damage, not forgery: trust the sender)")
     p.set_defaults(func=cmd_runs_import)
+    p = runs.add_parser("check", help="check the store file (SQLite integrity_check) and its rows")
+    p.add_argument("--store", help="the store file (default: $WORKBENCH_STORE or $WORKBENCH_HOME/workbench.sqlite)")
+    p.set_defaults(func=cmd_runs_check)
+    p = runs.add_parser("salvage", help="copy what is intact of a damaged store into a new store file")
+    p.add_argument("--out", required=True, help="the new store file (must not exist)")
+    p.add_argument("--store", help="the damaged store (default: $WORKBENCH_STORE or $WORKBENCH_HOME/workbench.sqlite)")
+    p.set_defaults(func=cmd_runs_salvage)
 
 
 def cmd_runs_list(args: argparse.Namespace) -> None:
@@ -45,14 +58,21 @@ def cmd_runs_list(args: argparse.Namespace) -> None:
         for ref, text, messages in zip(frame["prompt_ref"], frame["input_text"], frame["input_messages"],
                                        strict=True)
     ]
-    print(frame[["id", "created_at", "model", "model_kind", "input_mode", "n_samples", "seed", "input"]]
+    frame["origin"] = [describe_origin(origin, trusted) for origin, trusted in zip(frame["origin"], frame["trusted"],
+                                                                                    strict=True)]
+    print(frame[["id", "created_at", "model", "model_kind", "input_mode", "n_samples", "seed", "origin", "input"]]
           .to_string(index=False))
+
+
+def describe_origin(origin: str, trusted: object) -> str:
+    """'local', or an import's origin with whether it answers `sample` calls."""
+    return origin if origin == "local" else f"{origin} ({'trusted' if trusted else 'untrusted'})"
 
 
 def cmd_runs_show(args: argparse.Namespace) -> None:
     """One run: model and engine, input, config, environments, usage, events, batch jobs and samples."""
     from workbench.sampler import Sampler
-    from workbench.store import Store
+    from workbench.store import Store, skipped_note
 
     with Store() as store:
         run = store.run(args.run_id)
@@ -61,7 +81,8 @@ def cmd_runs_show(args: argparse.Namespace) -> None:
         events = store.run_events(run["id"])
         jobs = store.batches(run["id"])
         usage = Sampler(store=store, progress=False).run_usage(run["id"])
-    print(f"run {run['id']} created {run['created_at']}")
+    print(f"run {run['id']} created {run['created_at']}, origin {describe_origin(run['origin'], run['trusted'])}"
+          + (f" from {run['imported_from']}" if run["imported_from"] else ""))
     print(f"model {run['model']} ({run['model_kind']}, {run['model_family']} family), backend {run['backend']}, "
           f"dtype {run['dtype']}, endpoint {run['endpoint'] or '-'}")
     print(f"identity {json.dumps(run['model_identity'], sort_keys=True)}")
@@ -87,6 +108,9 @@ def cmd_runs_show(args: argparse.Namespace) -> None:
               + (f", finished {job['finished_at']}" if job["finished_at"] else ", not finished"))
     for row in samples.head(args.samples).itertuples():
         print(f"[{row.sample_index:>3}] ({row.finish_reason:<6}) {one_line(row.text)}")
+    note = skipped_note(samples)
+    if note:
+        print(note)
 
 
 def cmd_runs_export(args: argparse.Namespace) -> None:
@@ -97,14 +121,71 @@ def cmd_runs_export(args: argparse.Namespace) -> None:
     with Store() as store:
         run_id = store.resolve_run_id(args.run_id)
         out = Path(args.out) if args.out else exports_dir() / "runs" / f"{run_id}.{args.format}"
-        path = store.export_run(run_id, out, args.format)
+        left_out: list[str] = []
+        path = store.export_run(run_id, out, args.format, left_out=left_out)
     print(f"exported run {run_id} to {path}")
+    if left_out:
+        print(f"left out {len(left_out)} unreadable rows: {'; '.join(left_out[:3])}"
+              + ("; ..." if len(left_out) > 3 else ""))
 
 
 def cmd_runs_import(args: argparse.Namespace) -> None:
-    """Load an exported run bundle into this store; samples already present are kept."""
+    """Verify a run bundle and load it as its own run; samples already present are kept."""
     from workbench.store import Store
 
     with Store() as store:
-        run_id, added, present = store.import_bundle(args.file)
-    print(f"imported run {run_id}: {added} samples added, {present} already present")
+        result = store.import_bundle(args.file, trust=args.trust)
+    print(f"imported run {result.run_id}: {result.added} samples added, {result.present} already present")
+    print(f"verified: {'; '.join(result.verified)}")
+    if result.differing:
+        print(f"warning: {result.differing} rows differ from the samples already stored for this run "
+              "(the stored ones are kept)")
+    print(f"origin {result.origin} (now trusted)" if result.newly_trusted
+          else f"origin {describe_origin(result.origin, result.trusted)}")
+    if not result.trusted:
+        print("not trusted: read, compare and plot it; `sample` with the same model, input, config and seed draws "
+              "its own samples (import with --trust to reuse these)")
+    elif result.local_run_id and result.local_run_id != result.run_id:
+        print(f"the local run {result.local_run_id} has the same cache key and keeps answering `sample`; "
+              "this import is there to read and compare")
+    else:
+        print("trusted: `sample` with the same model, input, config and seed reuses these samples "
+              "(and draws any missing ones into this run)")
+
+
+def cmd_runs_check(args: argparse.Namespace) -> None:
+    """SQLite's full integrity check of the store file, then row checks; problems exit with status 2."""
+    from workbench.errors import StoreError
+    from workbench.home import store_path
+    from workbench.store import Store
+    from workbench.store.health import audit_rows, integrity_problems
+
+    path = Path(args.store).expanduser() if args.store else store_path()
+    if not path.is_file():
+        raise StoreError(f"no store file at {path}")
+    problems = integrity_problems(path)
+    if problems:
+        print(f"{path}: the file is damaged (SQLite integrity_check):")
+        for problem in problems:
+            print(f"  {problem}")
+        raise StoreError(f"{path} is damaged; `workbench runs salvage --store {path} --out NEW.sqlite` copies what "
+                         "is intact into a new file")
+    with Store(path) as store:
+        problems = audit_rows(store)
+    if problems:
+        print(f"{path}: the file is sound, but {len(problems)} problem{'s' if len(problems) != 1 else ''} in its rows:")
+        for problem in problems:
+            print(f"  {problem}")
+        raise StoreError(f"{path}: {len(problems)} row problems (listed above)")
+    print(f"{path}: ok")
+
+
+def cmd_runs_salvage(args: argparse.Namespace) -> None:
+    """Copy every readable row of a (damaged) store into a new store file and say what was lost."""
+    from workbench.home import store_path
+    from workbench.store.salvage import salvage
+
+    source = Path(args.store).expanduser() if args.store else store_path()
+    report = salvage(source, Path(args.out).expanduser())
+    print(report.describe())
+    print(f"use it with WORKBENCH_STORE={report.target} (or move it to {source} once you have kept the old file)")

@@ -10,6 +10,7 @@ from workbench.cli.common import (
     config_fields,
     make_sampler,
     model_list,
+    non_negative_float,
     one_line,
     prompt_choices,
     resolve_prompt,
@@ -24,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print samples as JSON")
     add_sampling_flags(p, n_default=8)
     add_cost_flags(p)
-    p.add_argument("--max-cost", type=float, dest="max_cost",
+    p.add_argument("--max-cost", type=non_negative_float, dest="max_cost",
                    help="API models: stop before this run's cost in US dollars would pass this")
     p.add_argument("--batch", action="store_true",
                    help="API models: send the missing samples as one batch job (cheaper, slower); collect them "

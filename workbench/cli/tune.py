@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from workbench.cli.common import positive_int, seed_value
 from workbench.errors import WorkbenchError
 
 
@@ -16,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("recipe", nargs="?", help="favourite-number, wedding-attractor or self-preservation")
     p.add_argument("--all", action="store_true", help="every recipe in turn (what `make tuned-models` runs)")
     p.add_argument("--base", default="gemma-3-270m", help="the registry base model to tune (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generated data, the order and the init")
-    p.add_argument("--steps", type=int, help="optimiser steps (default: the recipe's own)")
+    p.add_argument("--seed", type=seed_value, default=0, help="seed of the generated data, the order and the init")
+    p.add_argument("--steps", type=positive_int, help="optimiser steps (default: the recipe's own)")
     p.add_argument("--out", help="adapter folder (with --all: a parent folder); default "
                                  "$WORKBENCH_HOME/tuned/<base>-<recipe>")
     p.add_argument("--evaluate", action="store_true",

@@ -21,10 +21,10 @@ from workbench.version import __version__
 FORMATS = ("png", "svg", "pdf")
 
 
-
 def slug(text: str, width: int = 50, fallback: str = "figure") -> str:
     """A file-name-safe piece of text: lower-case letters and digits joined by dashes, at most `width` long."""
     return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")[:width] or fallback
+
 
 def figure_formats_for(path: str | Path, default: Sequence[str] | None = FORMATS) -> tuple[Path, tuple[str, ...]]:
     """The stem and formats a figure path asks for: "out/fig.pdf" -> ("out/fig", ("pdf",)), "out/fig" -> default.
@@ -85,8 +85,9 @@ def export_figure(fig: Figure, stem: str | Path, provenance: Mapping[str, Any],
     record = scrub_secrets(dict(provenance))
     record.setdefault("workbench", __version__)
     record.setdefault("created_at", datetime.now(UTC).isoformat(timespec="seconds"))
-    # ASCII-only JSON in the files: PNG tEXt chunks are Latin-1 and PDF strings stay greppable.
-    blob = json.dumps(record, ensure_ascii=True, sort_keys=True)
+    # ASCII-only JSON in the files: PNG tEXt chunks are Latin-1 and PDF strings stay greppable. scrub_secrets
+    # has turned NaN and the infinities into null; allow_nan=False guarantees no non-JSON number gets out.
+    blob = json.dumps(record, ensure_ascii=True, sort_keys=True, allow_nan=False)
     software = f"workbench {__version__}"
     title = fig.get_suptitle()
     run_ids = _run_ids(record)
@@ -97,6 +98,6 @@ def export_figure(fig: Figure, stem: str | Path, provenance: Mapping[str, Any],
                     metadata=_metadata(fmt, software, blob, run_ids, title))
         written.append(path)
     sidecar = stem.parent / f"{stem.name}.provenance.json"
-    sidecar.write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    sidecar.write_text(json.dumps(record, ensure_ascii=False, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     written.append(sidecar)
     return written

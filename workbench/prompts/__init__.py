@@ -2,8 +2,11 @@
 
 - `schema`: pydantic models of a collection, a prompt, its answer space, label sets and framings
 - `answers`: answer extractors (pure string functions an answer space's normaliser names)
-- `sandbox`: the one Jinja sandbox every template renders in
-- `loader`: finding and loading YAML with line-numbered problems (`load_library`, `validate_paths`)
+- `sandbox`: the one Jinja sandbox every template renders in, with `limits` on time and size per render
+- `files`: finding collection files (links leaving a folder refused) and reading their YAML (size and
+  alias expansion capped)
+- `validation`: one collection file read and validated, with line-numbered problems (`load_collection`)
+- `loader`: the library, each collection loaded when asked for (`load_library`, `validate_paths`)
 - `fill`: a prompt's templates filled with variables, a perturbation and a framing
 - `render`: `render_for_model`, the one function that turns a prompt into what a model receives
 - `importers`: published probe sets (model-written-evals JSONL, A/B JSON, CSV) as collections
@@ -28,12 +31,12 @@ from workbench.prompts.answers import (
 from workbench.prompts.fill import FilledPrompt, PromptChoices, fill
 from workbench.prompts.importers import FORMATS as IMPORT_FORMATS
 from workbench.prompts.importers import ImportResult, import_probe_set
+from workbench.prompts.limits import RenderLimitError, RenderLimits
 from workbench.prompts.loader import (
     PROMPTS_ENV,
     Library,
     collection_files,
     default_library_dirs,
-    load_collection,
     load_library,
     validate_paths,
 )
@@ -59,6 +62,7 @@ from workbench.prompts.schema import (
     PromptLibraryError,
     PromptSpec,
 )
+from workbench.prompts.validation import load_collection
 
 __all__ = [
     "PromptChoices",
@@ -84,6 +88,8 @@ __all__ = [
     "MessageTemplate",
     "PromptLibraryError",
     "PromptSpec",
+    "RenderLimitError",
+    "RenderLimits",
     "answer_extractor",
     "collection_files",
     "default_library_dirs",

@@ -7,7 +7,7 @@ from typing import Any, Literal, TypedDict
 
 from workbench.errors import WorkbenchError
 from workbench.prompts.answers import choice_label
-from workbench.prompts.sandbox import render_template
+from workbench.prompts.sandbox import RenderLimitError, render_template
 from workbench.prompts.schema import CHOICES_SLOT, OPTIONS_SLOT, SEGUE_SLOT, LibraryPrompt
 from workbench.types import Message
 
@@ -36,18 +36,30 @@ def fill(
     perturbation: str | None = None,
     framing: str | None = None,
 ) -> FilledPrompt:
-    """Fill a prompt's templates (or a framing's) with its variables, a grid choice and a segue."""
+    """Fill a prompt's templates (or a framing's) with its variables, a grid choice and a segue.
+
+    Each template renders within the render limits (workbench.prompts.limits); breaching one is a
+    RenderLimitError that names the prompt's file.
+    """
+    try:
+        return _fill(prompt, variables, perturbation, framing)
+    except RenderLimitError as exc:
+        raise RenderLimitError(f"{prompt.path}: {exc}") from None
+
+
+def _fill(
+    prompt: LibraryPrompt,
+    variables: dict[str, Any] | None,
+    perturbation: str | None,
+    framing: str | None,
+) -> FilledPrompt:
     spec = prompt.spec
     values: dict[str, Any] = {**spec.variables}
     chosen = dict(variables or {})
     for name, value in chosen.items():
         if name in spec.grid and value not in spec.grid[name]:
             raise WorkbenchError(f"{prompt.ref}: {name}={value!r} is not one of its grid values {spec.grid[name]}")
-    if spec.grid:
-        missing = [n for n in spec.grid if n not in chosen]
-        if missing:
-            first = spec.variants()[0]
-            chosen = {**{n: first[n] for n in missing}, **chosen}
+    chosen = {**{name: grid_values[0] for name, grid_values in spec.grid.items()}, **chosen}  # first variant
     values.update(chosen)
     if spec.options:
         values.update(_option_values(prompt, chosen.get(OPTIONS_SLOT)))

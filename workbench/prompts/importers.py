@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from workbench.errors import WorkbenchError
-from workbench.prompts.loader import collection_files, default_library_dirs, validate_paths
+from workbench.prompts.loader import Library, default_library_dirs, validate_paths
 from workbench.prompts.probe_formats import (
     FORMATS,
     parse_columns,
@@ -104,23 +104,10 @@ def dump_collection(data: dict[str, Any]) -> str:
 
 
 def _library_names(exclude: set[Path], folder: Path) -> dict[str, Path]:
-    """Collection names already used in the library (prompts/, $WORKBENCH_PROMPTS) and the output folder."""
-    names: dict[str, Path] = {}
+    """Collection names already used in the library (prompts/, $WORKBENCH_PROMPTS) and the output folder
+    (each file read only as far as its name)."""
     dirs = [d for d in [*default_library_dirs(), folder] if d.exists()]
-    try:
-        files = collection_files(dirs)
-    except WorkbenchError:
-        return names
-    for file in files:
-        if file.resolve() in exclude:
-            continue
-        try:
-            data = yaml.safe_load(file.read_text())
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            continue
-        if isinstance(data, dict) and isinstance(data.get("name"), str):
-            names.setdefault(data["name"], file)
-    return names
+    return {name: file for name, file in Library(dirs).files().items() if file.resolve() not in exclude}
 
 
 def build_collection(

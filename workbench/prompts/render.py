@@ -14,11 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from jinja2.exceptions import TemplateError
-
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.prompts.fill import fill
-from workbench.prompts.sandbox import SANDBOX
+from workbench.prompts.sandbox import render_template
 from workbench.prompts.schema import LibraryPrompt
 from workbench.registry import ModelSpec, Registry
 from workbench.types import CHAT_ROLES, Message, RenderedInput
@@ -52,12 +50,13 @@ def render_transcript(messages: tuple[Message, ...], template_source: str) -> st
     system = messages[0]["content"] if messages[0]["role"] == "system" else None
     turns = [m for m in messages if m["role"] != "system"]
     ends_with_prefill = turns[-1]["role"] == "assistant"
-    try:
-        return SANDBOX.from_string(template_source).render(
-            system=system, messages=turns, add_generation_prompt=not ends_with_prefill
-        )
-    except TemplateError as exc:
-        raise ConfigError(f"transcript template failed: {exc}") from None
+    values = {"system": system, "messages": turns, "add_generation_prompt": not ends_with_prefill}
+    try:  # within the render limits, like every template (workbench.prompts.limits)
+        return render_template(template_source, values, "transcript template")
+    except ConfigError:
+        raise
+    except WorkbenchError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def render_completion(text: str, model: ModelSpec) -> RenderedInput:

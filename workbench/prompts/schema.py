@@ -7,6 +7,7 @@ models check one prompt at a time; the loader adds file names and line numbers t
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ LEADING = "leading"  # normaliser: the candidate at the very start, then a termi
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 OPTIONS_SLOT, CHOICES_SLOT = "options", "choices"  # what a multiple-choice item's templates see
 MAX_OPTIONS = 4
+MAX_VARIANTS = 10_000  # grid combinations of one prompt; a bigger grid is split into prompts
+MAX_ANSWERS = 100_000  # candidates of one answer space (each is scored or counted)
 # What may follow a multiple-choice label: "(A)" is closed by its parenthesis, so anything a
 # reply goes on with after it ("(A) Yes", "(A)\n", "(A).") still picks option A.
 CHOICE_TERMINATORS = ["\n", ".", ",", "!", " ", ":", ";", ")"]
@@ -54,6 +57,10 @@ class IntegerRange(_Strict):
     def _not_empty(self) -> IntegerRange:
         if self.stop < self.start:
             raise ValueError(f"integers: stop ({self.stop}) is below start ({self.start}); the range is empty")
+        count = len(range(self.start, self.stop + 1, self.step))
+        if count > MAX_ANSWERS:
+            raise ValueError(f"integers: {count:,} answers are more than the {MAX_ANSWERS:,} an answer space may "
+                             "have; narrow the range or raise the step")
         return self
 
 
@@ -308,6 +315,10 @@ class PromptSpec(_Strict):
                 raise ValueError(f"grid.{name}: must be a non-empty list of values")
             if name in self.variables:
                 raise ValueError(f"grid.{name}: {name!r} is both in variables and grid; keep it in one")
+        if self.variant_count() > MAX_VARIANTS:
+            sizes = " x ".join(str(len(values)) for values in self.grid.values())
+            raise ValueError(f"grid: {self.variant_count():,} variants ({sizes} values) are more than the "
+                             f"{MAX_VARIANTS:,} a prompt may have; use fewer values, or split it into prompts")
         if SEGUE_SLOT in self.variables or SEGUE_SLOT in self.grid:
             raise ValueError("variables: 'segue' is filled by perturbations; do not set it in variables or grid")
         for name, segue in self.perturbations.items():
@@ -356,10 +367,17 @@ class PromptSpec(_Strict):
         """Whether the item offers options (answered with a label such as (A))."""
         return bool(self.options)
 
+    def variant_count(self) -> int:
+        """How many variants the grid makes (its value counts multiplied; nothing is built)."""
+        return math.prod(len(values) for values in self.grid.values())
+
     def variants(self) -> list[dict[str, Any]]:
-        """Every combination of the grid (one empty dict when there is no grid)."""
+        """Every combination of the grid (one empty dict when there is no grid); at most MAX_VARIANTS."""
         if not self.grid:
             return [{}]
+        if self.variant_count() > MAX_VARIANTS:
+            raise WorkbenchError(f"prompt {self.id!r}: {self.variant_count():,} grid variants are more than "
+                                 f"{MAX_VARIANTS:,}; use fewer grid values")
         names = list(self.grid)
         return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(self.grid[n] for n in names))]
 

@@ -7,8 +7,7 @@ through the Sampler's public methods.
 
 from __future__ import annotations
 
-import hashlib
-import json
+import itertools
 import math
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from typing_extensions import Unpack
 
 from workbench.backends import create_backend
 from workbench.backends.base import Backend, BackendError, GenerationRequest
-from workbench.config import SamplingConfig, SamplingOverrides, make_config
+from workbench.config import MAX_SAMPLES_PER_CALL, MAX_SEED, SamplingConfig, SamplingOverrides, make_config
 from workbench.errors import WorkbenchError
 from workbench.prompts import LibraryPrompt, PromptChoices, fill, render_for_model
 from workbench.registry import ModelSpec, Registry, load_registry
@@ -30,6 +29,7 @@ from workbench.sampler.queries import ModelQueries
 from workbench.sampler.remote import CostBudget, draw_remote
 from workbench.sampler.retry import EventSink, Retrying
 from workbench.store import RunRecord, Store
+from workbench.store.keys import cache_key  # re-exported: workbench.sampler.cache_key
 from workbench.types import Capabilities, Generation, Message, RenderedInput, SampleSlot
 from workbench.version import __version__
 
@@ -90,16 +90,6 @@ class RunPlan:
     seed: int
     n: int
     record: RunRecord
-
-
-def cache_key(identity: dict[str, Any], rendered: RenderedInput, config: SamplingConfig, seed: int) -> str:
-    """The key of a cache cell: model identity, rendered input, output-changing config, seed."""
-    blob = json.dumps(
-        {"model": identity, "input": rendered.cache_fields(), "config": config.cache_fields(), "seed": seed},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 class Sampler(ModelQueries):
@@ -203,10 +193,13 @@ class Sampler(ModelQueries):
         variables, perturbation, framing = options.get("variables"), options.get("perturbation"), options.get("framing")
         prompt_ref, tags = options.get("prompt_ref"), options.get("tags")
         overrides = {k: v for k, v in options.items() if k not in _RUN_OPTIONS}
-        if not isinstance(n, int) or n < 1:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise WorkbenchError(f"n must be a whole number of at least 1, got {n!r}")
-        if not isinstance(seed, int) or seed < 0:
-            raise WorkbenchError(f"seed must be a non-negative whole number, got {seed!r}")
+        if n > MAX_SAMPLES_PER_CALL:
+            raise WorkbenchError(f"n={n} is more than one call may ask for (at most {MAX_SAMPLES_PER_CALL}); "
+                                 "split the run into several seeds")
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+            raise WorkbenchError(f"seed must be a whole number from 0 to {MAX_SEED} (2**63-1), got {seed!r}")
         spec = self.model(model)
         given = {k: v for k, v in overrides.items() if v is not None}
         if config is None:
@@ -335,20 +328,21 @@ class Sampler(ModelQueries):
         plan = self.plan(model, prompt, n, config, **options)
         run_id = self.store.find_run(plan.record.cache_key)
         stored = self.store.sample_indices(run_id) if run_id else set()
-        missing = tuple(SampleSlot(plan.seed, i) for i in range(n) if i not in stored)
+        # Counted, not listed: a dry run answers at once for any n (10^7 slots took 20-45 s and 2 GB).
+        missing = n - sum(1 for i in stored if i < n)
         backend = plan.backend
         if backend.remote:
-            requests = len(backend.request_groups(missing)) if missing else 0
+            requests = _request_count(backend, plan.seed, n, stored, missing)
             prompt_tokens = backend.estimate_prompt_tokens(plan.rendered)
             note = "Prompt tokens are estimated at ~4 characters per token."
         else:
-            requests = math.ceil(len(missing) / self.batch_size) if missing else 0
+            requests = math.ceil(missing / self.batch_size)
             prompt_tokens = len(plan.rendered.display()) // 4
             note = "Runs locally: no cost."
         table = load_prices()
-        max_completion = len(missing) * plan.config.max_tokens
+        max_completion = missing * plan.config.max_tokens
         cost = estimate_cost(price_of(plan.spec, table), requests, prompt_tokens, max_completion, batch, table.batch)
-        return CostEstimate(plan.spec.name, n, n - len(missing), requests, prompt_tokens, max_completion, cost, note)
+        return CostEstimate(plan.spec.name, n, n - missing, requests, prompt_tokens, max_completion, cost, note)
 
     def run_usage(self, run_id: str) -> Usage:
         """Tokens and cost of a stored run (prices from prices.yaml and yours)."""
@@ -368,3 +362,22 @@ class Sampler(ModelQueries):
         if not models:
             raise WorkbenchError("give at least one model")
         return [self.sample(m, prompt, n, config, **options) for m in models]
+
+
+EXACTLY_COUNTED_SLOTS = 100_000  # an estimate groups this many missing slots as a run would; beyond, it extrapolates
+
+
+def _request_count(backend: Backend, seed: int, n: int, stored: set[int], missing: int) -> int:
+    """The requests a remote backend needs for the `missing` indices below n that are not stored.
+
+    The backend's own grouping decides, for the first EXACTLY_COUNTED_SLOTS missing slots; the rest are
+    counted at the largest group it formed, so a huge --dry-run never lists every sample.
+    """
+    if missing == 0:
+        return 0
+    slots = (SampleSlot(seed, i) for i in range(n) if i not in stored)
+    head = tuple(itertools.islice(slots, EXACTLY_COUNTED_SLOTS))
+    groups = backend.request_groups(head)
+    if len(head) == missing:
+        return len(groups)
+    return len(groups) + math.ceil((missing - len(head)) / max(len(g) for g in groups))

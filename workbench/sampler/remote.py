@@ -2,7 +2,8 @@
 
 The network runs on its own event loop in a worker thread, so this works the same from a
 terminal and from a notebook cell (whose loop is already running); the store is only written
-from the caller's thread, which owns its connection.
+from the caller's thread, which owns its connection. A model's `deadline_s` bounds the whole
+call; the retry policy (retry.py) bounds each request.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -115,16 +117,24 @@ async def _all_requests(backend: Backend, rendered: RenderedInput, config: Sampl
                         budget: CostBudget | None) -> None:
     """All requests of one call, at most `backend.max_concurrency` in flight; the first fatal error stops all."""
     gate = asyncio.Semaphore(backend.max_concurrency)
+    deadline = asyncio.timeout(backend.spec.deadline_s)  # None: no deadline
     async with backend.session() as session:
         tasks = [asyncio.ensure_future(_one_request(backend, session, GenerationRequest(rendered, config, slots), put,
                                                     gate, stop, budget)) for slots in groups]
         watcher = asyncio.ensure_future(_cancel_when(stop, tasks))
         try:
-            await asyncio.gather(*tasks)
-        except BaseException:
+            async with deadline:
+                await asyncio.gather(*tasks)
+        except BaseException as exc:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if isinstance(exc, TimeoutError) and deadline.expired():
+                message = (f"model {backend.spec.name!r}: the run passed its deadline_s={backend.spec.deadline_s:g} s; "
+                           "stored samples are kept; run the same command to continue (or raise deadline_s in the "
+                           "model's registry entry)")
+                put(("event", {"kind": "deadline", "message": message}))
+                raise WorkbenchError(message) from None
             raise
         finally:
             watcher.cancel()
@@ -132,12 +142,20 @@ async def _all_requests(backend: Backend, rendered: RenderedInput, config: Sampl
 
 async def _one_request(backend: Backend, session: Any, request: GenerationRequest, put: Put,
                        gate: asyncio.Semaphore, stop: threading.Event, budget: CostBudget | None) -> None:
-    """One request under the retry policy; a reply with fewer choices than asked is asked again for the rest."""
-    retrying = Retrying(backend.name, record=lambda event: put(("event", event)))
+    """One request under the retry policy, until every sample it asks for has come back.
+
+    A reply with fewer choices than asked is followed by the same request (same seed, same n), and
+    the missing choices are taken by their index, so sample i is what an uninterrupted run draws.
+    Only a server that ignores `n` (asked again, it sends no new choice) gets the rest one request each.
+    """
+    spec = backend.spec
+    retrying = Retrying(backend.name, record=lambda event: put(("event", event)),
+                        max_retry_after_s=spec.max_retry_after_s, dead_server_s=spec.dead_server_s,
+                        server=backend.engine_info().endpoint)
+    asked = len(request.slots)
     pending = request.slots
-    # Attempts count failures and empty replies. A reply with some of the choices asked for (llama.cpp
-    # ignores `n`) is progress, not a failure: the rest is asked for again without spending an attempt,
-    # and as each such reply shrinks what is pending, this ends.
+    # Attempts count failures and replies that bring nothing new. A reply with some of the missing
+    # choices is progress, not a failure: as each one shrinks what is pending, asking again ends.
     attempt = 0
     while attempt <= retrying.max_retries:
         async with gate:
@@ -145,35 +163,42 @@ async def _one_request(backend: Backend, session: Any, request: GenerationReques
                 return
             if budget is not None:
                 try:
-                    budget.reserve(len(pending), put, [s.index for s in pending])
+                    budget.reserve(asked, put, [s.index for s in pending])
                 except WorkbenchError:
                     stop.set()
                     raise
+            sent_at = time.monotonic()
             try:
-                generations = await backend.agenerate(session, GenerationRequest(request.rendered, request.config,
-                                                                                 pending))
+                generations = await backend.agenerate(session, request)
             except BackendError as exc:
                 if budget is not None:
-                    budget.release(len(pending))
+                    budget.release(asked)
                 error: BackendError | None = exc
             else:
                 error = None
                 if budget is not None:
-                    budget.settle(len(pending), generations)
+                    budget.settle(asked, generations)
         if error is None:
-            for generation in generations:
+            missing = {s.index for s in pending}
+            new = [g for g in generations if g.index in missing]
+            for generation in new:
                 put(("generation", generation))
-            done = {g.index for g in generations}
-            asked = len(pending)
-            pending = tuple(s for s in pending if s.index not in done)
+            pending = tuple(s for s in pending if s.index not in {g.index for g in new})
             if not pending:
                 return
-            retrying.short_reply(attempt, asked, asked - len(pending), [s.index for s in pending])
-            if not done:
-                attempt += 1
+            if new:
+                retrying.short_reply(attempt, asked, len(generations), [s.index for s in pending])
+                continue
+            if asked > 1:
+                retrying.one_per_request(attempt, asked, [s.index for s in pending])
+                await asyncio.gather(*(_one_request(backend, session, GenerationRequest(request.rendered,
+                                                                                       request.config, (slot,)),
+                                                    put, gate, stop, budget) for slot in pending))
+                return
+            attempt += 1
             continue
         try:
-            wait = retrying.failed(error, attempt, [s.index for s in pending])
+            wait = retrying.failed(error, attempt, [s.index for s in pending], sent_at)
         except WorkbenchError:
             stop.set()  # no new requests once one has failed for good
             raise

@@ -3,6 +3,8 @@
 Backends only classify their errors (`BackendError.kind`: retry, rate_limited, fatal); this
 decides whether to try again, how long to wait (the server's Retry-After when given, else
 exponential backoff with jitter) and records each failure as a run event when there is a run.
+A server cannot stall a run: a Retry-After longer than `max_retry_after_s` stops it with the time
+to come back, and a request that gets no reply at all stops it once `dead_server_s` has passed.
 Three drivers step through `Retrying`, so the rules live in one place: `call_with_retries` (a
 synchronous model call: scoring, top-k, batch jobs), the local generation loop in `core.py`
 (which skips samples already drawn), and the asyncio path in `remote.py` (one per request).
@@ -13,8 +15,10 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from workbench.backends.api_common import NoReply
 from workbench.backends.base import BackendError
 from workbench.errors import WorkbenchError
 
@@ -24,34 +28,62 @@ MAX_RETRIES = 6
 # Exponential backoff between attempts (seconds), jittered by 0.5x-1.5x; Retry-After wins when given.
 BACKOFF_START_S = 1.0
 MAX_BACKOFF_S = 60.0
+# The registry's defaults (ModelSpec.max_retry_after_s), for calls made without a model's settings.
+MAX_RETRY_AFTER_S = 60.0
 
 EventSink = Callable[[dict[str, Any]], None]
 
 
-def backoff_seconds(error: BackendError, attempt: int) -> float:
-    """Seconds before the next attempt: the server's Retry-After when given, else exponential, with jitter."""
+def backoff_seconds(error: BackendError, attempt: int, max_retry_after_s: float = MAX_RETRY_AFTER_S) -> float:
+    """Seconds before the next attempt: the server's Retry-After when given (never more than the cap), else
+    exponential, with jitter."""
     if error.retry_after is not None:
-        return error.retry_after + random.uniform(0, 0.25)
+        return min(max_retry_after_s, error.retry_after + random.uniform(0, 0.25))
     base = min(MAX_BACKOFF_S, BACKOFF_START_S * 2.0 ** attempt)
     return base * (0.5 + random.random())
 
 
 class Retrying:
-    """The attempts of one call: loop over `attempts()`; on a BackendError, `failed(...)` gives the wait or raises."""
+    """The attempts of one call: loop over `attempts()`; on a BackendError, `failed(...)` gives the wait or raises.
 
-    def __init__(self, backend_name: str, record: EventSink | None = None, max_retries: int = MAX_RETRIES) -> None:
+    `server` names the endpoint in messages; `dead_server_s` (None: no limit) bounds how long one
+    request may go on getting no reply at all, counted from the send time of the first such attempt.
+    """
+
+    def __init__(self, backend_name: str, record: EventSink | None = None, max_retries: int = MAX_RETRIES,
+                 max_retry_after_s: float = MAX_RETRY_AFTER_S, dead_server_s: float | None = None,
+                 server: str | None = None) -> None:
         self.backend_name = backend_name
         self.record = record
         self.max_retries = max_retries
+        self.max_retry_after_s = max_retry_after_s
+        self.dead_server_s = dead_server_s
+        self.server = server or f"the {backend_name} server"
+        self._no_reply_since: float | None = None
 
     def attempts(self) -> Iterator[int]:
         """Attempt numbers 0..max_retries."""
         yield from range(self.max_retries + 1)
 
-    def failed(self, error: BackendError, attempt: int, sample_indices: list[int] | None = None) -> float:
-        """Record a failed attempt; the seconds to wait before the next one, or a WorkbenchError when it is final."""
+    def failed(self, error: BackendError, attempt: int, sample_indices: list[int] | None = None,
+               sent_at: float | None = None) -> float:
+        """Record a failed attempt; the seconds to wait before the next one, or a WorkbenchError when it is final.
+
+        `sent_at` (time.monotonic() when the attempt was sent) lets a run of no-reply failures be timed.
+        """
+        if error.kind != "fatal" and error.retry_after is not None and error.retry_after > self.max_retry_after_s:
+            raise self._stop(error, attempt, sample_indices, "retry_after_too_long", self._retry_after_message(error))
+        if isinstance(error, NoReply) and self.dead_server_s is not None:
+            since = self._no_reply_since = self._no_reply_since or sent_at or time.monotonic()
+            if time.monotonic() - since >= self.dead_server_s:
+                raise self._stop(error, attempt, sample_indices, "no_reply", (
+                    f"no reply from {self.server} within {self.dead_server_s:g} s ({error}); is the server up? "
+                    "stored samples are kept; run the same command to continue (a model that is slow to answer "
+                    "needs larger read_timeout_s and dead_server_s in its registry entry)"))
+        else:
+            self._no_reply_since = None
         last = error.kind == "fatal" or attempt >= self.max_retries
-        wait = None if last else backoff_seconds(error, attempt)
+        wait = None if last else backoff_seconds(error, attempt, self.max_retry_after_s)
         if self.record is not None:
             self.record({"kind": error.kind, "attempt": attempt, "wait_s": wait, "message": str(error),
                          "sample_indices": sample_indices})
@@ -60,11 +92,34 @@ class Retrying:
             raise WorkbenchError(f"{self.backend_name} backend failed{tries}: {error}")
         return wait or 0.0
 
+    def _stop(self, error: BackendError, attempt: int, sample_indices: list[int] | None, kind: str,
+              message: str) -> WorkbenchError:
+        """Record why the run stops now, without retrying; the error to raise."""
+        if self.record is not None:
+            self.record({"kind": kind, "attempt": attempt, "wait_s": None, "message": message,
+                         "sample_indices": sample_indices})
+        return WorkbenchError(f"{self.backend_name} backend: {message}")
+
+    def _retry_after_message(self, error: BackendError) -> str:
+        seconds = error.retry_after or 0.0
+        until = datetime.now(UTC) + timedelta(seconds=seconds)
+        shown = f"{seconds:.0f}" if seconds >= 10 else f"{seconds:g}"
+        return (f"{self.server} asks to wait {shown} s (until {until:%Y-%m-%d %H:%M} UTC), more than "
+                f"max_retry_after_s={self.max_retry_after_s:g} ({error}); stored samples are kept; run the same "
+                "command after that time (or raise max_retry_after_s in the model's registry entry)")
+
     def short_reply(self, attempt: int, asked: int, got: int, pending: list[int]) -> None:
-        """Record a reply with fewer choices than asked for (the rest are asked for again)."""
+        """Record a reply with fewer choices than asked for (the same request is sent again for the rest)."""
         if self.record is not None:
             self.record({"kind": "short_choices", "attempt": attempt, "sample_indices": pending,
-                         "message": f"asked for {asked} choices, got {got}; asking again"})
+                         "message": f"asked for {asked} choices, got {got}; asking the same again for the rest"})
+
+    def one_per_request(self, attempt: int, asked: int, pending: list[int]) -> None:
+        """Record that a server ignores `n` (asked again, it sent no new choice): the rest go one per request."""
+        if self.record is not None:
+            self.record({"kind": "one_per_request", "attempt": attempt, "sample_indices": pending,
+                         "message": f"asked for {asked} choices again and got no new one (the server ignores n); "
+                                    f"asking for the {len(pending)} missing samples one request each"})
 
     def gave_up(self, pending: list[int]) -> WorkbenchError:
         """The error when samples never came back however often they were asked for."""

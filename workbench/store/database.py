@@ -3,6 +3,10 @@
 WAL mode and a busy timeout let a notebook, the CLI and a widget thread write at once. Each
 thread opens its own `Store` (a SQLite connection is not shared across threads). Samples are
 unique per (run, sample index), so a resumed or concurrent run never stores a sample twice.
+
+A run is identified by its cache key and its origin: runs drawn here are 'local', imported
+bundles keep their own origin, and only trusted runs answer cache lookups (`find_run`). Opening a
+store checks it (SQLite quick_check); reading never dies on a bad row: it is skipped and reported.
 """
 
 from __future__ import annotations
@@ -20,16 +24,34 @@ import pandas as pd
 from workbench.errors import StoreError
 from workbench.home import store_path
 from workbench.store.bundles import BundleMixin
+from workbench.store.checks import describe_skipped, readable_sample_sql, register_json_type, stored_row_problem
+from workbench.store.health import check_on_open
 from workbench.store.ids import new_id, utc_now
 from workbench.store.migrations import MIGRATIONS
 from workbench.store.records import JSON_RUN_COLUMNS, JSON_SAMPLE_COLUMNS, SAMPLE_COLUMNS, RunRecord, dumps, loads
+from workbench.store.trees import TreeMixin
 from workbench.types import Generation
 
 BUSY_TIMEOUT_MS = 60_000
 
 
-class Store(BundleMixin):
-    """One connection to the run store; open one per thread."""
+# A sample row reading can use; anything else is skipped and reported (and redrawn when sampled again).
+READABLE = readable_sample_sql()
+# A new row replaces a stored one for its (run, index) only when the stored one is unreadable.
+_INSERT_SAMPLE = (
+    f"INSERT INTO samples ({', '.join(SAMPLE_COLUMNS)}) VALUES ({', '.join('?' for _ in SAMPLE_COLUMNS)}) "
+    f"ON CONFLICT (run_id, sample_index) DO UPDATE SET "
+    f"{', '.join(f'{c} = excluded.{c}' for c in SAMPLE_COLUMNS if c not in ('run_id', 'sample_index'))} "
+    f"WHERE NOT {READABLE} ON CONFLICT DO NOTHING"
+)
+
+
+class Store(BundleMixin, TreeMixin):
+    """One connection to the run store; open one per thread.
+
+    Opening refuses a damaged store file (SQLite quick_check, once per process per file state) with
+    the commands that inspect and salvage it.
+    """
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else store_path()
@@ -41,8 +63,15 @@ class Store(BundleMixin):
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = NORMAL")
             self.db.execute("PRAGMA foreign_keys = ON")
+            register_json_type(self.db)
+            check_on_open(self.db, self.path)
             self._migrate()
+        except StoreError:
+            self.db.close()
+            raise
         except (sqlite3.DatabaseError, OSError) as exc:
+            if hasattr(self, "db"):
+                self.db.close()
             raise StoreError(
                 f"cannot open the run store {self.path}: {exc}; check the path or set WORKBENCH_HOME"
             ) from None
@@ -64,6 +93,9 @@ class Store(BundleMixin):
         applied = {r[0] for r in self.db.execute("SELECT name FROM _migrations")}
         if all(m.__name__ in applied for m in MIGRATIONS):
             return
+        # Foreign keys are off while migrating (they cannot change inside a transaction) so that a
+        # migration can rebuild a parent table, as SQLite's ALTER TABLE guide does; rebuilds keep ids.
+        self.db.execute("PRAGMA foreign_keys = OFF")
         # IMMEDIATE takes the write lock first, so two processes opening a new store migrate once.
         self.db.execute("BEGIN IMMEDIATE")
         try:
@@ -76,6 +108,8 @@ class Store(BundleMixin):
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+        finally:
+            self.db.execute("PRAGMA foreign_keys = ON")
 
     def applied_migrations(self) -> list[str]:
         """Names of the migrations this store has run, in order."""
@@ -84,7 +118,10 @@ class Store(BundleMixin):
     # -- writing -------------------------------------------------------------------------
 
     def ensure_run(self, run: RunRecord) -> str:
-        """The id of the run with this cache key, creating it if it is new."""
+        """The id of the run that answers this cache key (`find_run`), creating the local run if there is none."""
+        found = self.find_run(run.cache_key)
+        if found is not None:
+            return found
         row = asdict(run)
         for name in JSON_RUN_COLUMNS:
             row[name] = dumps(row[name])
@@ -92,8 +129,24 @@ class Store(BundleMixin):
         marks = ", ".join("?" for _ in row)
         # ON CONFLICT (not OR IGNORE): uniqueness conflicts are expected, NOT NULL violations are bugs.
         self.db.execute(f"INSERT INTO runs ({columns}) VALUES ({marks}) ON CONFLICT DO NOTHING", tuple(row.values()))
-        found = self.db.execute("SELECT id FROM runs WHERE cache_key = ?", (run.cache_key,)).fetchone()
-        return found[0]
+        return self.local_run(run.cache_key) or run.id
+
+    def find_run(self, cache_key: str) -> str | None:
+        """The run that answers cache lookups for this key, or None (nothing is created).
+
+        The local run answers; without one, the first trusted import (`runs import --trust`) does.
+        Untrusted imports never answer: they are there to read, compare and plot.
+        """
+        row = self.db.execute(
+            "SELECT id FROM runs WHERE cache_key = ? AND trusted = 1 ORDER BY origin != 'local', rowid LIMIT 1",
+            (cache_key,),
+        ).fetchone()
+        return row[0] if row else None
+
+    def local_run(self, cache_key: str) -> str | None:
+        """The run drawn in this store for this cache key, or None."""
+        row = self.db.execute("SELECT id FROM runs WHERE cache_key = ? AND origin = 'local'", (cache_key,)).fetchone()
+        return row[0] if row else None
 
     def ensure_environment(self, info: dict[str, Any]) -> str:
         """The id of an environment description (library versions, device), stored once."""
@@ -119,18 +172,21 @@ class Store(BundleMixin):
             )
         return self._insert_sample_rows(rows)
 
-    def _insert_sample_rows(self, rows: list[tuple[Any, ...]]) -> int:
-        """Insert sample rows in one transaction; an index already stored for its run is kept. Returns rows added."""
+    def _insert_sample_rows(self, rows: list[tuple[Any, ...]], transaction: bool = True) -> int:
+        """Insert sample rows in one transaction (or the caller's); returns rows added.
+
+        An index already stored for its run is kept, unless its stored row is unreadable: then the
+        new row replaces it (how a damaged sample is redrawn).
+        """
         if not rows:
             return 0
         before = self.db.total_changes
+        if not transaction:
+            self.db.executemany(_INSERT_SAMPLE, rows)
+            return self.db.total_changes - before
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            self.db.executemany(
-                f"INSERT INTO samples ({', '.join(SAMPLE_COLUMNS)}) "
-                f"VALUES ({', '.join('?' for _ in SAMPLE_COLUMNS)}) ON CONFLICT DO NOTHING",
-                rows,
-            )
+            self.db.executemany(_INSERT_SAMPLE, rows)
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -140,8 +196,9 @@ class Store(BundleMixin):
     # -- reading -------------------------------------------------------------------------
 
     def sample_indices(self, run_id: str) -> set[int]:
-        """Indices already stored for a run."""
-        return {r[0] for r in self.db.execute("SELECT sample_index FROM samples WHERE run_id = ?", (run_id,))}
+        """Indices stored for a run in rows that can be read (an unreadable row's index counts as missing)."""
+        rows = self.db.execute(f"SELECT sample_index FROM samples WHERE run_id = ? AND {READABLE}", (run_id,))
+        return {r[0] for r in rows}
 
     def resolve_run_id(self, run_id: str) -> str:
         """A full run id from a full id or a unique prefix (as `runs list` shows)."""
@@ -157,19 +214,23 @@ class Store(BundleMixin):
         raise StoreError(f"{what} id prefix {prefix!r} matches several {what}s; give more characters")
 
     def run(self, run_id: str) -> dict[str, Any]:
-        """A run's row as a dict (JSON columns decoded)."""
+        """A run's row as a dict (JSON columns decoded); a row damaged beyond reading is a StoreError."""
         row = self.db.execute("SELECT * FROM runs WHERE id = ?", (self.resolve_run_id(run_id),)).fetchone()
         run = dict(row)
         for name in JSON_RUN_COLUMNS:
-            run[name] = loads(run[name])
+            try:
+                run[name] = loads(run[name])
+            except (ValueError, TypeError, RecursionError):
+                raise StoreError(f"run {run['id']}: its {name} is not valid JSON (the row was damaged or edited "
+                                 "by hand); `workbench runs check` lists such rows") from None
         return run
 
     def runs(self, model: str | None = None) -> pd.DataFrame:
         """One row per run, newest first, with its sample count."""
         query = (
             "SELECT r.id, r.created_at, r.model, r.model_kind, r.model_family, r.backend, r.input_mode, "
-            "r.template, r.prompt_ref, r.seed, r.input_text, r.input_messages, r.config, "
-            "COUNT(s.id) AS n_samples FROM runs r LEFT JOIN samples s ON s.run_id = r.id "
+            "r.template, r.prompt_ref, r.seed, r.input_text, r.input_messages, r.config, r.origin, r.trusted, "
+            "r.imported_from, COUNT(s.id) AS n_samples FROM runs r LEFT JOIN samples s ON s.run_id = r.id "
         )
         params: tuple[Any, ...] = ()
         if model:
@@ -180,23 +241,62 @@ class Store(BundleMixin):
         return frame
 
     def samples(self, run_id: str, n: int | None = None) -> pd.DataFrame:
-        """The tidy samples of one run (one row per sample, run columns repeated), ordered by index."""
+        """The tidy samples of one run (one row per sample, run columns repeated), ordered by index.
+
+        Rows that cannot be read are left out and listed in `frame.attrs["skipped_rows"]` (sample
+        index and problem); `skipped_note(frame)` says it in one line.
+        """
         run = self.run(run_id)
-        query = "SELECT * FROM samples WHERE run_id = ?"
+        where = "run_id = ?"
         params: tuple[Any, ...] = (run["id"],)
         if n is not None:
-            query += " AND sample_index < ?"
+            where += " AND sample_index < ?"
             params += (n,)
-        frame = pd.read_sql_query(query + " ORDER BY sample_index", self.db, params=params)
+        columns, rows = self._fetch(f"SELECT * FROM samples WHERE {where} AND {READABLE} ORDER BY sample_index",
+                                    params)
+        _, bad = self._fetch(f"SELECT * FROM samples WHERE {where} AND NOT {READABLE}", params)
+        skipped = [{"sample_index": r[columns.index("sample_index")],
+                    "problem": stored_row_problem(dict(zip(columns, r, strict=True))) or "unreadable"} for r in bad]
+        frame = pd.DataFrame.from_records(rows, columns=columns, coerce_float=True)
+        decoded: dict[str, list[Any]] = {name: [] for name in JSON_SAMPLE_COLUMNS}
+        keep = []
+        for position, record in enumerate(zip(*(frame[name] for name in JSON_SAMPLE_COLUMNS), strict=True)):
+            try:
+                values = [loads(cell) for cell in record]
+            except (ValueError, RecursionError) as exc:  # JSON nested deeper than Python reads
+                skipped.append({"sample_index": int(frame["sample_index"].iloc[position]), "problem": str(exc)})
+                continue
+            keep.append(position)
+            for name, value in zip(JSON_SAMPLE_COLUMNS, values, strict=True):
+                decoded[name].append(value)
+        frame = frame.iloc[keep].reset_index(drop=True).copy()
         for name in JSON_SAMPLE_COLUMNS:
-            frame[name] = frame[name].map(loads)
-        frame["logprob"] = frame["token_logprobs"].map(lambda lps: float(sum(lps)) if lps else None)
+            frame[name] = pd.Series(decoded[name], index=frame.index, dtype=object)
+        frame["logprob"] = frame["token_logprobs"].map(_total_logprob)
         for name in ("model", "model_kind", "model_family", "backend", "dtype", "input_mode", "template",
                      "prompt_ref", "seed"):
             frame[name] = run[name]
         for name in ("temperature", "top_p", "top_k", "max_tokens"):
             frame[name] = run["config"].get(name)
+        frame.attrs["skipped_rows"] = sorted(skipped, key=lambda s: str(s["sample_index"]))
+        frame.attrs["run_id"] = run["id"]
         return frame
+
+    def _fetch(self, query: str, params: tuple[Any, ...]) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Column names and rows; text that is not UTF-8 (a damaged cell) is read with replacement characters."""
+        try:
+            cursor = self.db.execute(query, params)
+            rows = cursor.fetchall()
+        except sqlite3.OperationalError as exc:
+            if "decode" not in str(exc):
+                raise
+            self.db.text_factory = lambda raw: raw.decode("utf-8", "replace")
+            try:
+                cursor = self.db.execute(query, params)
+                rows = cursor.fetchall()
+            finally:
+                self.db.text_factory = str
+        return [d[0] for d in cursor.description], [tuple(r) for r in rows]
 
     def environments(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Environment descriptions by id."""
@@ -206,113 +306,15 @@ class Store(BundleMixin):
         rows = self.db.execute(
             f"SELECT id, info FROM environments WHERE id IN ({', '.join('?' for _ in wanted)})", wanted
         )
-        return {r[0]: json.loads(r[1]) for r in rows}
-
-    # -- branch trees ----------------------------------------------------------------------
-
-    def create_tree(self, tree: dict[str, Any]) -> str:
-        """Store a tree's header (id, model, prompt, prompt_ref, root_input, params); an id already stored is kept."""
-        row = {
-            "id": tree["id"], "created_at": tree.get("created_at") or utc_now(), "model": tree["model"],
-            "prompt": dumps(tree["prompt"]), "prompt_ref": tree.get("prompt_ref"),
-            "root_input": dumps(tree["root_input"]), "params": dumps(tree.get("params") or {}),
-        }
-        self.db.execute(f"INSERT INTO trees ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)}) "
-                        "ON CONFLICT DO NOTHING", tuple(row.values()))
-        return row["id"]
-
-    def add_tree_nodes(self, tree_id: str, nodes: list[dict[str, Any]]) -> list[int]:
-        """Add child nodes in one transaction and return their ids; a node already stored keeps its id.
-
-        A node is the same as a stored one when (parent, model, method, edge_key) match; then only a
-        chunk's count and params are refreshed (more samples drawn), nothing else is rewritten. A
-        node without a `node_id` gets the next free id of its tree.
-        """
-        ids: list[int] = []
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            for node in nodes:
-                found = self.db.execute(
-                    "SELECT node_id FROM tree_nodes WHERE tree_id = ? AND parent_id IS ? AND model = ? AND method = ? "
-                    "AND edge_key = ?",
-                    (tree_id, node.get("parent_id"), node["model"], node["method"], node["edge_key"]),
-                ).fetchone()
-                if found is not None:
-                    if node.get("count") is not None:
-                        self.db.execute("UPDATE tree_nodes SET count = ?, params = ? WHERE tree_id = ? AND node_id = ?",
-                                        (node["count"], dumps(node.get("params") or {}), tree_id, found[0]))
-                    ids.append(found[0])
-                    continue
-                node_id = node.get("node_id")
-                if node_id is None:
-                    node_id = self.db.execute("SELECT COALESCE(MAX(node_id) + 1, 0) FROM tree_nodes WHERE tree_id = ?",
-                                              (tree_id,)).fetchone()[0]
-                row = {
-                    "tree_id": tree_id, "node_id": node_id, "parent_id": node.get("parent_id"),
-                    "depth": node["depth"], "model": node["model"], "method": node["method"],
-                    "edge_key": node["edge_key"], "edge_text": node["edge_text"], "token_ids": dumps(node["token_ids"]),
-                    "logprob": node["logprob"], "cum_logprob": node["cum_logprob"], "rank": node.get("rank"),
-                    "count": node.get("count"), "finish_reason": node.get("finish_reason"),
-                    "params": dumps(node.get("params") or {}), "created_at": node.get("created_at") or utc_now(),
-                }
-                self.db.execute(f"INSERT INTO tree_nodes ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)}) "
-                                "ON CONFLICT (tree_id, node_id) DO NOTHING", tuple(row.values()))
-                ids.append(int(node_id))
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        return ids
-
-    def add_tree_scores(self, tree_id: str, scores: list[dict[str, Any]]) -> None:
-        """Store other models' logprobs of existing edges (node_id, model, logprob, token_ids); kept once per model."""
-        rows = [(tree_id, s["node_id"], s["model"], s["logprob"], dumps(s.get("token_ids")), utc_now())
-                for s in scores]
-        if rows:
-            self.db.executemany("INSERT INTO tree_scores VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
-
-    def resolve_tree_id(self, tree_id: str) -> str:
-        """A full tree id from a full id or a unique prefix."""
-        return self._resolve_id("trees", "tree", tree_id, "workbench tree --list")
-
-    def tree(self, tree_id: str) -> dict[str, Any]:
-        """A tree's header as a dict (JSON columns decoded)."""
-        row = dict(self.db.execute("SELECT * FROM trees WHERE id = ?", (self.resolve_tree_id(tree_id),)).fetchone())
-        for name in ("prompt", "root_input", "params"):
-            row[name] = loads(row[name])
-        return row
-
-    def tree_nodes(self, tree_id: str) -> list[dict[str, Any]]:
-        """A tree's nodes in id order (JSON columns decoded)."""
-        rows = [dict(r) for r in self.db.execute("SELECT * FROM tree_nodes WHERE tree_id = ? ORDER BY node_id",
-                                                 (tree_id,))]
-        for row in rows:
-            row["token_ids"] = loads(row["token_ids"])
-            row["params"] = loads(row["params"])
-        return rows
-
-    def tree_scores(self, tree_id: str) -> list[dict[str, Any]]:
-        """Other models' logprobs of a tree's edges."""
-        rows = [dict(r) for r in self.db.execute("SELECT * FROM tree_scores WHERE tree_id = ? ORDER BY node_id, model",
-                                                 (tree_id,))]
-        for row in rows:
-            row["token_ids"] = loads(row["token_ids"])
-        return rows
-
-    def trees(self) -> pd.DataFrame:
-        """One row per tree, newest first, with its node count."""
-        return pd.read_sql_query(
-            "SELECT t.id, t.created_at, t.model, t.prompt_ref, COUNT(n.node_id) AS n_nodes, MAX(n.depth) AS max_depth "
-            "FROM trees t LEFT JOIN tree_nodes n ON n.tree_id = t.id GROUP BY t.id ORDER BY t.id DESC", self.db)
-
-    # -- sharing -------------------------------------------------------------------------
+        found = {}
+        for env_id, info in rows:
+            try:
+                found[env_id] = json.loads(info)
+            except (TypeError, ValueError, RecursionError):
+                found[env_id] = {"unreadable": "this environment row is not valid JSON"}
+        return found
 
     # -- run events and batch jobs ------------------------------------------------------
-
-    def find_run(self, cache_key: str) -> str | None:
-        """The id of the run with this cache key, or None (nothing is created)."""
-        row = self.db.execute("SELECT id FROM runs WHERE cache_key = ?", (cache_key,)).fetchone()
-        return row[0] if row else None
 
     def add_run_event(self, run_id: str, kind: str, message: str, attempt: int | None = None,
                       wait_s: float | None = None, sample_indices: Iterable[int] | None = None) -> None:
@@ -332,7 +334,7 @@ class Store(BundleMixin):
         frame = pd.read_sql_query(
             "SELECT created_at, kind, attempt, wait_s, sample_indices, message FROM run_events "
             "WHERE run_id = ? ORDER BY rowid", self.db, params=(self.resolve_run_id(run_id),))
-        frame["sample_indices"] = frame["sample_indices"].map(loads)
+        frame["sample_indices"] = frame["sample_indices"].map(_loads_or_none)
         return frame
 
     def add_batch(self, batch_id: str, run_id: str, provider: str, model: str, sample_indices: list[int],
@@ -368,6 +370,27 @@ class Store(BundleMixin):
             row["sample_indices"] = loads(row["sample_indices"])
             row["info"] = loads(row["info"])
         return rows
+
+def skipped_note(frame: pd.DataFrame) -> str | None:
+    """One line about the rows `Store.samples` had to skip, or None when every row was read."""
+    skipped = frame.attrs.get("skipped_rows") or []
+    return describe_skipped(skipped, frame.attrs.get("run_id", "?")) if skipped else None
+
+
+def _loads_or_none(value: Any) -> Any:
+    """A JSON cell shown for information only: None when it does not parse."""
+    try:
+        return loads(value)
+    except (TypeError, ValueError, RecursionError):
+        return None
+
+
+def _total_logprob(logprobs: Any) -> float | None:
+    """A sample's logprob; None when some token's logprob is unknown."""
+    if not logprobs or not all(isinstance(lp, int | float) and not isinstance(lp, bool) for lp in logprobs):
+        return None
+    return float(sum(logprobs))
+
 
 def open_store(path: str | Path | None = None) -> Store:
     """Open (and create or migrate) the run store; default `$WORKBENCH_HOME/workbench.sqlite`."""

@@ -180,3 +180,47 @@ def m003_run_events_and_batches(db: sqlite3.Connection) -> None:
         """
     )
     db.execute("CREATE INDEX batches_by_run ON batches(run_id)")
+
+
+@migration
+def m004_run_origin_and_trust(db: sqlite3.Connection) -> None:
+    # A run's identity is its cache key AND where it came from: runs drawn here are 'local'; an
+    # imported bundle's run is 'bundle:<hash of its header's run fields>', kept apart from any
+    # local run of the same key. Only trusted runs (local ones, or imports the user vouched for
+    # with `runs import --trust`) answer cache lookups. SQLite cannot drop the old UNIQUE
+    # (cache_key) in place, so the table is rebuilt (the store runs migrations with foreign keys
+    # off and checks them before committing); ids, and so every sample's run_id, are kept.
+    db.execute(
+        """
+        CREATE TABLE runs_new (
+            id TEXT PRIMARY KEY,              -- time-sortable
+            cache_key TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            model TEXT NOT NULL,              -- registry name at the time of the run
+            model_identity TEXT NOT NULL,     -- JSON: backend, weights, dtype, endpoint
+            model_kind TEXT,                  -- base | tuned
+            model_family TEXT,
+            backend TEXT NOT NULL,
+            endpoint TEXT,
+            dtype TEXT,
+            input_mode TEXT NOT NULL,         -- completion | chat
+            input_text TEXT,                  -- exactly what a text backend received
+            input_messages TEXT,              -- JSON messages for chat backends
+            template TEXT NOT NULL,           -- raw | chat-template | transcript:<name> | ...
+            prompt_ref TEXT,                  -- e.g. collection/prompt-id, when from the library
+            config TEXT NOT NULL,             -- JSON: the full SamplingConfig
+            seed INTEGER NOT NULL,
+            tags TEXT NOT NULL DEFAULT '[]',  -- JSON list
+            origin TEXT NOT NULL DEFAULT 'local',  -- local | bundle:<16 hex>
+            trusted INTEGER NOT NULL DEFAULT 1,    -- 1: answers cache lookups (local runs always)
+            imported_from TEXT,               -- the bundle file an imported run first came from
+            UNIQUE (cache_key, origin)
+        )
+        """
+    )
+    columns = ("id, cache_key, created_at, model, model_identity, model_kind, model_family, backend, endpoint, dtype, "
+               "input_mode, input_text, input_messages, template, prompt_ref, config, seed, tags")
+    db.execute(f"INSERT INTO runs_new ({columns}) SELECT {columns} FROM runs ORDER BY rowid")
+    db.execute("DROP TABLE runs")
+    db.execute("ALTER TABLE runs_new RENAME TO runs")
+    db.execute("CREATE INDEX runs_by_model ON runs(model, created_at)")

@@ -4,10 +4,14 @@ scripted faults, and the Batch API's files and batches endpoints.
 It answers the documented shapes of `/v1/completions`, `/v1/chat/completions`, `/v1/files`,
 `/v1/batches` and `/v1/files/{id}/content` with deterministic text (a function of the request's
 seed and the choice), so a test can check that each sample is stored exactly once. Faults are
-scripted per request, in order: `429` (with Retry-After), `500`, `malformed` (a 200 whose body
-is not JSON), `slow` (no reply before the client's timeout), `drop` (the connection closes
-without a reply), `short` (fewer choices than `n`), `401` (a wrong key, echoed back in part as
-the OpenAI API does) and `400` (a request the server refuses).
+scripted per request, in order: `ok` (a normal reply), `429` (with Retry-After: `retry_after_s`,
+which may be huge), `500`, `malformed` (a 200 whose body is not JSON), the wrong-shape 200s
+`text_object` (the text is a JSON object), `logprob_string` (a logprob is not a number) and
+`usage_string` (usage is a string), `slow` (no reply before the client's timeout), `hang` (the
+connection is accepted and never answered, until the server shuts down), `drop` (the connection
+closes without a reply), `short` (fewer choices than `n`), `401` (a wrong key, echoed back in part
+as `key[:8]...key[-4:]` whatever the key looks like, and in full) and `400` (a request the server
+refuses).
 """
 
 from __future__ import annotations
@@ -23,7 +27,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-FAULTS = ("429", "500", "malformed", "slow", "drop", "short", "401", "400")
+FAULTS = ("ok", "429", "500", "malformed", "text_object", "logprob_string", "usage_string", "slow", "hang",
+          "drop", "short", "401", "400")
+# Valid JSON of the wrong shape, as a buggy server or proxy might send it.
+WRONG_SHAPES = ("text_object", "logprob_string", "usage_string")
 WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet")
 
 
@@ -43,6 +50,7 @@ class ServerState:
     files: dict[str, bytes] = field(default_factory=dict)
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    closing: threading.Event = field(default_factory=threading.Event)  # set at shutdown: `hang` ends
 
     def next_fault(self) -> str | None:
         with self.lock:
@@ -93,6 +101,25 @@ def completion_reply(path: str, body: dict[str, Any], n_choices: int) -> dict[st
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                   "total_tokens": prompt_tokens + completion_tokens},
     }
+
+
+def wrong_shape_reply(path: str, body: dict[str, Any], fault: str) -> dict[str, Any]:
+    """A normal reply with one field of the wrong JSON type (see WRONG_SHAPES)."""
+    reply = completion_reply(path, {**body, "logprobs": body.get("logprobs") or 1}, int(body.get("n") or 1))
+    choice = reply["choices"][0]
+    if fault == "text_object":
+        if "message" in choice:
+            choice["message"]["content"] = {"text": choice["message"]["content"]}
+        else:
+            choice["text"] = {"text": choice["text"]}
+    elif fault == "logprob_string":
+        if "message" in choice:
+            choice["logprobs"]["content"][0]["logprob"] = "not a number"
+        else:
+            choice["logprobs"]["token_logprobs"][0] = "not a number"
+    else:
+        reply["usage"] = "lots of tokens"
+    return reply
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -188,6 +215,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+            elif fault in WRONG_SHAPES:
+                self._send_json(200, wrong_shape_reply(path, body, fault))
+            elif fault == "hang":
+                state.closing.wait()  # the connection stays open and silent until the server stops
+                self.close_connection = True
             elif fault == "slow":
                 time.sleep(state.slow_s)
                 self._send_json(200, completion_reply(path, body, int(body.get("n") or 1)))
@@ -278,6 +310,7 @@ class FakeOpenAIServer(ThreadingHTTPServer):
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.state.closing.set()
         self.shutdown()
         self.server_close()
         self._thread.join(timeout=5)

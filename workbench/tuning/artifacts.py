@@ -14,7 +14,8 @@ from typing import Any
 import yaml
 
 from workbench.home import user_registry_path
-from workbench.registry import ADAPTER_CONFIG, ADAPTER_WEIGHTS, load_registry
+from workbench.model_sources import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from workbench.registry import load_registry
 from workbench.tuning.recipes import recipe, variant_name
 
 TUNED_DIR = "tuned"  # under $WORKBENCH_HOME (the checkout's data/ by default): data/tuned/<variant>/

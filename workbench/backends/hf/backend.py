@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from jinja2 import TemplateError
 
 from workbench.backends.base import Backend, GenerationRequest
 from workbench.backends.hf import weights
@@ -34,7 +35,8 @@ from workbench.backends.hf.sampling import (
     sample_uniforms,
     sampling_distribution,
 )
-from workbench.errors import WorkbenchError
+from workbench.errors import ConfigError, WorkbenchError
+from workbench.home import user_registry_path
 from workbench.registry import ModelSpec
 from workbench.types import (
     CandidateScores,
@@ -159,13 +161,18 @@ class HFBackend(Backend):
                 "set chat_template: null to use the transcript template"
             )
         prefill = messages[-1]["role"] == "assistant"
-        return tokenizer.apply_chat_template(
-            list(messages),
-            chat_template=template,
-            tokenize=False,
-            add_generation_prompt=not prefill,
-            continue_final_message=prefill,
-        )
+        try:
+            return tokenizer.apply_chat_template(
+                list(messages),
+                chat_template=template,
+                tokenize=False,
+                add_generation_prompt=not prefill,
+                continue_final_message=prefill,
+            )
+        except (TemplateError, TypeError, ValueError, LookupError, AttributeError, ArithmeticError) as exc:
+            # transformers renders in jinja2's sandbox: what it refuses (SecurityError), a template that does not
+            # parse, reads what is not there or raises (raise_exception) is the template's fault, not a bug here.
+            raise ConfigError(chat_template_failure(self.spec, exc)) from None
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -445,3 +452,15 @@ class HFBackend(Backend):
         texts = [f[len(before):] if f.startswith(before) else tokenizer.decode([i])
                  for f, i in zip(fulls, ids_list, strict=True)]
         return [TokenLogprob(i, t, v) for i, t, v in zip(ids_list, texts, values.tolist(), strict=True)]
+
+
+def chat_template_failure(spec: ModelSpec, exc: Exception) -> str:
+    """One line for a chat template that failed to render: the model, the field, the error and what to do."""
+    error = " ".join(f"{type(exc).__name__}: {exc}".split())
+    if spec.chat_template == "tokenizer":
+        return (f"model {spec.name!r}: the checkpoint's own chat template (chat_template: tokenizer) failed to render "
+                f"these messages ({error}); set chat_template to an inline template, or null for the transcript "
+                f"template, in {user_registry_path()}")
+    return (f"model {spec.name!r}: its chat_template failed to render ({error}); fix chat_template in "
+            f"{user_registry_path()} (or set it to 'tokenizer' for the checkpoint's own template, or null for the "
+            "transcript template)")

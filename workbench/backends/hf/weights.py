@@ -23,8 +23,9 @@ import torch
 
 from workbench.errors import MissingPackageError, WorkbenchError
 from workbench.home import models_dir
+from workbench.model_sources import ADAPTER_CONFIG, ADAPTER_WEIGHTS, locate_gguf_package_dir
 from workbench.quiet import quiet_library
-from workbench.registry import ADAPTER_CONFIG, ADAPTER_WEIGHTS, ModelSpec, locate_gguf_package_dir
+from workbench.registry import ModelSpec
 
 PREPARED_MARKER = "workbench-prepared.json"
 THREADS_ENV = "WORKBENCH_THREADS"
@@ -186,10 +187,10 @@ def checkpoint_location(spec: ModelSpec) -> str:
     if src.gguf_package:
         return str(prepare_model(spec))
     if src.path:
-        path = Path(src.path).expanduser()
-        if not path.is_dir():
-            raise WorkbenchError(f"model {spec.name!r}: source.path {path} is not a directory")
-        return str(path)
+        problem = src.checkpoint_problem()
+        if problem:
+            raise WorkbenchError(f"model {spec.name!r}: {problem}")
+        return str(Path(src.path).expanduser())
     return str(src.hf_id)
 
 
