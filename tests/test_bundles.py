@@ -448,3 +448,191 @@ def test_the_quick_check_runs_once_per_file_state(tmp_path, monkeypatch):
     os.utime(path, ns=(0, 0))  # the file changed
     Store(path).close()
     assert len(calls) == 2
+
+
+# -- review of #15: findings 4, 5, 9 and 16 ----------------------------------------------------
+
+
+def _schema_damage(path: Path) -> None:
+    """The review's input: 4096 random bytes (fixed seed) over a leaf page of sqlite_schema (the table list)."""
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    leaves = [r[0] for r in db.execute("SELECT pageno FROM dbstat WHERE name = 'sqlite_schema' AND pagetype = 'leaf' "
+                                       "ORDER BY pageno")]
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    db.close()
+    assert leaves and leaves[0] > 1  # a store's table list spans several pages, page 1 holds its root
+    with path.open("r+b") as f:
+        f.seek((leaves[len(leaves) // 2] - 1) * page_size)
+        f.write(random.Random(15).randbytes(page_size))
+
+
+def test_review_a_damaged_table_list_points_to_check_and_salvage(fake_model, tmp_path):
+    store = tmp_path / "s.sqlite"
+    for i in range(3):
+        draw(fake_model, store, n=8, prompt=f"Story {i}:")
+    _schema_damage(store)
+    listed = one_error_line(cli(store, "runs", "list"))
+    assert f"`workbench runs check --store {store}`" in listed, listed
+    assert f"`workbench runs salvage --store {store} --out NEW.sqlite`" in listed
+    assert "check the path" not in listed
+    with pytest.raises(StoreError, match="runs salvage") as caught:
+        Store(store)  # what `sample` opens
+    assert "check the path" not in str(caught.value)
+    with pytest.raises(StoreError) as caught:
+        salvage(store, tmp_path / "new.sqlite")
+    message = str(caught.value)
+    assert "the table list itself is damaged; nothing can be salvaged with this tool" in message
+    assert "sqlite3 command-line `.recover`" in message and "\n" not in message
+    assert not (tmp_path / "new.sqlite").exists()
+    import argparse
+
+    from workbench.cli.runs import cmd_runs_check
+
+    with pytest.raises(StoreError, match="the table list itself is damaged.*`.recover`"):
+        cmd_runs_check(argparse.Namespace(store=str(store)))
+
+
+def test_review_a_file_that_is_not_a_store_still_says_check_the_path(tmp_path):
+    garbage = tmp_path / "notes.sqlite"
+    garbage.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StoreError, match="check the path"):
+        Store(garbage)
+    with pytest.raises(StoreError, match="not an SQLite database"):
+        salvage(garbage, tmp_path / "new.sqlite")
+
+
+# The review's rows, edited directly in a store: every one is unreadable by the one rule.
+REVIEW_ROWS = [
+    ("tokens", "[1,2]", "tokens has a wrong entry at position 0: 1"),
+    ("top_logprobs", "[1,[2]]", "top_logprobs has a wrong entry at position 0: 1"),
+    ("token_logprobs", '["a",null]', "token_logprobs has a wrong entry at position 0: 'a'"),
+    ("raw", '"just a string"', "raw must be a JSON object (what the engine reported), got 'just a string'"),
+    ("finish_reason", "bogus", "finish_reason must be one of eos, stop, length, got 'bogus'"),
+    ("token_ids", "[[[not json", "token_ids is not valid JSON: '[[[not json'"),
+]
+
+
+def _local_run(path: Path, n: int) -> str:
+    """A run of n well-formed samples, written without a server."""
+    record = RunRecord(cache_key="", model="m", model_identity={"backend": "hf"}, backend="hf",
+                       input_mode="completion", template="raw", config=make_config().model_dump(mode="json"), seed=0,
+                       input_text="Once")
+    record.cache_key = run_cache_key(asdict(record))
+    with Store(path) as s:
+        run_id = s.ensure_run(record)
+        s.add_generations(run_id, [Generation(index=i, text=f"t{i}", token_ids=[i], tokens=[f"t{i}"],
+                                              token_logprobs=[-0.5], finish_reason="length", raw={"seed": i})
+                                   for i in range(n)], None)
+    return run_id
+
+
+@pytest.mark.parametrize(("column", "value", "problem"), REVIEW_ROWS, ids=[r[0] for r in REVIEW_ROWS])
+def test_review_reading_checking_and_exporting_use_one_rule(tmp_path, column, value, problem):
+    path = tmp_path / "s.sqlite"
+    run_id = _local_run(path, 4)
+    with Store(path) as s:
+        s.db.execute(f"UPDATE samples SET {column} = ? WHERE sample_index = 2", (value,))
+        frame = s.samples(run_id)
+        assert list(frame["sample_index"]) == [0, 1, 3]
+        assert frame.attrs["skipped_rows"] == [{"sample_index": 2, "problem": problem}]
+        assert s.sample_indices(run_id) == {0, 1, 3}  # drawn again by `sample`
+        audit = health_module.audit_rows(s)
+        assert len(audit) == 1 and "1 unreadable sample row" in audit[0] and problem in audit[0]
+        left_out: list[str] = []
+        s.export_run(run_id, tmp_path / "run.jsonl", "jsonl", left_out=left_out)
+        assert left_out == [f"sample 2: {problem}"]  # the same row, for the same reason
+
+
+def test_review_sample_says_which_damaged_rows_it_drew_again(fake_model, tmp_path):
+    store = tmp_path / "s.sqlite"
+    first = draw(fake_model, store, n=8)
+    with Store(store) as s:
+        ids = dict(s.db.execute("SELECT sample_index, id FROM samples").fetchall())
+        for index, (column, value, _) in enumerate(REVIEW_ROWS):
+            s.db.execute(f"UPDATE samples SET {column} = ? WHERE sample_index = ?", (value, index))
+    checked = cli(store, "runs", "check")
+    assert checked.returncode == 2 and "6 unreadable sample rows" in checked.stdout, checked.stdout
+    shown = cli(store, "runs", "show", first.run_id)
+    assert "bogus" not in shown.stdout and "skipped 6 unreadable rows" in shown.stdout
+    sampled = cli(store, "sample", PROMPT, "--model", "fake", "--n", "8", "--max-tokens", "4", "--quiet")
+    assert sampled.returncode == 0, sampled.stderr
+    assert "8 samples of fake (6 drawn, 2 from the store)" in sampled.stdout
+    assert f"6 damaged rows of run {first.run_id} were drawn again: samples 0, 1, 2, 3, 4, 5" in sampled.stdout
+    with Store(store) as s:
+        assert list(s.samples(first.run_id)["text"]) == first.texts
+        assert dict(s.db.execute("SELECT sample_index, id FROM samples").fetchall()) == ids  # replaced in place
+        assert health_module.audit_rows(s) == []
+        events = s.run_events(first.run_id)
+        assert set(events["kind"]) == {"replaced_unreadable_row"}
+        assert sorted(i for indices in events["sample_indices"] for i in indices) == [0, 1, 2, 3, 4, 5]
+
+
+def _csv_with_cell(tmp_path: Path, row: int, column: str, value: str) -> Path:
+    genuine = _local_run(tmp_path / "theirs.sqlite", 6)
+    with Store(tmp_path / "theirs.sqlite") as s:
+        path = s.export_run(genuine, tmp_path / "t3.csv")
+    import pandas as pd
+
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.loc[row - 1, column] = value
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_review_a_bad_csv_cell_is_named_by_its_row_and_value(tmp_path):
+    bundle = _csv_with_cell(tmp_path, 4, "sample_index", "abc")
+    with Store(tmp_path / "mine.sqlite") as s, pytest.raises(StoreError) as caught:
+        s.import_bundle(bundle)
+    assert "t3.csv: row 4: sample_index must be a whole number from 0 to 2147483647, got 'abc'" in str(caught.value)
+    bundle = _csv_with_cell(tmp_path, 2, "prompt_tokens", "-3")
+    with Store(tmp_path / "mine.sqlite") as s, pytest.raises(StoreError, match="row 2 .*prompt_tokens.*got -3"):
+        s.import_bundle(bundle)
+
+
+def _parquet_with_text_numbers(tmp_path: Path, change: dict[int, str]) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    genuine = _local_run(tmp_path / "theirs.sqlite", 6)
+    with Store(tmp_path / "theirs.sqlite") as s:
+        path = s.export_run(genuine, tmp_path / "t3.parquet")
+    table = pq.read_table(path)
+    for name in ("sample_index", "prompt_tokens"):
+        cells = [None if v is None else str(v) for v in table.column(name).to_pylist()]
+        if name == "sample_index":
+            for row, value in change.items():
+                cells[row - 1] = value
+        table = table.set_column(table.schema.get_field_index(name), pa.field(name, pa.string()),
+                                 pa.array(cells, type=pa.string()))
+    pq.write_table(table.replace_schema_metadata(pq.read_table(path).schema.metadata), path)
+    return path
+
+
+def test_review_parquet_string_number_columns_read_as_numbers(tmp_path):
+    with Store(tmp_path / "mine.sqlite") as s:
+        result = s.import_bundle(_parquet_with_text_numbers(tmp_path, {}))
+        assert result.added == 6 and list(s.samples(result.run_id)["sample_index"]) == list(range(6))
+        with pytest.raises(StoreError) as caught:
+            s.import_bundle(_parquet_with_text_numbers(tmp_path, {4: "abc"}))
+    assert "t3.parquet: row 4: sample_index must be a whole number from 0 to 2147483647, got 'abc'" in str(caught.value)
+
+
+def test_review_a_huge_index_is_shown_as_given(fake_model, tmp_path):
+    genuine = draw(fake_model, tmp_path / "theirs.sqlite", n=4)
+    lines = export_jsonl(tmp_path / "theirs.sqlite", genuine.run_id, tmp_path / "run.jsonl")
+    text = (tmp_path / "run.jsonl").read_text().replace('"sample_index": 1,', '"sample_index": 1e30,')
+    (tmp_path / "big.jsonl").write_text(text)
+    assert len(lines) == 5 and "1e30" in text
+    with Store(tmp_path / "mine.sqlite") as s, pytest.raises(StoreError) as caught:
+        s.import_bundle(tmp_path / "big.jsonl")
+    assert "line 3: sample_index must be a whole number from 0 to 2147483647, got 1e+30;" in str(caught.value)
+
+
+def test_review_salvage_of_a_healthy_store_says_it_was_not_needed(tmp_path):
+    path = tmp_path / "s.sqlite"
+    _local_run(path, 3)
+    report = salvage(path, tmp_path / "copy.sqlite")
+    text = report.describe()
+    assert report.healthy and "passed SQLite's integrity check: salvage was not needed" in text
+    assert report.copied["samples"] == 3  # copying is harmless; it was asked for

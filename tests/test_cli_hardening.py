@@ -79,10 +79,10 @@ def test_n_above_the_maximum_needs_an_explicit_flag(capsys, fake):
 
 def test_the_maximum_n_is_configurable(capsys, fake, monkeypatch):
     monkeypatch.setenv("WORKBENCH_MAX_N", "5")
-    code, out, err = run_main(capsys, "sample", "hi", "--model", "fake", "--n", "6", "--dry-run")
+    code, out, err = run_main(capsys, "sample", "hi", "--model", "fake", "--n", "6", "--quiet")
     assert_one_line_user_error(code, out, err, "--n 6 is above the maximum of 5")
     monkeypatch.setenv("WORKBENCH_MAX_N", "lots")
-    code, out, err = run_main(capsys, "sample", "hi", "--model", "fake", "--n", "6", "--dry-run")
+    code, out, err = run_main(capsys, "sample", "hi", "--model", "fake", "--n", "6", "--quiet")
     assert_one_line_user_error(code, out, err, "WORKBENCH_MAX_N", "'lots'")
 
 
@@ -264,7 +264,7 @@ def test_an_unexpected_error_is_one_line_with_the_traceback_in_a_file(capsys, ho
     code, out, err = run_main(capsys, "models", "list")
     assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
     assert err.startswith("workbench: internal error: RuntimeError: boom")
-    assert "rerun with --debug" in err and secret not in err
+    assert "rerun the same command with --debug" in err and secret not in err
     logs = list((home / "logs").glob("error-*.txt"))
     assert len(logs) == 1 and str(logs[0]) in err
     written = logs[0].read_text()
@@ -356,3 +356,107 @@ def test_the_installed_command_is_one_line_for_a_store_it_cannot_open(home, tmp_
     (tmp_path / "file").write_text("x")  # a store path below a file: SQLite cannot create it
     result = run_cli("runs", "list", env={"WORKBENCH_STORE": str(tmp_path / "file" / "store.sqlite")})
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+# -- the review of #15: bounds at the flag, --debug anywhere, dry runs, folders ---------------------
+# Findings 7, 10, 11, 12 and 14, with the reviewer's exact inputs.
+
+
+@pytest.mark.parametrize("flag, value, allowed", [
+    ("--top-p", "0", "must be above 0 and at most 1, got 0"),
+    ("--top-p", "1.5", "must be above 0 and at most 1, got 1.5"),
+    ("--temperature", "-1", "must be from 0 to 100, got -1"),
+    ("--temperature", "101", "must be from 0 to 100, got 101"),
+    ("--top-k", "-1", "must be 0 (off) or more, got -1"),
+    ("--max-tokens", "99999999999999999999", "must be from 1 to 32768, got 99999999999999999999"),
+    ("--max-tokens", "0", "must be from 1 to 32768, got 0"),
+])
+def test_sampling_flags_are_checked_at_the_flag_in_its_own_words(capsys, fake, flag, value, allowed):
+    code, out, err = run_main(capsys, "sample", "hi", "--model", "fake", "--n", "1", flag, value, "--quiet")
+    assert_one_line_user_error(code, out, err, f"argument {flag}: {allowed}")
+    assert "Input should be" not in err and not fake.state.requests
+
+
+def test_the_sampling_config_says_what_is_allowed_in_plain_words():
+    from workbench.config import make_config
+
+    with pytest.raises(ConfigError, match=r"top_p must be above 0 and at most 1 \(got 0\)"):
+        make_config(top_p=0)
+    with pytest.raises(ConfigError, match=r"max_tokens must be from 1 to 32768 \(got 99999\)"):
+        make_config(max_tokens=99999)
+
+
+@pytest.mark.parametrize("where", ["end", "middle", "start"])
+def test_debug_is_taken_anywhere_on_the_command_line(capsys, home, monkeypatch, where):
+    from workbench.cli import models
+
+    monkeypatch.setattr(models, "cmd_models_list", _raise(RuntimeError("boom")))
+    args = {"end": ["models", "list", "--debug"], "middle": ["models", "--debug", "list"],
+            "start": ["--debug", "models", "list"]}[where]
+    code, _, err = run_main(capsys, *args)
+    assert code == 1 and "Traceback (most recent call last)" in err and "RuntimeError: boom" in err
+
+
+def test_the_internal_error_line_says_debug_goes_anywhere(capsys, home, monkeypatch):
+    from workbench.cli import models
+
+    monkeypatch.setattr(models, "cmd_models_list", _raise(RuntimeError("boom")))
+    code, _, err = run_main(capsys, "models", "list")
+    assert code == 1 and "rerun the same command with --debug" in err
+
+
+def test_a_dry_run_answers_for_any_n_without_allow_large_n(capsys, fake):
+    # Before: rc 2, "--n 10000000 is above the maximum of 100000 samples per model; pass --allow-large-n".
+    code, out, err = run_main(capsys, "sample", "hi", "--model", "fake", "--n", HUGE_N, "--dry-run")
+    assert code == 0, err
+    assert f"{HUGE_N} of {HUGE_N} samples to draw" in out and not fake.state.requests
+
+
+def test_a_prompt_file_that_is_a_folder_says_so(capsys, fake):
+    code, out, err = run_main(capsys, "sample", "@/etc", "--model", "fake", "--n", "1", "--quiet")
+    assert_one_line_user_error(code, out, err, "/etc is a folder, not a file")
+    assert "does not exist" not in err
+
+
+def test_a_flag_is_never_taken_as_an_abbreviation_of_another(capsys, fake):
+    # Before: `tree --model` was read as `--models`, `sample --temp` as `--temperature`.
+    code, out, err = run_main(capsys, "tree", "Hi", "--model", "fake", "--depth", "1")
+    assert_one_line_user_error(code, out, err, "unrecognized arguments: --model")
+    code, out, err = run_main(capsys, "sample", "hi", "--model", "fake", "--n", "1", "--temp", "0.5")
+    assert_one_line_user_error(code, out, err, "unrecognized arguments: --temp")
+    assert not fake.state.requests
+
+
+@pytest.mark.parametrize("flag, value, needles", [
+    ("--depth", "99999999", ("argument --depth: must be from 1 to 1000 levels, got 99999999", "--chunk-tokens")),
+    ("--k", "1000", ("argument --k: must be from 1 to 100, got 1000", "--beam")),
+    ("--chunks", "99999999", ("argument --chunks: must be from 1 to 1000, got 99999999", "workbench sample")),
+])
+def test_tree_sizes_have_a_maximum_that_says_what_to_do(capsys, fake, flag, value, needles):
+    # Before: --depth 99999999 ran silently until killed.
+    started = time.perf_counter()
+    extra = ("--chunk-tokens", "2") if flag == "--chunks" else ()
+    code, out, err = run_main(capsys, "tree", "Hi", "--models", "fake", flag, value, *extra)
+    assert_one_line_user_error(code, out, err, *needles)
+    assert time.perf_counter() - started < 30 and not fake.state.requests
+
+
+def test_a_tree_too_large_to_grow_says_how_large_and_needs_an_explicit_flag(capsys, fake, monkeypatch):
+    # Before: --k 3 --depth 30 set out to expand 3^30 nodes.
+    code, out, err = run_main(capsys, "tree", "Hi", "--models", "fake", "--k", "3", "--depth", "30")
+    assert_one_line_user_error(code, out, err, "up to 308836698141972 nodes", "above the maximum of 20000",
+                               "--beam", "--allow-large-tree", "WORKBENCH_MAX_TREE_NODES")
+    assert not fake.state.requests
+    code, out, err = run_main(capsys, "tree", "Hi", "--models", "fake", "--k", "3", "--depth", "30",
+                              "--beam", "2", "--dry-run")
+    assert code == 0 and "up to 177 nodes" in out, err  # 3 + 29 levels of 2 beams x 3 children
+    monkeypatch.setenv("WORKBENCH_MAX_TREE_NODES", "5")
+    code, out, err = run_main(capsys, "tree", "Hi", "--models", "fake", "--k", "2", "--depth", "2")
+    assert_one_line_user_error(code, out, err, "up to 6 nodes", "above the maximum of 5")
+    code, out, err = run_main(capsys, "tree", "Hi", "--models", "fake", "--k", "2", "--depth", "2", "--dry-run")
+    assert code == 0 and "up to 6 nodes" in out and "above the maximum of 5" in out, err  # a dry run answers
+    assert not fake.state.requests
+    code, out, err = run_main(capsys, "tree", "Hi", "--models", "fake", "--k", "2", "--depth", "2",
+                              "--allow-large-tree", "--quiet")
+    assert code == 0 and "nodes; print it again with `workbench tree --show" in out, err
+    assert fake.state.requests

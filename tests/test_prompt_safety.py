@@ -374,3 +374,75 @@ def test_unknown_field_names_are_shown_short_and_on_one_line(tmp_path):
     problems = validate_paths([path])[1]
     assert len(problems) == 2 and all("unknown field" in problem for problem in problems)
     assert not any("k" * 60 in problem or "second line" in problem or "\n" in problem for problem in problems)
+
+
+def test_a_symlink_refusal_says_to_copy_into_the_prompt_folder(tmp_path):
+    outside = tmp_path / "outside"
+    good_file(outside)
+    folder = tmp_path / "theirs"
+    folder.mkdir()
+    (folder / "elsewhere").symlink_to(outside, target_is_directory=True)
+    (folder / "leak.yaml").symlink_to(outside / "good.yaml")
+    problems = sorted(validate_paths([folder])[1])
+    assert len(problems) == 2  # the bug: "copy the folder into the folder if you trust it"
+    assert "copy the folder into the prompt folder if you trust it" in problems[0]
+    assert "copy the file into the prompt folder if you trust it" in problems[1]
+
+
+# -- the registry's models.yaml is read with the same caps (review of #15, findings 2 and 13) ---------
+
+
+def registry_home(tmp_path: Path, text: str) -> Path:
+    """A WORKBENCH_HOME whose models.yaml is `text`."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models.yaml").write_text(text)
+    return home
+
+
+def registry_alias_bomb() -> str:
+    """The review's case: a fake model whose `tags:` hold a 9-level alias chain (9^9 strings once expanded)."""
+    lines = ["models:", "  fake:", "    backend: openai", "    kind: tuned", "    family: fake", "    api_model: fake",
+             "    base_url: http://127.0.0.1:9/v1", "    tags:"]
+    previous = None
+    for anchor in "abcdefghi":
+        items = ", ".join(['"lol"'] * 9 if previous is None else [f"*{previous}"] * 9)
+        lines.append(f"      - &{anchor} [{items}]")
+        previous = anchor
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.timeout(150)
+def test_a_yaml_alias_bomb_in_the_registry_is_refused(tmp_path):
+    home = registry_home(tmp_path, registry_alias_bomb())
+    result, seconds = run_limited(["sample", "Hi", "--model", "fake", "--n", "1", "--max-tokens", "3"],
+                                  {"WORKBENCH_HOME": str(home)})
+    assert result.returncode == 2, result.stderr[-2000:]  # the bug: killed at 60 s, 3.8 GB
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("workbench: error")]
+    assert f"{home / 'models.yaml'}:" in line and "alias" in line and "100,000" in line
+    assert seconds < 60
+
+
+def test_a_registry_over_the_size_cap_is_not_parsed(tmp_path):
+    from workbench.registry import load_registry
+
+    path = tmp_path / "models.yaml"
+    path.write_text("models:\n  fake:\n    description: '" + "x" * 5_000_001 + "'\n")
+    with pytest.raises(ConfigError) as info:
+        load_registry(user_file=path)
+    assert str(path) in str(info.value) and "5,000,000 bytes" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_transcript_template_error_names_the_template_and_its_file(tmp_path):
+    from workbench.prompts import render_for_model
+    from workbench.registry import load_registry
+
+    path = tmp_path / "models.yaml"
+    path.write_text(f"transcript_templates:\n  evil:\n    template: \"{HUGE_REPEAT}\"\n"
+                    "models:\n  gemma-3-270m:\n    transcript_template: evil\n")
+    registry = load_registry(user_file=path)
+    with pytest.raises(ConfigError) as info:
+        render_for_model("Hi", registry.get("gemma-3-270m"), registry, chat=True)
+    message = str(info.value)  # the bug: "transcript template: the template would build ..."
+    assert "transcript template 'evil'" in message and str(path) in message and "render size limit" in message

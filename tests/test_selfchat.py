@@ -263,7 +263,7 @@ def test_selfchat_cli_end_to_end(embedded_models, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["selfchat", SEED_PROMPT, "--models", BASE, "--turns", "0"], "turns must be"),
+    (["selfchat", SEED_PROMPT, "--models", BASE, "--turns", "0"], "--turns: must be at least 1"),
     (["experiment", "selfchat", SEED_PROMPT, "--models", BASE, "--runs", "1"], "runs must be"),
     (["selfchat", SEED_PROMPT, "--models", f"{BASE},{TUNED},{BASE}"], "give one model"),
     (["selfchat", SEED_PROMPT, "--models", BASE, "--models", "no-such-model"], "unknown model"),

@@ -7,6 +7,7 @@ server (workbench.testing.openai_server), through the Sampler or the `workbench`
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import subprocess
@@ -16,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from workbench.backends.api_common import derive_seed
-from workbench.errors import WorkbenchError
+from workbench.backends.api_common import derive_seed, retry_after_seconds
+from workbench.errors import ConfigError, WorkbenchError
 from workbench.registry import ModelSpec, load_registry
 from workbench.sampler import Sampler
 from workbench.secrets import REDACTED, scrub_text
@@ -302,3 +303,75 @@ def test_an_anthropic_reply_of_the_wrong_shape_is_retried(tmp_path, fresh_store,
         messages = list(sampler.store.run_events(run.run_id)["message"])
     assert "malformed reply: content[0].text is an object" in messages[0]
     assert "malformed reply: usage is a string" in messages[1]
+
+
+# -- the review of #15: unrepresentable waits, bounded timeouts, a next step after retries -------
+# Findings 3, 6 and 8, with the reviewer's exact inputs.
+
+@pytest.mark.parametrize("header, seconds", [("inf", math.inf), ("1e400", math.inf), ("nan", math.inf),
+                                             ("1e12", 1e12), ("-5", 0.0)])
+def test_a_retry_after_that_is_not_a_finite_time_counts_as_too_long(header, seconds):
+    assert retry_after_seconds({"retry-after": header}) == seconds
+    assert retry_after_seconds({"retry-after-ms": header}) == (seconds / 1000 if math.isfinite(seconds) else seconds)
+
+
+@pytest.mark.parametrize("retry_after", [math.inf, 1e12])
+def test_an_unreasonable_retry_after_stops_the_run_in_one_line(server, cli_registry, retry_after):
+    # Before: rc 1, internal error OverflowError at sampler/retry.py:105 (datetime + timedelta).
+    server.state.faults = ["ok", "429"]
+    server.state.retry_after_s = retry_after
+    cli_registry(max_concurrency=1)
+    result = run_cli("sample", PROMPT, "--model", "fake", "--n", "3", "--max-tokens", "4", "--quiet", timeout=60)
+    line = one_line_error(result)
+    assert "asks to wait an unreasonable time" in line and "(until" not in line
+    assert "more than max_retry_after_s=60" in line and "stored samples are kept" in line
+
+
+def test_a_retry_after_message_never_overflows():
+    from workbench.backends.base import BackendError
+    from workbench.sampler.retry import Retrying
+
+    for seconds in (math.inf, 1e400, 1e12, 1e15, 3e8):
+        error = BackendError("rate limited", "rate_limited", seconds)
+        with pytest.raises(WorkbenchError, match="more than max_retry_after_s=60") as caught:
+            Retrying("openai", server="http://x").failed(error, 0)
+        assert "\n" not in str(caught.value)
+    error = BackendError("rate limited", "rate_limited", 3600.0)
+    with pytest.raises(WorkbenchError, match=r"asks to wait 3600 s \(until .* UTC\)"):
+        Retrying("openai", server="http://x").failed(error, 0)
+
+
+TIMEOUT_FIELDS = ("read_timeout_s", "connect_timeout_s", "dead_server_s", "timeout_s", "deadline_s",
+                  "max_retry_after_s")
+
+
+@pytest.mark.parametrize("field", TIMEOUT_FIELDS)
+@pytest.mark.parametrize("value", [".inf", "1e400", "1.0e12"])
+def test_registry_times_are_finite_and_sane(tmp_path, field, value):
+    # Before: `read_timeout_s: .inf` (and the others) were accepted: a silent server could hold a run forever.
+    path = tmp_path / "models.yaml"
+    path.write_text("models:\n  fake: {backend: openai, kind: base, family: fake, api_model: m, "
+                    f"base_url: 'http://127.0.0.1:9', {field}: {value}}}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_registry(path)
+    message = str(caught.value)
+    assert "\n" not in message and field in message and str(path) in message
+    assert "at most" in message
+
+
+def test_registry_times_up_to_their_bounds_are_taken():
+    spec = ModelSpec(name="m", backend="openai", kind="base", family="f", api_model="m", read_timeout_s=86400,
+                     connect_timeout_s=86400, dead_server_s=86400, max_retry_after_s=86400, deadline_s=7 * 86400)
+    assert spec.deadline_s == 7 * 86400 and spec.read_timeout_s == 86400
+
+
+def test_the_error_after_retries_run_out_says_what_to_do(server, make_sampler):
+    # Before: `openai backend failed after 7 attempts: ... malformed reply: choices[0].text is an object`, no next step.
+    server.state.faults = ["text_object"] * 7
+    sampler = make_sampler(server, max_concurrency=1)
+    with pytest.raises(WorkbenchError) as caught:
+        sampler.sample("fake", PROMPT, n=1, max_tokens=4)
+    message = str(caught.value)
+    assert "\n" not in message and "after 7 attempts" in message
+    assert f"check the server at {server.base_url}" in message and "api_dialect" in message
+    assert "stored samples are kept" in message and "run the same command to continue" in message

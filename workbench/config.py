@@ -23,6 +23,8 @@ MAX_SAMPLES_PER_CALL = 10**8
 # Far above any useful temperature (at 100 the next-token distribution is nearly uniform for every model
 # measured here); a typo like 1e9 is refused rather than sent.
 MAX_TEMPERATURE = 100.0
+# The most new tokens one sample may ask for (longer than any context the registry's models have).
+MAX_NEW_TOKENS = 32768
 
 
 class SamplingConfig(BaseModel):
@@ -69,7 +71,7 @@ class SamplingConfig(BaseModel):
         "Honoured by hf, vLLM, llama.cpp (whose server default is 1.1, so it is always sent).",
     )
     max_tokens: int = Field(
-        64, ge=1, le=32768, description="Most new tokens per continuation. Honoured by every backend."
+        64, ge=1, le=MAX_NEW_TOKENS, description="Most new tokens per continuation. Honoured by every backend."
     )
     stop: tuple[str, ...] = Field(
         (),
@@ -144,17 +146,52 @@ def make_config(**fields: Any) -> SamplingConfig:
     try:
         return SamplingConfig(**cleaned)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, "sampling config")) from None
+        raise ConfigError(describe_validation_error(exc, "sampling config", SamplingConfig)) from None
 
 
-def describe_validation_error(exc: ValidationError, where: str) -> str:
-    """One line per problem: the field, what was given and what is allowed."""
+# pydantic's error types for a number out of bounds, and how each bound reads in a message.
+_BOUND_WORDS = {"gt": "above {}", "ge": "at least {}", "lt": "below {}", "le": "at most {}"}
+_BOUND_ERRORS = {"greater_than": "gt", "greater_than_equal": "ge", "less_than": "lt", "less_than_equal": "le"}
+
+
+def describe_validation_error(exc: ValidationError, where: str, model: type[BaseModel] | None = None) -> str:
+    """One line per problem: the field, what was given and what is allowed.
+
+    A number out of bounds says so in plain words ("top_p must be above 0 and at most 1 (got 0)"); with the
+    `model` that raised it, the message gives the field's whole range rather than the one bound it broke.
+    """
     parts = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "(top level)"
         given = err.get("input")
         given_text = "" if isinstance(given, dict) else f" (got {given!r})"
+        bound = _BOUND_ERRORS.get(err["type"])
+        if bound is not None or err["type"] == "finite_number":
+            allowed = allowed_range(model, str(err["loc"][-1])) if model is not None and err["loc"] else ""
+            if bound is None:  # inf or nan where only finite numbers are allowed
+                allowed = " ".join(("a finite number", allowed)).strip()
+            elif not allowed:
+                allowed = _BOUND_WORDS[bound].format(_number((err.get("ctx") or {}).get(bound)))
+            parts.append(f"{field} must be {allowed}{given_text}")
+            continue
         # A validator's own message is the advice; pydantic's "Value error, " prefix adds nothing to it.
         message = err["msg"].removeprefix("Value error, ")
         parts.append(f"{field}: {message}{given_text}")
     return f"invalid {where}: " + "; ".join(parts)
+
+
+def allowed_range(model: type[BaseModel], field: str) -> str:
+    """A numeric field's bounds in words ("above 0 and at most 1", "from 1 to 32768"), or "" when it has none."""
+    info = model.model_fields.get(field)
+    if info is None:
+        return ""
+    bounds = {name: getattr(item, name) for item in info.metadata for name in _BOUND_WORDS
+              if getattr(item, name, None) is not None}
+    if "ge" in bounds and "le" in bounds:
+        return f"from {_number(bounds['ge'])} to {_number(bounds['le'])}"
+    return " and ".join(_BOUND_WORDS[name].format(_number(value)) for name, value in bounds.items())
+
+
+def _number(value: Any) -> str:
+    """A bound as written: 1, not 1.0."""
+    return f"{value:g}" if isinstance(value, float) else str(value)

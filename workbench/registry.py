@@ -14,11 +14,11 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from workbench.config import describe_validation_error
 from workbench.errors import ConfigError, UnknownModelError
+from workbench.guarded.yaml import load_yaml_file
 from workbench.home import user_registry_path
 from workbench.model_sources import (
     ModelSource,
@@ -43,6 +43,18 @@ class TranscriptTemplate(BaseModel):
     description: str = ""
     template: str
     stop: list[str] = Field(default_factory=list, description="Added to the stop strings when used.")
+
+    # The registry file that defined it, set by load_registry: an error in the template names the file.
+    _defined_in: Path | None = PrivateAttr(None)
+
+    @property
+    def defined_in(self) -> Path | None:
+        """The registry file this template came from (None for one made outside load_registry)."""
+        return self._defined_in
+
+
+A_DAY_S = 86_400.0
+A_WEEK_S = 7 * A_DAY_S
 
 
 class ModelSpec(BaseModel):
@@ -94,32 +106,43 @@ class ModelSpec(BaseModel):
         description="openai backend: choices asked for per request (`n`). 1 gives every sample its own seed "
         "(seed, index); more saves prompt tokens on APIs that bill them per request.",
     )
-    connect_timeout_s: float = Field(10.0, gt=0, description="API backends: seconds to open a connection.")
+    # Times are finite and at most a day (a week for a whole call's deadline): `.inf` or a slip of the keyboard
+    # would let a server that never answers hold a run for good.
+    connect_timeout_s: float = Field(
+        10.0, gt=0, le=A_DAY_S, description="API backends: seconds to open a connection."
+    )
     read_timeout_s: float = Field(
         60.0,
         gt=0,
+        le=A_DAY_S,
         description="API backends: seconds without a byte from the server before a request counts as timed out. "
         "Replies are not streamed, so this is also the longest one reply may take: raise it for large models or "
         "long replies.",
     )
     timeout_s: float | None = Field(
-        None, gt=0, description="Deprecated: the old name of read_timeout_s (used when read_timeout_s is not given)."
+        None,
+        gt=0,
+        le=A_DAY_S,
+        description="Deprecated: the old name of read_timeout_s (used when read_timeout_s is not given).",
     )
     dead_server_s: float = Field(
         60.0,
         gt=0,
+        le=A_DAY_S,
         description="API backends: a request that gets no reply at all (timeouts, refused or dropped connections) "
         "is retried until this many seconds have passed, then the run stops: the server is taken to be down.",
     )
     deadline_s: float | None = Field(
         None,
         gt=0,
+        le=A_WEEK_S,
         description="API backends: the most seconds one sample call may spend drawing; past it the run stops "
         "with its samples kept. Off by default (large models can take minutes per reply). Not part of the cache key.",
     )
     max_retry_after_s: float = Field(
         60.0,
         ge=0,
+        le=A_DAY_S,
         description="API backends: the longest Retry-After the workbench waits. A server asking for longer stops "
         "the run with the time to run it again (samples drawn so far are kept).",
     )
@@ -314,17 +337,8 @@ class Registry:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     """A registry file's sections, each checked to be a mapping of name to fields (a one-line ConfigError if not)."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}, line {mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the file") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at position {exc.start}); "
-                          "save it as UTF-8") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the registry ({exc.strerror or exc})") from None
+    # Registries are shared like prompt folders: the same file size and YAML alias caps (a ConfigError naming the file)
+    data = load_yaml_file(path, what="a registry file", advice="remove what it does not need") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with 'models:' at the top level, got {_kind_of(data)}")
     unknown = set(data) - set(SECTIONS)
@@ -375,6 +389,8 @@ def load_registry(user_file: Path | None = None) -> Registry:
         n: _validate(TranscriptTemplate, e, p, f"transcript template {n!r}") for n, (p, e) in raw_templates.items()
     }
     pairs = {n: _validate(ModelPair, {"name": n, **e}, p, f"pair {n!r}") for n, (p, e) in raw_pairs.items()}
+    for name, template in templates.items():
+        template._defined_in = raw_templates[name][0]
     registry = Registry(models, templates, pairs)
     for model in models.values():
         if model.transcript_template not in templates:

@@ -34,23 +34,32 @@ def derive_seed(seed: int, index: int, count: int = 1) -> int:
 
 
 def retry_after_seconds(headers: Any) -> float | None:
-    """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or an HTTP date), if the server said."""
+    """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or an HTTP date), if the server said.
+
+    A value that is no time at all (inf, 1e400, nan) counts as too long to wait: math.inf, which is
+    above any `max_retry_after_s`, so the run stops with a message instead of waiting forever.
+    """
     if headers is None:
         return None
     try:
         millis = headers.get("retry-after-ms")
         if millis is not None:
-            return max(0.0, float(millis) / 1000)
+            return _wait(float(millis) / 1000)
         value = headers.get("retry-after")
         if value is None:
             return None
         try:
-            return max(0.0, float(value))
+            return _wait(float(value))
         except ValueError:
             when = email.utils.parsedate_to_datetime(value)
-            return max(0.0, when.timestamp() - time.time())
-    except (TypeError, ValueError):
+            return _wait(when.timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError):
         return None
+
+
+def _wait(seconds: float) -> float:
+    """A wait the server asked for: at least 0; math.inf when it is not a finite number."""
+    return max(0.0, seconds) if math.isfinite(seconds) else math.inf
 
 
 class NoReply(BackendError):

@@ -9,6 +9,7 @@ nothing already sampled is lost.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from workbench.cli import batches, demo, experiments, figures, models, prompts, runs, sampling, tune
@@ -37,8 +38,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `workbench` command: its exit status (a flag mistake gives 2, --help 0)."""
+    argv, debug = without_debug_flag(sys.argv[1:] if argv is None else list(argv))
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exited:  # argparse has printed the one line (or the help)
         return exited.code if isinstance(exited.code, int) else EXIT_USER_ERROR
+    args.debug = args.debug or debug
     return run_command(args.func, args)
+
+
+def without_debug_flag(argv: list[str]) -> tuple[list[str], bool]:
+    """The arguments without `--debug`, and whether it was there.
+
+    `--debug` belongs to the top-level parser, which argparse only lets stand before the subcommand; taken out
+    first, it works anywhere (`workbench sample ... --debug`, as the internal-error line suggests). Arguments
+    after `--` are the user's text and are kept as they are.
+    """
+    end = argv.index("--") if "--" in argv else len(argv)
+    kept = [arg for arg in argv[:end] if arg != "--debug"]
+    return kept + argv[end:], len(kept) < end

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
-from workbench.config import MAX_SEED
+from workbench.config import MAX_NEW_TOKENS, MAX_SEED, MAX_TEMPERATURE
 from workbench.errors import WorkbenchError
 from workbench.plots.export import slug
 
@@ -53,7 +53,12 @@ Command = Callable[[argparse.Namespace], None]
 
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose mistakes are one line naming the flag, with exit status 2 (argparse prints the
-    whole usage block)."""
+    whole usage block). Flags are never abbreviated: `--model` given to a command that has `--models` is a
+    mistake to report, not a guess to make (subcommands' parsers are of this class too)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         """Print `workbench: error: <message> (see `<command> --help`)` and exit 2."""
@@ -135,7 +140,8 @@ def report_internal_error(exc: BaseException, debug: bool) -> int:
         where = f"the traceback is in {write_traceback(exc)}"
     except OSError as failed:
         where = f"the traceback could not be written ({failed})"
-    print(f"workbench: internal error: {summary}; {where}; please report it (or rerun with --debug)",
+    print(f"workbench: internal error: {summary}; {where}; please report it (or rerun the same command "
+          "with --debug to see it here)",
           file=sys.stderr)
     return EXIT_INTERNAL_ERROR
 
@@ -207,6 +213,38 @@ def finite_float(text: str) -> float:
     return value
 
 
+def temperature_value(text: str) -> float:
+    """argparse type: a temperature, a finite number from 0 (greedy) to 100."""
+    value = finite_float(text)
+    if not 0 <= value <= MAX_TEMPERATURE:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_TEMPERATURE:g}, got {text}")
+    return value
+
+
+def top_p_value(text: str) -> float:
+    """argparse type: a nucleus mass, above 0 and at most 1."""
+    value = finite_float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, got {text}")
+    return value
+
+
+def top_k_value(text: str) -> int:
+    """argparse type: a top-k, 0 (off) or more."""
+    value = whole_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or more, got {text}")
+    return value
+
+
+def max_tokens_value(text: str) -> int:
+    """argparse type: new tokens per sample, from 1 to 32768."""
+    value = whole_number(text)
+    if not 1 <= value <= MAX_NEW_TOKENS:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_NEW_TOKENS}, got {text}")
+    return value
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite number above 0 (seconds)."""
     value = finite_float(text)
@@ -244,8 +282,8 @@ def check_n(args: argparse.Namespace) -> None:
         return
     if n < 1:
         raise WorkbenchError(f"--n must be at least 1, got {n}")
-    if getattr(args, "allow_large_n", False):
-        return
+    if getattr(args, "allow_large_n", False) or getattr(args, "dry_run", False):
+        return  # a dry run only estimates: it answers for any n
     limit = max_n()
     if n > limit:
         raise WorkbenchError(f"--n {n} is above the maximum of {limit} samples per model; pass --allow-large-n to "
@@ -275,6 +313,9 @@ def read_prompt(value: str) -> str:
     """A prompt from the command line, or from a file with @path."""
     if value.startswith("@"):
         path = Path(value[1:]).expanduser()
+        if path.is_dir():
+            raise WorkbenchError(f"prompt file {path} is a folder, not a file; give a file after @ "
+                                 "(@path/to/prompt.txt)")
         if not path.is_file():
             raise WorkbenchError(f"prompt file {path} does not exist")
         try:
@@ -380,11 +421,11 @@ def write_json(path: str | Path, data: Any) -> Path:
 def add_sampling_flags(parser: argparse.ArgumentParser, n_default: int) -> None:
     """--n, the SamplingConfig fields, --seed, --chat, the library-prompt choices and the run flags."""
     add_n_flag(parser, n_default, "samples per model")
-    parser.add_argument("--temperature", type=finite_float, help="0 = greedy (default 1; at most 100)")
-    parser.add_argument("--top-p", type=finite_float, dest="top_p", help="nucleus mass (default 1: off)")
-    parser.add_argument("--top-k", type=int, dest="top_k", help="keep k most likely tokens (default 0: off)")
-    parser.add_argument("--max-tokens", type=positive_int, dest="max_tokens",
-                        help="new tokens per sample (default 64)")
+    parser.add_argument("--temperature", type=temperature_value, help="0 = greedy (default 1; at most 100)")
+    parser.add_argument("--top-p", type=top_p_value, dest="top_p", help="nucleus mass, above 0 (default 1: off)")
+    parser.add_argument("--top-k", type=top_k_value, dest="top_k", help="keep k most likely tokens (default 0: off)")
+    parser.add_argument("--max-tokens", type=max_tokens_value, dest="max_tokens",
+                        help=f"new tokens per sample (default 64, at most {MAX_NEW_TOKENS})")
     parser.add_argument("--stop", action="append", help="stop string (repeatable)")
     add_seed_flag(parser, "run seed; sample i uses (seed, i) (default 0)")
     parser.add_argument("--chat", action="store_true", help="send the prompt as a user chat message")

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from workbench.cli.common import (
-    add_choice_flags,
     add_figure_flags,
     add_n_flag,
     add_run_flags,
@@ -17,12 +16,13 @@ from workbench.cli.common import (
     figure_stem,
     finite_float,
     make_sampler,
+    max_tokens_value,
     one_line,
     positive_int,
-    prompt_choices,
     resolve_prompt,
-    write_json,
+    temperature_value,
 )
+from workbench.cli.tree import register_tree
 from workbench.errors import WorkbenchError
 from workbench.plots.export import slug
 
@@ -67,8 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--method", default="keywords",
                        help="classifier shown in the figure: keywords, embedding, or judge:MODEL")
         add_n_flag(p, 32, "continuations per model and condition")
-        p.add_argument("--max-tokens", type=positive_int, dest="max_tokens")
-        p.add_argument("--temperature", type=finite_float)
+        p.add_argument("--max-tokens", type=max_tokens_value, dest="max_tokens")
+        p.add_argument("--temperature", type=temperature_value)
         add_seed_flag(p)
         add_run_flags(p)
         add_figure_flags(p)
@@ -88,40 +88,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="turns per conversation, K >= 1 (default %(default)s)")
         p.add_argument("--runs", type=positive_int, default=8,
                        help="independent conversations, R >= 2 (default %(default)s)")
-        p.add_argument("--max-tokens", type=positive_int, dest="max_tokens",
+        p.add_argument("--max-tokens", type=max_tokens_value, dest="max_tokens",
                        help="new tokens per turn (default: the seed's, 60)")
-        p.add_argument("--temperature", type=finite_float, help="0 = greedy (default 1)")
+        p.add_argument("--temperature", type=temperature_value, help="0 = greedy (default 1)")
         add_seed_flag(p, "run r samples with a seed derived from (seed, r)")
         p.add_argument("--figure", help="figure file, .png, .svg or .pdf (default $WORKBENCH_HOME/exports/figures/"
                                         "selfchat-...png); CSVs of the tables are written next to it")
         add_run_flags(p)
         p.set_defaults(func=cmd_selfchat)
-
-
-def register_tree(sub: argparse._SubParsersAction) -> None:
-    """Add `tree`, the branch explorer."""
-    p = sub.add_parser("tree", help="branch explorer: expand a prompt into a tree of top-k tokens or sampled chunks")
-    p.add_argument("prompt", nargs="?", help="prompt text, @file, or a library prompt collection/prompt-id")
-    p.add_argument("--models", help="the model that builds the tree, and optionally a second to compare: A[,B]")
-    p.add_argument("--depth", type=positive_int, default=2,
-                   help="levels to expand below the prompt (default %(default)s)")
-    p.add_argument("--k", type=positive_int, default=3, help="top-k next tokens per node (default %(default)s)")
-    p.add_argument("--chunks", type=positive_int, help="instead of top-k: N sampled chunks per node")
-    p.add_argument("--chunk-tokens", type=positive_int, dest="chunk_tokens",
-                   help="M tokens per sampled chunk (with --chunks)")
-    p.add_argument("--beam", type=positive_int, help="expand only the B most likely nodes of each level")
-    p.add_argument("--temperature", type=finite_float, help="sampled chunks: temperature (default 1)")
-    add_seed_flag(p, "sampled chunks: run seed (default 0)")
-    p.add_argument("--chat", action="store_true", help="send the prompt as a user chat message")
-    p.add_argument("--figure", metavar="PATH", help="write a tree figure with provenance (format by suffix: png, "
-                                                    "svg, pdf; no suffix: PNG and SVG)")
-    p.add_argument("--json", metavar="PATH", help="write the tree (nodes, scores) as JSON")
-    p.add_argument("--show", metavar="TREE_ID", help="print a stored tree (id or unique prefix); with --models, "
-                                                     "compare it with another model")
-    p.add_argument("--list", action="store_true", help="list stored trees")
-    add_choice_flags(p)
-    add_run_flags(p)
-    p.set_defaults(func=cmd_tree)
 
 
 def experiment_models(args: argparse.Namespace):
@@ -346,59 +320,6 @@ def cmd_experiment_segues(args: argparse.Namespace) -> None:
     export(args, segue_figure(result, args.method), "segues", prompt.ref,
            {"experiment": "segue-recovery", "prompt": prompt.ref, "models": models, "n": args.n, "seed": args.seed,
             "runs": sorted(result.continuations["run_id"].unique().tolist()), "families": result.family_note})
-
-
-def cmd_tree(args: argparse.Namespace) -> None:
-    """Grow (or --show, or --list) a branch tree, print it, and write JSON and a figure when asked."""
-    from workbench.experiments.tree import BranchTree
-
-    sampler = make_sampler(args)
-    if args.list:
-        frame = sampler.store.trees()
-        print(frame.to_string(index=False) if len(frame) else f"no trees yet in {sampler.store.path}")
-        return
-    models = [m.strip() for m in (args.models or "").split(",") if m.strip()]
-    for m in models:
-        sampler.model(m)  # unknown names fail before anything is computed
-    if args.show:
-        tree = BranchTree.load(sampler, args.show)
-        others = [m for m in models if m != tree.model]
-    else:
-        if not args.prompt:
-            raise WorkbenchError("give a PROMPT (text, @file or collection/prompt-id), or --show TREE_ID")
-        if not 1 <= len(models) <= 2:
-            raise WorkbenchError("--models needs one model, or two to compare: --models A,B")
-        if (args.chunks is None) != (args.chunk_tokens is None):
-            raise WorkbenchError("sampled chunks need both --chunks N and --chunk-tokens M")
-        prompt = resolve_prompt(args.prompt, sampler)
-        tree = BranchTree.create(sampler, models[0], prompt, chat=args.chat, **prompt_choices(args))
-        if args.chunks is not None:
-            tree.grow(args.depth, n=args.chunks, m=args.chunk_tokens, beam=args.beam, seed=args.seed,
-                      temperature=args.temperature)
-        else:
-            tree.grow(args.depth, k=args.k, beam=args.beam)
-        others = models[1:]
-    other = others[0] if others else None
-    comparison = tree.compare(other) if other else None
-    print(tree.render_text(compare_with=other))
-    if comparison is not None:
-        print(comparison.describe())
-    print(f"tree {tree.id}: {len(tree.nodes)} nodes; print it again with `workbench tree --show {tree.id}`")
-    if args.json:
-        write_json(args.json, tree.to_json())  # strict JSON: a -inf logprob is written as null
-        print(f"wrote {args.json}")
-    if args.figure:
-        from workbench.plots import export_figure, figure_formats_for
-        from workbench.plots.tree import tree_figure
-
-        stem, formats = figure_formats_for(args.figure, ("png", "svg"))
-        runs = sorted({n.params["run_id"] for n in tree.nodes.values() if "run_id" in n.params})
-        provenance = {"experiment": "branch-tree", "tree_id": tree.id, "prompt": tree.prompt_ref or tree.prompt,
-                      "models": [tree.model, *others], "depth": args.depth, "k": args.k, "chunks": args.chunks,
-                      "chunk_tokens": args.chunk_tokens, "seed": args.seed, "run_ids": runs,
-                      "families": sampler.registry.describe_pair([tree.model, *others])}
-        paths = export_figure(tree_figure(tree, other), stem, provenance, formats=formats)
-        print("wrote " + ", ".join(str(p) for p in paths))
 
 
 def cmd_selfchat(args: argparse.Namespace) -> None:

@@ -14,12 +14,12 @@ from workbench.cli.common import (
     config_fields,
     export,
     figure_stem,
-    finite_float,
     make_sampler,
     model_list,
     one_line,
     prompt_choices,
     resolve_prompt,
+    temperature_value,
 )
 from workbench.config import MAX_TEMPERATURE
 from workbench.errors import WorkbenchError
@@ -70,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompts", help="only these prompt ids (comma-separated)")
     p.add_argument("--correction", default="holm", choices=["holm", "bh"], help="multiple-comparison correction")
     add_n_flag(p, 50, "samples per model and prompt")
-    p.add_argument("--temperature", type=finite_float)
+    p.add_argument("--temperature", type=temperature_value)
     add_seed_flag(p)
     add_run_flags(p)
     add_figure_flags(p)

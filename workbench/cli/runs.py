@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import textwrap
 from pathlib import Path
 
@@ -125,8 +126,9 @@ def cmd_runs_export(args: argparse.Namespace) -> None:
         path = store.export_run(run_id, out, args.format, left_out=left_out)
     print(f"exported run {run_id} to {path}")
     if left_out:
-        print(f"left out {len(left_out)} unreadable rows: {'; '.join(left_out[:3])}"
-              + ("; ..." if len(left_out) > 3 else ""))
+        print(f"warning: left out {len(left_out)} unreadable row{'s' if len(left_out) != 1 else ''} that reading skips "
+              f"too ({'; '.join(left_out[:3])}{'; ...' if len(left_out) > 3 else ''}); `workbench runs check` lists "
+              "them and `workbench sample` draws them again", file=sys.stderr)
 
 
 def cmd_runs_import(args: argparse.Namespace) -> None:
@@ -158,7 +160,7 @@ def cmd_runs_check(args: argparse.Namespace) -> None:
     from workbench.errors import StoreError
     from workbench.home import store_path
     from workbench.store import Store
-    from workbench.store.health import audit_rows, integrity_problems
+    from workbench.store.health import audit_rows, integrity_problems, table_list_problem, unsalvageable_message
 
     path = Path(args.store).expanduser() if args.store else store_path()
     if not path.is_file():
@@ -168,6 +170,9 @@ def cmd_runs_check(args: argparse.Namespace) -> None:
         print(f"{path}: the file is damaged (SQLite integrity_check):")
         for problem in problems:
             print(f"  {problem}")
+        table_list_damage = table_list_problem(path)
+        if table_list_damage is not None:
+            raise StoreError(unsalvageable_message(path, table_list_damage))
         raise StoreError(f"{path} is damaged; `workbench runs salvage --store {path} --out NEW.sqlite` copies what "
                          "is intact into a new file")
     with Store(path) as store:
@@ -176,7 +181,8 @@ def cmd_runs_check(args: argparse.Namespace) -> None:
         print(f"{path}: the file is sound, but {len(problems)} problem{'s' if len(problems) != 1 else ''} in its rows:")
         for problem in problems:
             print(f"  {problem}")
-        raise StoreError(f"{path}: {len(problems)} row problems (listed above)")
+        raise StoreError(f"{path}: {len(problems)} run{'s' if len(problems) != 1 else ''} with row problems (listed "
+                         "above); unreadable rows are skipped when read and drawn again by `workbench sample`")
     print(f"{path}: ok")
 
 

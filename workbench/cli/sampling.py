@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from workbench.cli.common import (
     add_cost_flags,
@@ -64,10 +65,17 @@ def cmd_sample(args: argparse.Namespace) -> None:
                   f"({job.status}); collect the results with `workbench batches poll --wait`")
         return
     run = sampler.sample(args.model, prompt, args.n, max_cost=args.max_cost, **options)
+    redrawn = sampler.store.replaced_rows(run.run_id)
+    note = (f"{len(redrawn)} damaged row{'s' if len(redrawn) != 1 else ''} of run {run.run_id} "
+            f"{'were' if len(redrawn) != 1 else 'was'} drawn again: samples {', '.join(map(str, redrawn))}")
     if args.json:
         print(run.samples[["sample_index", "text", "finish_reason", "logprob"]].to_json(orient="records", indent=2))
+        if redrawn:
+            print(note, file=sys.stderr)
         return
     print(f"run {run.run_id}: {run.n} samples of {run.model} ({run.drawn} drawn, {run.cached} from the store)")
+    if redrawn:
+        print(note)
     print(f"input ({run.rendered.template}): {one_line(run.rendered.display(), 200)}")
     for row in run.samples.itertuples():
         print(f"[{row.sample_index:>3}] ({row.finish_reason:<6}) {one_line(row.text)}")

@@ -5,7 +5,8 @@ Prompt folders are shared, so:
   without opening the target; anything that is not a regular file (a pipe, a device) is refused;
 - a file over WORKBENCH_PROMPT_FILE_MAX_BYTES (default 5 MB) is not parsed;
 - YAML aliases may add at most MAX_ALIAS_EXPANSION values to what the file spells out (an alias
-  bomb is refused before anything is built), and an alias may not contain itself;
+  bomb is refused before anything is built), and an alias may not contain itself
+  (both caps are workbench.guarded.yaml's, which the registry uses too);
 - each file is read once, and its collection name is found by reading only as far as `name:`.
 
 Every problem is one line that starts with the file (and line, where there is one).
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,14 @@ from typing import Any
 import yaml
 
 from workbench.errors import ConfigError
+from workbench.guarded.yaml import (
+    DEFAULT_MAX_FILE_BYTES,
+    YamlFileError,
+    parse_yaml,
+    read_text_capped,
+)
 
 PROMPT_FILE_MAX_BYTES_ENV = "WORKBENCH_PROMPT_FILE_MAX_BYTES"
-DEFAULT_MAX_FILE_BYTES = 5_000_000
-MAX_ALIAS_EXPANSION = 100_000  # values that aliases may add beyond those written out
 YAML_SUFFIXES = (".yaml", ".yml")
 SHOWN_CHARS = 40  # of a key or id from a file, in a problem line
 
@@ -122,7 +126,7 @@ def _inside(real: str, real_root: str) -> bool:
 
 def _outside(link: Path, kind: str) -> str:
     return (f"{link}: a link to a {kind} outside the prompt folder; refused without reading it (copy the {kind} "
-            "into the folder if you trust it)")
+            "into the prompt folder if you trust it)")
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -130,21 +134,11 @@ def _outside(link: Path, kind: str) -> str:
 
 def read_collection_text(path: Path) -> CollectionText:
     """A collection file's text (size-capped, UTF-8) and its collection name; CollectionFileError if unreadable."""
-    limit = max_file_bytes()
+    advice = f"split it, or raise the limit with {PROMPT_FILE_MAX_BYTES_ENV}=BYTES"
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # opening a pipe would wait forever
-            raise CollectionFileError(f"{path}: not a regular file (a pipe or device?); refused")
-        with open(path, "rb") as handle:
-            raw = handle.read(limit + 1)
-    except OSError as exc:
-        raise CollectionFileError(f"{path}: cannot read ({exc.strerror})") from None
-    if len(raw) > limit:
-        raise CollectionFileError(f"{path}: the file is over {limit:,} bytes, the most a collection file may have; "
-                                  f"split it, or raise the limit with {PROMPT_FILE_MAX_BYTES_ENV}=BYTES")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CollectionFileError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        text = read_text_capped(path, max_file_bytes(), what="a collection file", advice=advice)
+    except YamlFileError as exc:
+        raise CollectionFileError(str(exc)) from None
     return CollectionText(path, text, _top_level_name(text))
 
 
@@ -177,65 +171,7 @@ def _top_level_name(text: str) -> str | None:
 
 def parse_collection_yaml(source: CollectionText) -> tuple[yaml.Node | None, Any]:
     """The composed YAML (for line numbers) and the data built from it, aliases checked before building."""
-    loader = yaml.SafeLoader(source.text)
     try:
-        root = loader.get_single_node()
-        if root is not None:
-            _check_aliases(root, source.path)
-        data = loader.construct_document(root) if root is not None else None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source.path}:{mark.line + 1}" if mark else str(source.path)
-        problem = getattr(exc, "problem", None) or exc
-        raise CollectionFileError(f"{where}: YAML syntax error: {shown(problem, 200)}; fix the file") from None
-    except RecursionError:
-        raise CollectionFileError(f"{source.path}: the YAML nests too deeply to read; flatten it") from None
-    except (ValueError, OverflowError, TypeError) as exc:  # e.g. a number with more digits than Python reads
-        raise CollectionFileError(f"{source.path}: a value cannot be read ({shown(exc, 120)}); fix it") from None
-    finally:
-        loader.dispose()
-    return root, data
-
-
-def _children(node: yaml.Node) -> Iterator[yaml.Node]:
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            yield key
-            yield value
-    elif isinstance(node, yaml.SequenceNode):
-        yield from node.value
-
-
-def _check_aliases(root: yaml.Node, path: Path) -> None:
-    """Refuse a document whose aliases would build many more values than it spells out, or contain themselves."""
-    expanded: dict[int, int] = {}  # id(node) -> values it becomes, every alias expanded
-    references: dict[int, int] = {}
-    nodes: dict[int, yaml.Node] = {}
-    ancestors: set[int] = set()
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    while stack:
-        node, finished = stack.pop()
-        key = id(node)
-        if finished:
-            ancestors.discard(key)
-            expanded[key] = 1 + sum(expanded[id(child)] for child in _children(node))
-            continue
-        if key in expanded:
-            continue
-        ancestors.add(key)
-        nodes[key] = node
-        stack.append((node, True))
-        for child in _children(node):
-            references[id(child)] = references.get(id(child), 0) + 1
-            if id(child) in ancestors:
-                raise CollectionFileError(f"{path}:{child.start_mark.line + 1}: a YAML alias refers to a value that "
-                                          "contains it; write the value out")
-            if id(child) not in expanded:
-                stack.append((child, False))
-    extra = expanded[id(root)] - len(expanded)
-    if extra > MAX_ALIAS_EXPANSION:
-        worst = max(references, key=lambda k: expanded[k] * (references[k] - 1))
-        raise CollectionFileError(
-            f"{path}:{nodes[worst].start_mark.line + 1}: YAML aliases would add {extra:,} values to the "
-            f"{len(expanded):,} written out, more than the {MAX_ALIAS_EXPANSION:,} allowed (an alias bomb?); "
-            "write the values out, or use fewer aliases")
+        return parse_yaml(source.text, source.path)
+    except YamlFileError as exc:
+        raise CollectionFileError(str(exc)) from None

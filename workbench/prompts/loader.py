@@ -27,7 +27,7 @@ from workbench.prompts.files import (
     find_collection_files,
     read_collection_text,
 )
-from workbench.prompts.schema import Collection, LibraryPrompt, PromptLibraryError, PromptSpec
+from workbench.prompts.schema import Collection, LibraryPrompt, PromptLibraryError
 from workbench.prompts.validation import load_collection
 
 PROMPTS_ENV = "WORKBENCH_PROMPTS"
@@ -51,7 +51,8 @@ class Library:
         self._nameless: list[Path] = []  # files whose name could not be read: broken, loaded for their problems
         self._problems: dict[Path, list[str]] = {path: [problem] for path, problem in refused}
         self._loaded: dict[str, Collection] = {}
-        self._by_id: dict[str, dict[str, PromptSpec]] = {}
+        # One LibraryPrompt per prompt, made when its collection loads: `get` returns the same object every time.
+        self._by_id: dict[str, dict[str, LibraryPrompt]] = {}
         self._loading: list[str] = []
         self._lock = threading.RLock()  # panels load from worker threads; loading a parent re-enters
         for file in files:
@@ -114,7 +115,7 @@ class Library:
             self._problems[path] = problems or [f"{path}: could not be loaded"]
             return None
         self._loaded[name] = collection
-        self._by_id[name] = {spec.id: spec for spec in collection.prompts}
+        self._by_id[name] = {spec.id: LibraryPrompt(collection, spec, path) for spec in collection.prompts}
         return collection
 
     def _parent(self, name: str) -> Collection | str:
@@ -144,9 +145,9 @@ class Library:
         name, _, pid = ref.partition("/")
         collection = self.collection(name) if name in self._files else None
         if collection is not None:
-            spec = self._by_id[name].get(pid)
-            if spec is not None:
-                return LibraryPrompt(collection, spec, self._files[name])
+            prompt = self._by_id[name].get(pid)
+            if prompt is not None:
+                return prompt
             candidates = [f"{name}/{spec.id}" for spec in collection.prompts]
         else:  # a mistyped collection: its close namesakes are loaded to see whether they have the prompt
             names = difflib.get_close_matches(name, list(self._files), n=3, cutoff=0.6)
@@ -170,11 +171,9 @@ class Library:
 
     def __iter__(self) -> Iterator[LibraryPrompt]:
         """Every prompt of every collection that loads (loading them all; see `problems()` for the others)."""
-        for name, path in self._files.items():
-            collection = self._load(name)
-            if collection is not None:
-                for spec in collection.prompts:
-                    yield LibraryPrompt(collection, spec, path)
+        for name in list(self._files):
+            if self._load(name) is not None:
+                yield from self._by_id[name].values()
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
@@ -199,7 +198,8 @@ class Library:
             else:  # a name written in a way the quick read of `name:` did not follow
                 self._files[collection.name] = path
                 self._loaded[collection.name] = collection
-                self._by_id[collection.name] = {spec.id: spec for spec in collection.prompts}
+                self._by_id[collection.name] = {spec.id: LibraryPrompt(collection, spec, path)
+                                                for spec in collection.prompts}
         return dict(self._problems)
 
     def problems(self) -> list[str]:
@@ -214,8 +214,7 @@ class Library:
         """
         if collection is not None:
             chosen = self.collection(collection) if collection in self._files else None
-            path = self._files.get(collection)
-            prompts = [LibraryPrompt(chosen, spec, path) for spec in chosen.prompts] if chosen and path else []
+            prompts = list(self._by_id[collection].values()) if chosen else []
         else:
             prompts = list(self)
         found = []

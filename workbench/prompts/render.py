@@ -45,14 +45,15 @@ def validate_messages(messages: Any) -> tuple[Message, ...]:
     return tuple(checked)
 
 
-def render_transcript(messages: tuple[Message, ...], template_source: str) -> str:
-    """Write a chat as plain text with a sandboxed Jinja template (no code from files runs)."""
+def render_transcript(messages: tuple[Message, ...], template_source: str, where: str = "transcript template") -> str:
+    """Write a chat as plain text with a sandboxed Jinja template (no code from files runs); a failure is a
+    one-line ConfigError that starts with `where` (which template, from which file)."""
     system = messages[0]["content"] if messages[0]["role"] == "system" else None
     turns = [m for m in messages if m["role"] != "system"]
     ends_with_prefill = turns[-1]["role"] == "assistant"
     values = {"system": system, "messages": turns, "add_generation_prompt": not ends_with_prefill}
     try:  # within the render limits, like every template (workbench.prompts.limits)
-        return render_template(template_source, values, "transcript template")
+        return render_template(template_source, values, where)
     except ConfigError:
         raise
     except WorkbenchError as exc:
@@ -99,7 +100,9 @@ def _render_chat(
         return RenderedInput(mode="chat", text=text, messages=messages, template="chat-template")
 
     template = registry.template(model.transcript_template)
-    text = render_transcript(messages, template.template)
+    where = f"transcript template {model.transcript_template!r}" + (f" in {template.defined_in}"
+                                                                     if template.defined_in else "")
+    text = render_transcript(messages, template.template, where)
     return RenderedInput(
         mode="chat",
         text=text,

@@ -58,6 +58,7 @@ class Retrying:
         self.max_retries = max_retries
         self.max_retry_after_s = max_retry_after_s
         self.dead_server_s = dead_server_s
+        self.endpoint = server
         self.server = server or f"the {backend_name} server"
         self._no_reply_since: float | None = None
 
@@ -88,8 +89,10 @@ class Retrying:
             self.record({"kind": error.kind, "attempt": attempt, "wait_s": wait, "message": str(error),
                          "sample_indices": sample_indices})
         if last:
-            tries = "" if error.kind == "fatal" else f" after {attempt + 1} attempts"
-            raise WorkbenchError(f"{self.backend_name} backend failed{tries}: {error}")
+            if error.kind == "fatal":  # the server refused: trying again would not help, the error says why
+                raise WorkbenchError(f"{self.backend_name} backend failed: {error}")
+            raise WorkbenchError(f"{self.backend_name} backend failed after {attempt + 1} attempts: {error}; "
+                                 f"{self._next_step('malformed reply' in str(error))}")
         return wait or 0.0
 
     def _stop(self, error: BackendError, attempt: int, sample_indices: list[int] | None, kind: str,
@@ -102,11 +105,22 @@ class Retrying:
 
     def _retry_after_message(self, error: BackendError) -> str:
         seconds = error.retry_after or 0.0
-        until = datetime.now(UTC) + timedelta(seconds=seconds)
+        until = time_after(seconds)
+        if until is None:  # inf, or so far ahead no calendar holds it: the server's value is not a real time
+            return (f"{self.server} asks to wait an unreasonable time (Retry-After {seconds:g} s), more than "
+                    f"max_retry_after_s={self.max_retry_after_s:g} ({error}); stored samples are kept; run the same "
+                    "command later, when the server accepts requests again")
         shown = f"{seconds:.0f}" if seconds >= 10 else f"{seconds:g}"
         return (f"{self.server} asks to wait {shown} s (until {until:%Y-%m-%d %H:%M} UTC), more than "
                 f"max_retry_after_s={self.max_retry_after_s:g} ({error}); stored samples are kept; run the same "
                 "command after that time (or raise max_retry_after_s in the model's registry entry)")
+
+    def _next_step(self, malformed: bool = False) -> str:
+        """What to do once retries have run out: where to look, and that rerunning continues the run."""
+        check = f"check the server at {self.endpoint}" if self.endpoint else f"check the {self.backend_name} backend"
+        if malformed:
+            check += " (replies of the wrong shape can mean the wrong api_dialect in the model's registry entry)"
+        return f"{check}; stored samples are kept; run the same command to continue"
 
     def short_reply(self, attempt: int, asked: int, got: int, pending: list[int]) -> None:
         """Record a reply with fewer choices than asked for (the same request is sent again for the rest)."""
@@ -124,7 +138,15 @@ class Retrying:
     def gave_up(self, pending: list[int]) -> WorkbenchError:
         """The error when samples never came back however often they were asked for."""
         return WorkbenchError(f"{self.backend_name} backend: samples {pending} never came back after "
-                              f"{self.max_retries + 1} requests")
+                              f"{self.max_retries + 1} requests; {self._next_step()}")
+
+
+def time_after(seconds: float) -> datetime | None:
+    """The UTC time `seconds` from now, or None when no calendar date holds it (inf, or past the year 9999)."""
+    try:
+        return datetime.now(UTC) + timedelta(seconds=seconds)
+    except (OverflowError, ValueError):
+        return None
 
 
 def call_with_retries(call: Callable[[], T], retrying: Retrying) -> T:

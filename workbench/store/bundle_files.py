@@ -6,6 +6,7 @@ metadata) and CSV (header in a `.run.json` file beside it). Reading names where 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,10 @@ from workbench.store.checks import CONTENT_FIELDS, strict_dumps
 BUNDLE_COLUMNS = (*CONTENT_FIELDS, "row_sha256")
 _TEXT_COLUMNS = ("text", "token_ids", "tokens", "token_logprobs", "top_logprobs", "finish_reason", "stop_sequence",
                  "raw", "environment_id", "created_at", "row_sha256", "id", "run_id")
-_NUMBER_COLUMNS = ("sample_index", "prompt_tokens", "completion_tokens", "latency_s")
+_INTEGER_COLUMNS = ("sample_index", "prompt_tokens", "completion_tokens")
+_NUMBER_COLUMNS = (*_INTEGER_COLUMNS, "latency_s")
+# A whole number as text: digits, or digits and a zero fraction (pandas writes an integer column with gaps as 3.0).
+_WHOLE_TEXT = re.compile(r"\s*([+-]?\d+)(\.0*)?\s*")
 
 Located = tuple[str, dict[str, Any]]  # (where in the file, the record)
 
@@ -100,7 +104,7 @@ def _read_parquet(path: Path) -> tuple[Any, list[Located]]:
         header = json.loads(meta)
     except (ValueError, RecursionError) as exc:
         raise StoreError(f"{path}: the bundle header in the Parquet metadata is not JSON ({exc})") from None
-    return header, [(f"row {i + 1}", record) for i, record in enumerate(table.to_pylist())]
+    return header, [(f"row {i + 1}", _numbers_from_text(record)) for i, record in enumerate(table.to_pylist())]
 
 
 def _read_csv(path: Path) -> tuple[Any, list[Located]]:
@@ -112,15 +116,33 @@ def _read_csv(path: Path) -> tuple[Any, list[Located]]:
         header = json.loads(sidecar.read_text(encoding="utf-8"))
     except (ValueError, RecursionError) as exc:
         raise StoreError(f"{sidecar}: the bundle header is not JSON ({exc})") from None
-    frame = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=False,
+    # Every column is read as text and numbers are parsed per cell: pandas would read a whole column as
+    # text for one bad cell, and the error would name the first row instead of the bad one.
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False,
                         na_values={c: [""] for c in (*_TEXT_COLUMNS, *_NUMBER_COLUMNS) if c != "text"})
     records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
-    return header, [(f"row {i + 1}", _plain(record)) for i, record in enumerate(records)]
+    return header, [(f"row {i + 1}", _numbers_from_text(record)) for i, record in enumerate(records)]
 
 
-def _plain(record: dict[str, Any]) -> dict[str, Any]:
-    """numpy scalars as Python values (a whole-number column with gaps reads as floats; checks accept 3.0)."""
-    return {k: v.item() if hasattr(v, "item") else v for k, v in record.items()}
+def _numbers_from_text(record: dict[str, Any]) -> dict[str, Any]:
+    """A record's number fields given as text (CSV, or a Parquet string column) as numbers; text that is not a
+    number is kept as given, for the check to name it."""
+    for name in _NUMBER_COLUMNS:
+        value = record.get(name)
+        if not isinstance(value, str):
+            continue
+        if not value.strip():
+            record[name] = None
+        elif name in _INTEGER_COLUMNS:
+            whole = _WHOLE_TEXT.fullmatch(value)
+            if whole:
+                record[name] = int(whole.group(1))
+        else:
+            try:
+                record[name] = float(value)  # exact: CSV holds the shortest text that reads back as the same float
+            except ValueError:
+                pass
+    return record
 
 
 def _first_line(exc: BaseException) -> str:

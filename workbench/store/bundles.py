@@ -67,8 +67,9 @@ class BundleMixin:
                    left_out: list[str] | None = None) -> Path:
         """Write a run bundle (run, environments, samples with content hashes) as Parquet, CSV or JSONL.
 
-        Rows an import would refuse are left out, and described in `left_out` when a list is given;
-        numbers JSON cannot hold (NaN, infinities) are written as null.
+        Rows that reading skips (the one rule of `checks.sample_content`, which `runs check` reports too)
+        are left out, and described in `left_out` when a list is given; numbers JSON cannot hold (NaN,
+        infinities) are written as null.
         """
         path = Path(path)
         fmt = (fmt or path.suffix.lstrip(".")).lower()

@@ -7,6 +7,8 @@ unique per (run, sample index), so a resumed or concurrent run never stores a sa
 A run is identified by its cache key and its origin: runs drawn here are 'local', imported
 bundles keep their own origin, and only trusted runs answer cache lookups (`find_run`). Opening a
 store checks it (SQLite quick_check); reading never dies on a bad row: it is skipped and reported.
+One rule (`checks.sample_content`) says which rows can be read; an unreadable row's index counts as
+missing, and the sample drawn again for it replaces the row in place (and is recorded as a run event).
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ import pandas as pd
 from workbench.errors import StoreError
 from workbench.home import store_path
 from workbench.store.bundles import BundleMixin
-from workbench.store.checks import describe_skipped, readable_sample_sql, register_json_type, stored_row_problem
-from workbench.store.health import check_on_open
+from workbench.store.checks import RowProblem, describe_skipped, sample_content, sample_problem
+from workbench.store.health import check_on_open, open_error_message
 from workbench.store.ids import new_id, utc_now
 from workbench.store.migrations import MIGRATIONS
 from workbench.store.records import JSON_RUN_COLUMNS, JSON_SAMPLE_COLUMNS, SAMPLE_COLUMNS, RunRecord, dumps, loads
@@ -35,15 +37,12 @@ from workbench.types import Generation
 BUSY_TIMEOUT_MS = 60_000
 
 
-# A sample row reading can use; anything else is skipped and reported (and redrawn when sampled again).
-READABLE = readable_sample_sql()
-# A new row replaces a stored one for its (run, index) only when the stored one is unreadable.
-_INSERT_SAMPLE = (
-    f"INSERT INTO samples ({', '.join(SAMPLE_COLUMNS)}) VALUES ({', '.join('?' for _ in SAMPLE_COLUMNS)}) "
-    f"ON CONFLICT (run_id, sample_index) DO UPDATE SET "
-    f"{', '.join(f'{c} = excluded.{c}' for c in SAMPLE_COLUMNS if c not in ('run_id', 'sample_index'))} "
-    f"WHERE NOT {READABLE} ON CONFLICT DO NOTHING"
-)
+_INSERT_SAMPLE = (f"INSERT INTO samples ({', '.join(SAMPLE_COLUMNS)}) "
+                  f"VALUES ({', '.join('?' for _ in SAMPLE_COLUMNS)}) ON CONFLICT DO NOTHING")
+# What a new row replaces of an unreadable one: everything but its id, run and index (the row keeps its place).
+_REPLACED_COLUMNS = tuple(c for c in SAMPLE_COLUMNS if c not in ("id", "run_id", "sample_index"))
+_REPLACE_SAMPLE = f"UPDATE samples SET {', '.join(f'{c} = ?' for c in _REPLACED_COLUMNS)} WHERE id = ?"
+_INDEX_CHUNK = 500  # sample indices per `IN (...)` query
 
 
 class Store(BundleMixin, TreeMixin):
@@ -63,7 +62,6 @@ class Store(BundleMixin, TreeMixin):
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = NORMAL")
             self.db.execute("PRAGMA foreign_keys = ON")
-            register_json_type(self.db)
             check_on_open(self.db, self.path)
             self._migrate()
         except StoreError:
@@ -72,9 +70,8 @@ class Store(BundleMixin, TreeMixin):
         except (sqlite3.DatabaseError, OSError) as exc:
             if hasattr(self, "db"):
                 self.db.close()
-            raise StoreError(
-                f"cannot open the run store {self.path}: {exc}; check the path or set WORKBENCH_HOME"
-            ) from None
+            raise StoreError(open_error_message(self.path, exc)) from None
+        self._replaced: dict[str, list[int]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -173,32 +170,83 @@ class Store(BundleMixin, TreeMixin):
         return self._insert_sample_rows(rows)
 
     def _insert_sample_rows(self, rows: list[tuple[Any, ...]], transaction: bool = True) -> int:
-        """Insert sample rows in one transaction (or the caller's); returns rows added.
+        """Insert sample rows (SAMPLE_COLUMNS order) in one transaction (or the caller's); returns rows written.
 
         An index already stored for its run is kept, unless its stored row is unreadable: then the
-        new row replaces it (how a damaged sample is redrawn).
+        new row replaces it in place (how a damaged sample is drawn again), recorded as a run event.
         """
         if not rows:
             return 0
-        before = self.db.total_changes
         if not transaction:
-            self.db.executemany(_INSERT_SAMPLE, rows)
-            return self.db.total_changes - before
+            return self._write_sample_rows(rows)
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            self.db.executemany(_INSERT_SAMPLE, rows)
+            written = self._write_sample_rows(rows)
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+        return written
+
+    def _write_sample_rows(self, rows: list[tuple[Any, ...]]) -> int:
+        before = self.db.total_changes
+        unreadable = self._unreadable_among(rows)
+        inserts, replaced = [], []
+        for row in rows:
+            stored = unreadable.pop((row[1], row[2]), None)
+            if stored is None:
+                inserts.append(row)
+                continue
+            row_id, problem = stored
+            self.db.execute(_REPLACE_SAMPLE, (*(row[SAMPLE_COLUMNS.index(c)] for c in _REPLACED_COLUMNS), row_id))
+            replaced.append((row[1], row[2], problem))
+        self.db.executemany(_INSERT_SAMPLE, inserts)
+        for run_id, index, problem in replaced:
+            self.add_run_event(run_id, "replaced_unreadable_row", f"sample {index}: the stored row was unreadable "
+                               f"({problem}); a new sample replaced it", sample_indices=[index])
+            self._replaced.setdefault(run_id, []).append(index)
         return self.db.total_changes - before
+
+    def _unreadable_among(self, rows: list[tuple[Any, ...]]) -> dict[tuple[str, int], tuple[str, str]]:
+        """Stored rows with the (run, index) of a new row that are unreadable: their id and problem."""
+        wanted: dict[str, list[int]] = {}
+        for row in rows:
+            wanted.setdefault(row[1], []).append(row[2])
+        found = {}
+        for run_id, indices in wanted.items():
+            for start in range(0, len(indices), _INDEX_CHUNK):
+                chunk = indices[start:start + _INDEX_CHUNK]
+                columns, stored = self._fetch(f"SELECT * FROM samples WHERE run_id = ? AND sample_index IN "
+                                              f"({', '.join('?' for _ in chunk)})", (run_id, *chunk))
+                for values in stored:
+                    record = dict(zip(columns, values, strict=True))
+                    problem = sample_problem(record)
+                    if problem is not None:
+                        found[(run_id, record["sample_index"])] = (record["id"], problem)
+        return found
+
+    def replaced_rows(self, run_id: str) -> list[int]:
+        """Indices of a run whose unreadable stored row this connection replaced with a new sample, sorted."""
+        return sorted(set(self._replaced.get(run_id, [])))
 
     # -- reading -------------------------------------------------------------------------
 
     def sample_indices(self, run_id: str) -> set[int]:
         """Indices stored for a run in rows that can be read (an unreadable row's index counts as missing)."""
-        rows = self.db.execute(f"SELECT sample_index FROM samples WHERE run_id = ? AND {READABLE}", (run_id,))
-        return {r[0] for r in rows}
+        columns, rows = self._fetch("SELECT * FROM samples WHERE run_id = ?", (run_id,))
+        index = columns.index("sample_index")
+        return {row[index] for row in rows if sample_problem(dict(zip(columns, row, strict=True))) is None}
+
+    def unreadable_rows(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's stored rows that reading skips: sample index and problem, by index."""
+        columns, rows = self._fetch("SELECT * FROM samples WHERE run_id = ? ORDER BY sample_index", (run_id,))
+        found = []
+        for row in rows:
+            record = dict(zip(columns, row, strict=True))
+            problem = sample_problem(record)
+            if problem is not None:
+                found.append({"sample_index": record["sample_index"], "problem": problem})
+        return found
 
     def resolve_run_id(self, run_id: str) -> str:
         """A full run id from a full id or a unique prefix (as `runs list` shows)."""
@@ -252,24 +300,20 @@ class Store(BundleMixin, TreeMixin):
         if n is not None:
             where += " AND sample_index < ?"
             params += (n,)
-        columns, rows = self._fetch(f"SELECT * FROM samples WHERE {where} AND {READABLE} ORDER BY sample_index",
-                                    params)
-        _, bad = self._fetch(f"SELECT * FROM samples WHERE {where} AND NOT {READABLE}", params)
-        skipped = [{"sample_index": r[columns.index("sample_index")],
-                    "problem": stored_row_problem(dict(zip(columns, r, strict=True))) or "unreadable"} for r in bad]
-        frame = pd.DataFrame.from_records(rows, columns=columns, coerce_float=True)
+        columns, rows = self._fetch(f"SELECT * FROM samples WHERE {where} ORDER BY sample_index", params)
+        readable, skipped = [], []
         decoded: dict[str, list[Any]] = {name: [] for name in JSON_SAMPLE_COLUMNS}
-        keep = []
-        for position, record in enumerate(zip(*(frame[name] for name in JSON_SAMPLE_COLUMNS), strict=True)):
+        for row in rows:
+            record = dict(zip(columns, row, strict=True))
             try:
-                values = [loads(cell) for cell in record]
-            except (ValueError, RecursionError) as exc:  # JSON nested deeper than Python reads
-                skipped.append({"sample_index": int(frame["sample_index"].iloc[position]), "problem": str(exc)})
+                content = sample_content(record)  # the one rule; it decodes the JSON columns once
+            except RowProblem as exc:
+                skipped.append({"sample_index": record["sample_index"], "problem": str(exc)})
                 continue
-            keep.append(position)
-            for name, value in zip(JSON_SAMPLE_COLUMNS, values, strict=True):
-                decoded[name].append(value)
-        frame = frame.iloc[keep].reset_index(drop=True).copy()
+            readable.append(row)
+            for name in JSON_SAMPLE_COLUMNS:
+                decoded[name].append(content[name])
+        frame = pd.DataFrame.from_records(readable, columns=columns, coerce_float=True)
         for name in JSON_SAMPLE_COLUMNS:
             frame[name] = pd.Series(decoded[name], index=frame.index, dtype=object)
         frame["logprob"] = frame["token_logprobs"].map(_total_logprob)
@@ -278,7 +322,7 @@ class Store(BundleMixin, TreeMixin):
             frame[name] = run[name]
         for name in ("temperature", "top_p", "top_k", "max_tokens"):
             frame[name] = run["config"].get(name)
-        frame.attrs["skipped_rows"] = sorted(skipped, key=lambda s: str(s["sample_index"]))
+        frame.attrs["skipped_rows"] = skipped  # in index order
         frame.attrs["run_id"] = run["id"]
         return frame
 

@@ -3,6 +3,9 @@
 Rows are read by rowid range from the table b-trees only (indexes may be the damaged part); a range
 that raises is split down to single rows, and a row that still cannot be read is given up. Rows
 whose parent did not survive (a sample whose run row was lost) are dropped and counted as lost.
+A store that passes SQLite's integrity check is copied all the same (it was asked for), and the
+report says salvage was not needed. A damaged table list leaves nothing to copy by table: salvage
+refuses and points to the sqlite3 command line's `.recover`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 
 from workbench.errors import StoreError
 from workbench.store.database import Store
+from workbench.store.health import integrity_problems, table_list_problem, unsalvageable_message
 
 # What salvage copies, parents before children.
 SALVAGE_TABLES = ("environments", "runs", "samples", "run_events", "batches", "trees", "tree_nodes", "tree_scores")
@@ -38,15 +42,20 @@ class SalvageReport:
     target: Path
     copied: dict[str, int] = field(default_factory=dict)
     lost: dict[str, int] = field(default_factory=dict)
+    healthy: bool = False  # the source passed SQLite's integrity check: salvage was not needed
 
     def describe(self) -> str:
-        """One line per table that had rows."""
-        lines = [f"salvaged {self.source} into {self.target}:"]
+        """What happened, then one line per table that had rows."""
+        lines = []
+        if self.healthy:
+            lines.append(f"{self.source} passed SQLite's integrity check: salvage was not needed (it copied "
+                         "everything anyway; `workbench runs check` also checks the rows)")
+        lines.append(f"salvaged {self.source} into {self.target}:")
         for table in SALVAGE_TABLES:
             copied, lost = self.copied.get(table, 0), self.lost.get(table, 0)
             if copied or lost:
                 lines.append(f"  {table}: {copied} copied" + (f", {lost} lost" if lost else ""))
-        if len(lines) == 1:
+        if not any(self.copied.values()) and not any(self.lost.values()):
             lines.append("  nothing readable was found")
         return "\n".join(lines)
 
@@ -58,12 +67,16 @@ def salvage(source: Path, target: Path) -> SalvageReport:
         raise StoreError(f"no store file at {source}")
     if target.exists():
         raise StoreError(f"{target} already exists; give salvage a new file name with --out")
+    table_list_damage = table_list_problem(source)
+    if table_list_damage is not None:
+        raise StoreError(unsalvageable_message(source, table_list_damage))
+    healthy = not integrity_problems(source)
     try:
         src = sqlite3.connect(source.resolve().as_uri() + "?mode=ro", uri=True)
         tables = {r[0] for r in src.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"cannot read the table list of {source} ({exc}): nothing can be salvaged from it") from None
-    report = SalvageReport(source, target)
+        raise StoreError(unsalvageable_message(source, str(exc))) from None
+    report = SalvageReport(source, target, healthy=healthy)
     try:
         with Store(target) as out:
             out.db.execute("PRAGMA foreign_keys = OFF")  # parents may be lost; orphans are removed below

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -36,6 +37,8 @@ from workbench.backends.hf.sampling import (
     sampling_distribution,
 )
 from workbench.errors import ConfigError, WorkbenchError
+from workbench.guarded.chat_template import render_like_transformers
+from workbench.guarded.limits import LimitBreach
 from workbench.home import user_registry_path
 from workbench.registry import ModelSpec
 from workbench.types import (
@@ -58,6 +61,7 @@ MIN_DECODE_ROWS = 4
 SCORE_CHUNK = 64  # continuations per scoring batch: bounds the [batch, length, vocab] logits in memory
 SCORING_DTYPE = "float32"  # exact scoring's dtype, whatever the sampling dtype (see the module docstring)
 END_MASKS_KEPT = 256  # answer-end masks kept per backend ([V] bools each: 262 KB for Gemma)
+LOG = logging.getLogger("workbench.backends.hf")
 
 
 @functools.cache
@@ -161,6 +165,7 @@ class HFBackend(Backend):
                 "set chat_template: null to use the transcript template"
             )
         prefill = messages[-1]["role"] == "assistant"
+        _render_within_limits(self.spec, tokenizer, template, messages, prefill)
         try:
             return tokenizer.apply_chat_template(
                 list(messages),
@@ -452,6 +457,33 @@ class HFBackend(Backend):
         texts = [f[len(before):] if f.startswith(before) else tokenizer.decode([i])
                  for f, i in zip(fulls, ids_list, strict=True)]
         return [TokenLogprob(i, t, v) for i, t, v in zip(ids_list, texts, values.tolist(), strict=True)]
+
+
+def _render_within_limits(spec: ModelSpec, tokenizer: Any, template: str | None, messages: tuple[Message, ...],
+                          prefill: bool) -> None:
+    """Render the chat template once within the render limits, as transformers (which has none) would.
+
+    A registry's template and a checkpoint's own are both untrusted: one that would run or grow past
+    the limits is refused here, before transformers renders it; transformers' text is still the one used.
+    """
+    try:
+        render_like_transformers(tokenizer.get_chat_template(template), list(messages),
+                                 add_generation_prompt=not prefill, continue_final_message=prefill,
+                                 special_tokens=tokenizer.special_tokens_map)
+    except (LimitBreach, MemoryError) as exc:
+        what = ("its tokenizer's chat template (chat_template: tokenizer)" if template is None
+                else f"its chat_template in {user_registry_path()}")
+        limit = str(exc) if isinstance(exc, LimitBreach) else "the template ran out of memory; make it build less"
+        raise ConfigError(f"model {spec.name!r}: {what}: {limit}") from None
+    except (TemplateError, TypeError, ValueError, LookupError, AttributeError, ArithmeticError, RecursionError) as exc:
+        # The template's own fault (raise_exception, a syntax error, a missing key, endless recursion): transformers,
+        # whose environment this one copies, would fail on it too.
+        raise ConfigError(chat_template_failure(spec, exc)) from None
+    except Exception as exc:  # noqa: BLE001
+        # Not the template's fault but a gap between this environment and transformers' (never expected): fall back
+        # to transformers, which reports any error of its own, and say that this render ran without the limits.
+        LOG.warning("model %r: the chat template could not be checked within the render limits (%s: %s); "
+                    "transformers renders it without them", spec.name, type(exc).__name__, exc)
 
 
 def chat_template_failure(spec: ModelSpec, exc: Exception) -> str:
