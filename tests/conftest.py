@@ -81,6 +81,25 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
     )
 
 
+def run_limited(args: list[str], env: dict[str, str], memory_gb: float = 3.0, timeout: float = 120):
+    """The CLI in a child process with at most `memory_gb` of address space and `timeout` seconds; (result, seconds).
+
+    For the cases that used to exhaust memory or stall: the limit turns a regression into a failure, not a hang.
+    """
+    import resource
+    import subprocess
+    import time
+
+    def limit() -> None:
+        size = int(memory_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (size, size))
+
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True,
+                            timeout=timeout, env={**os.environ, **env}, preexec_fn=limit, cwd=REPO)
+    return result, time.monotonic() - started
+
+
 # A narrow answer space on a bare instruction: both embedded models put ~99 % of their mass outside it
 # (measured: P(other) 0.991 for the base, 0.989 for the tuned model at T=1, exact).
 NARROW = """name: narrow

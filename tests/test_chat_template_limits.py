@@ -10,17 +10,13 @@ Only tokenizers are loaded, never weights.
 from __future__ import annotations
 
 import copy
-import os
-import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import EMBEDDED, REAL_MODELS_DIR, REPO
+from tests.conftest import EMBEDDED, REAL_MODELS_DIR, run_limited
 from workbench.errors import ConfigError
 
 NESTED_LOOPS = "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}"
@@ -42,19 +38,6 @@ def home_with(tmp_path: Path, chat_template: str) -> Path:
     return home
 
 
-def run_limited(args: list[str], env: dict[str, str], memory_gb: float = 6.0, timeout: float = 240):
-    """The CLI in a child process with at most `memory_gb` of address space; (result, seconds)."""
-
-    def limit() -> None:
-        size = int(memory_gb * 2**30)
-        resource.setrlimit(resource.RLIMIT_AS, (size, size))
-
-    started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True,
-                            timeout=timeout, env={**os.environ, **env}, preexec_fn=limit, cwd=REPO)
-    return result, time.monotonic() - started
-
-
 def backend_for(name: str, chat_template: str = "tokenizer"):
     """The hf backend of an embedded model with the given chat_template (weights are never loaded)."""
     from workbench.backends.hf import HFBackend
@@ -71,7 +54,7 @@ def backend_for(name: str, chat_template: str = "tokenizer"):
 def test_an_inline_chat_template_renders_within_the_limits(tmp_path, template, limit):
     home = home_with(tmp_path, template)
     result, seconds = run_limited(["prompts", "show", "simulator-framings/grew-up", "--model", MODEL],
-                                  {"WORKBENCH_HOME": str(home)})
+                                  {"WORKBENCH_HOME": str(home)}, memory_gb=6.0, timeout=240)
     # the bug: no output for over 120 s; rc 0 with a 400-million-character string
     assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
     assert "Traceback" not in result.stderr and len(result.stdout) < 10_000

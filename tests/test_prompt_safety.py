@@ -9,9 +9,6 @@ a child process with an address-space limit, so a regression fails the test inst
 from __future__ import annotations
 
 import os
-import resource
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -20,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_limited
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.prompts import PromptLibraryError, load_library, validate_paths
 from workbench.prompts.sandbox import render_template
@@ -87,19 +84,6 @@ def malformed_file(folder: Path) -> Path:
 
 def good_file(folder: Path) -> Path:
     return collection(folder, "good", completion("hello", "Hello {{ who }}", "variables: {who: world}\n"))
-
-
-def run_limited(args: list[str], env: dict[str, str], memory_gb: float = 3.0, timeout: float = 120):
-    """The CLI in a child process that may use at most `memory_gb` of address space and `timeout` seconds."""
-
-    def limit() -> None:
-        size = int(memory_gb * 2**30)
-        resource.setrlimit(resource.RLIMIT_AS, (size, size))
-
-    started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True,
-                            timeout=timeout, env={**os.environ, **env}, preexec_fn=limit, cwd=REPO)
-    return result, time.monotonic() - started
 
 
 def peak_memory_of(action) -> tuple[BaseException | None, int]:
