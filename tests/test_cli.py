@@ -23,7 +23,7 @@ def run_main(capsys, *args: str) -> tuple[int, str, str]:
         (("sample", "   ", "--model", "gemma-3-270m"), "prompt is empty"),
         (("sample", "hi", "--model", "gemma-3-270m", "--n", "0"), "n must be"),
         (("sample", "hi", "--model", "gemma-3-270m", "--temperature", "-1"), "temperature"),
-        (("sample", "hi", "--model", "gemma-3-270m", "--top-p", "2"), "top_p"),
+        (("sample", "hi", "--model", "gemma-3-270m", "--top-p", "2"), "--top-p"),
         (("sample", "@/no/such/file.txt", "--model", "gemma-3-270m"), "/no/such/file.txt"),
         (("compare", "hi", "--models", "gemma-3-270m"), "two or more"),
         (("compare", "hi", "--models", "gemma-3-270m,nope"), "unknown model 'nope'"),

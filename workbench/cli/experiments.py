@@ -1,4 +1,4 @@
-"""The probes: `workbench persona`, `segue`, `tree` and `selfchat` (also under `workbench experiment`)."""
+"""The probes: `workbench persona`, `segue` and `selfchat` (also under `workbench experiment`)."""
 
 from __future__ import annotations
 
@@ -22,13 +22,12 @@ from workbench.cli.common import (
     resolve_prompt,
     temperature_value,
 )
-from workbench.cli.tree import register_tree
 from workbench.errors import WorkbenchError
 from workbench.plots.export import slug
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the `experiment` group, `persona`, `segue`, `tree` and `selfchat`."""
+    """Add the `experiment` group, `persona`, `segue` and `selfchat` (`tree` is its own noun: cli/tree.py)."""
     experiment = sub.add_parser("experiment", help="the workbench's probes").add_subparsers(dest="action",
                                                                                           required=True)
     # `workbench persona` and `workbench experiment personas` are the same command (likewise segue, selfchat).
@@ -73,8 +72,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         add_run_flags(p)
         add_figure_flags(p)
         p.set_defaults(func=cmd_experiment_segues)
-
-    register_tree(sub)
 
     for group in (sub, experiment):
         p = group.add_parser("selfchat",

@@ -45,7 +45,7 @@ def bounded_count(most: int, unit: str, advice: str) -> Callable[[str], int]:
     return check
 
 
-def register_tree(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """Add `tree`, the branch explorer."""
     p = sub.add_parser("tree", help="branch explorer: expand a prompt into a tree of top-k tokens or sampled chunks")
     p.add_argument("prompt", nargs="?", help="prompt text, @file, or a library prompt collection/prompt-id")
