@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from workbench.config import MAX_NEW_TOKENS, MAX_SEED, MAX_TEMPERATURE
 from workbench.errors import WorkbenchError
+from workbench.guarded.limits import env_number
 from workbench.plots.export import slug
 
 if TYPE_CHECKING:
@@ -263,16 +264,7 @@ def non_negative_float(text: str) -> float:
 
 def max_n() -> int:
     """The largest --n a command takes without --allow-large-n: $WORKBENCH_MAX_N, else 100000."""
-    configured = os.environ.get(MAX_N_ENV, "").strip()
-    if not configured:
-        return DEFAULT_MAX_N
-    try:
-        value = int(configured)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise WorkbenchError(f"{MAX_N_ENV} must be a whole number of at least 1, got {configured!r}; fix or unset it")
-    return value
+    return env_number(MAX_N_ENV, DEFAULT_MAX_N, int, "a whole number")
 
 
 def check_n(args: argparse.Namespace) -> None:

@@ -9,7 +9,6 @@ $WORKBENCH_MAX_TREE_NODES (default 20000) it needs --allow-large-tree, like --n 
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable
 
 from workbench.cli.common import (
@@ -25,6 +24,7 @@ from workbench.cli.common import (
 )
 from workbench.config import MAX_NEW_TOKENS
 from workbench.errors import WorkbenchError
+from workbench.guarded.limits import env_number
 
 MAX_TREE_DEPTH = 1000  # levels; one token each (top-k) or one chunk each (--chunks)
 MAX_TREE_K = 100  # past the top 100 next tokens come only tokens of negligible probability
@@ -103,17 +103,7 @@ def tree_size(depth: int, branching: int, beam: int | None = None) -> int:
 
 def max_tree_nodes() -> int:
     """The most nodes a tree may reach without --allow-large-tree: $WORKBENCH_MAX_TREE_NODES, else 20000."""
-    configured = os.environ.get(MAX_TREE_NODES_ENV, "").strip()
-    if not configured:
-        return DEFAULT_MAX_TREE_NODES
-    try:
-        value = int(configured)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise WorkbenchError(f"{MAX_TREE_NODES_ENV} must be a whole number of at least 1, got {configured!r}; fix "
-                             "or unset it")
-    return value
+    return env_number(MAX_TREE_NODES_ENV, DEFAULT_MAX_TREE_NODES, int, "a whole number")
 
 
 def count_text(count: int) -> str:

@@ -56,12 +56,13 @@ class RenderLimits:
     @classmethod
     def from_env(cls) -> RenderLimits:
         """The defaults, changed by $WORKBENCH_RENDER_SECONDS and $WORKBENCH_RENDER_MAX_CHARS."""
-        return cls(seconds=_env_number(RENDER_SECONDS_ENV, DEFAULT_RENDER_SECONDS, float, "a number of seconds"),
-                   max_chars=_env_number(RENDER_MAX_CHARS_ENV, DEFAULT_RENDER_MAX_CHARS, int,
+        return cls(seconds=env_number(RENDER_SECONDS_ENV, DEFAULT_RENDER_SECONDS, float, "a number of seconds"),
+                   max_chars=env_number(RENDER_MAX_CHARS_ENV, DEFAULT_RENDER_MAX_CHARS, int,
                                          "a whole number of characters"))
 
 
-def _env_number(name: str, default: float, kind: type, what: str) -> Any:
+def env_number(name: str, default: float, kind: type, what: str) -> Any:
+    """A positive finite number from environment variable `name` (`default` when unset); ConfigError otherwise."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
