@@ -65,6 +65,8 @@ bench: install-test prepare
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_sampler.py
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_exact.py
 	$(BIN)/python bench/bench_concurrency.py
+	$(BIN)/python bench/bench_throughput.py
+	$(BIN)/python bench/bench_store.py
 
 $(VENV)/.installed-notebook: $(VENV)/.installed
 	$(PIP) install --quiet $(CONSTRAINTS) -e '.[hf,notebook]'

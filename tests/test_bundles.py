@@ -369,7 +369,7 @@ def test_an_old_store_with_data_migrates_keeping_ids(tmp_path, monkeypatch):
         s.add_run_event("R1", "retry", "once")
     monkeypatch.setattr(database, "MIGRATIONS", migrations.MIGRATIONS)
     with Store(path) as s:
-        assert s.applied_migrations()[-1] == "m004_run_origin_and_trust"
+        assert "m004_run_origin_and_trust" in s.applied_migrations()
         run = s.run("R1")
         assert (run["origin"], run["trusted"], run["imported_from"]) == ("local", 1, None)
         assert list(s.samples("R1")["text"]) == ["t0", "t1", "t2"] and len(s.run_events("R1")) == 1

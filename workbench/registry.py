@@ -103,8 +103,10 @@ class ModelSpec(BaseModel):
         1,
         ge=1,
         le=128,
-        description="openai backend: choices asked for per request (`n`). 1 gives every sample its own seed "
-        "(seed, index); more saves prompt tokens on APIs that bill them per request.",
+        description="openai backend: the high-rate mode's block size. Each request asks for one fixed, aligned "
+        "block of this many sample indices (`n`) with one seed per block, so sample i is the same text however "
+        "the run was resumed or extended. 1 gives every sample its own seed (seed, index); more is much faster "
+        "on vLLM or llama.cpp with `n` support and saves prompt tokens on APIs that bill them per request.",
     )
     # Times are finite and at most a day (a week for a whole call's deadline): `.inf` or a slip of the keyboard
     # would let a server that never answers hold a run for good.

@@ -77,9 +77,6 @@ class AnthropicBackend(Backend):
         """Submit and collect this model's batch jobs (cheaper, slower)."""
         return AnthropicBatches(self)
 
-    def request_groups(self, slots: tuple[SampleSlot, ...]) -> list[tuple[SampleSlot, ...]]:
-        return [(slot,) for slot in slots]  # the Messages API returns one message per request
-
     def estimate_prompt_tokens(self, rendered: RenderedInput) -> int:
         return sum(4 + math.ceil(len(m["content"]) / 4) for m in rendered.messages or ())
 

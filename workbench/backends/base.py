@@ -8,7 +8,7 @@ Sampler's one retry loop can retry. A new backend is one file.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -39,6 +39,41 @@ class GenerationRequest:
     slots: tuple[SampleSlot, ...]
 
 
+@dataclass(frozen=True)
+class RequestBlock:
+    """One request's worth of samples: the aligned block it asks for and the indices still wanted from it."""
+
+    slots: tuple[SampleSlot, ...]  # the whole block, in choice order: choice j is sample slots[j].index
+    wanted: tuple[int, ...]  # the block's indices that are missing (the rest are stored, or beyond n)
+
+
+def request_blocks(slots: Sequence[SampleSlot], size: int) -> Iterator[RequestBlock]:
+    """The missing `slots` (sorted by index, one seed) grouped into fixed, aligned blocks of `size` indices.
+
+    Block k always asks for indices k*size .. k*size+size-1 with one seed, whatever is missing, so
+    sample i is the same choice of the same request however a run was interrupted, resumed or
+    extended. A block is asked for whole even when only some of it is missing.
+    """
+    position = 0
+    while position < len(slots):
+        seed, start = slots[position].seed, slots[position].index // size * size
+        wanted = []
+        while position < len(slots) and slots[position].index < start + size:
+            wanted.append(slots[position].index)
+            position += 1
+        yield RequestBlock(tuple(SampleSlot(seed, i) for i in range(start, start + size)), tuple(wanted))
+
+
+def blocks_needed(n: int, stored: set[int], size: int) -> int:
+    """How many aligned blocks `request_blocks` sends for indices 0..n-1 when `stored` are stored (counted)."""
+    complete: dict[int, int] = {}
+    for index in stored:
+        if 0 <= index < n:
+            complete[index // size] = complete.get(index // size, 0) + 1
+    full = sum(1 for block, count in complete.items() if count == min(n, (block + 1) * size) - block * size)
+    return -(-n // size) - full
+
+
 class BackendError(Exception):
     """An engine or server error, classified for the Sampler's retry loop."""
 
@@ -63,10 +98,12 @@ class Backend:
     # The dtype exact scoring (score, score_candidates, next-token top-k) runs in, where the backend
     # controls it (hf: always float32, whatever the sampling dtype); None for servers and APIs.
     scoring_dtype: str | None = None
-    # A network backend: the Sampler drives session / request_groups / agenerate with asyncio,
+    # A network backend: the Sampler drives session / agenerate with asyncio,
     # up to `max_concurrency` requests in flight, each retried on its own.
     remote: ClassVar[bool] = False
     max_concurrency: int = 1
+    # Choices one request asks for: fixed, aligned blocks of sample indices (request_blocks).
+    choices_per_request: int = 1
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
@@ -151,10 +188,6 @@ class Backend:
     def session(self) -> AbstractAsyncContextManager[Any]:
         """An API client for one event loop (clients must not outlive the loop they were made on)."""
         raise self._unsupported("open a network session")
-
-    def request_groups(self, slots: tuple[SampleSlot, ...]) -> list[tuple[SampleSlot, ...]]:
-        """How the slots are split into requests (one per sample, or several choices per request)."""
-        return [(slot,) for slot in slots]
 
     async def agenerate(self, session: Any, request: GenerationRequest) -> list[Generation]:
         """One request's continuations; may return fewer than asked (the Sampler asks again for the rest)."""

@@ -26,7 +26,7 @@ from workbench.backends.api_common import (
     expect_str,
     run_sync,
 )
-from workbench.backends.base import Backend, BackendError, GenerationRequest
+from workbench.backends.base import Backend, BackendError, GenerationRequest, request_blocks
 from workbench.backends.openai_reply import choices_by_index, finish_reason
 from workbench.config import SamplingConfig
 from workbench.errors import WorkbenchError
@@ -52,6 +52,7 @@ class OpenAIBackend(Backend):
         super().__init__(spec)
         self.dialect = spec.dialect
         self.max_concurrency = int(settings.get("concurrency") or spec.max_concurrency)
+        self.choices_per_request = spec.choices_per_request
         self.supports_logprobs = spec.logprobs
         self.supports_next_token_topk = spec.logprobs
         # Exact scoring of a given continuation: llama.cpp only, one request per token with a
@@ -100,10 +101,6 @@ class OpenAIBackend(Backend):
     def batch_api(self) -> "OpenAIBatches":
         """Submit and collect this model's batch jobs (cheaper, slower)."""
         return OpenAIBatches(self)
-
-    def request_groups(self, slots: tuple[SampleSlot, ...]) -> list[tuple[SampleSlot, ...]]:
-        size = self.spec.choices_per_request
-        return [slots[i:i + size] for i in range(0, len(slots), size)]
 
     def estimate_prompt_tokens(self, rendered: RenderedInput) -> int:
         # About 4 characters per token in English text, plus a few tokens per chat message.
@@ -349,10 +346,10 @@ class OpenAIBatches:
         import json
 
         lines, endpoint = [], ""
-        for group in self.backend.request_groups(slots):
-            path, body = self.backend.request_body(rendered, config, group)
+        for block in request_blocks(slots, self.backend.choices_per_request):
+            path, body = self.backend.request_body(rendered, config, block.slots)
             endpoint = "/v1" + path
-            lines.append(json.dumps({"custom_id": batch_custom_id(group), "method": "POST", "url": endpoint,
+            lines.append(json.dumps({"custom_id": batch_custom_id(block.slots), "method": "POST", "url": endpoint,
                                      "body": body}))
         data = ("\n".join(lines) + "\n").encode()
         upload = await client.files.create(file=("workbench-batch.jsonl", data), purpose="batch")

@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from workbench.cli.common import one_line
+from workbench.cli.common import one_line, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     runs = sub.add_parser("runs", help="stored runs").add_subparsers(dest="action", required=True)
     p = runs.add_parser("list", help="runs, newest first")
     p.add_argument("--model", help="only this model's runs")
-    p.add_argument("--limit", type=int, default=30)
+    p.add_argument("--limit", type=positive_int, default=30, help="show the newest LIMIT runs (default 30)")
     p.set_defaults(func=cmd_runs_list)
     p = runs.add_parser("show", help="one run: model, input, config, versions, samples")
     p.add_argument("run_id", help="a run id or a unique prefix")
@@ -50,7 +50,7 @@ def cmd_runs_list(args: argparse.Namespace) -> None:
     from workbench.store import Store
 
     with Store() as store:
-        frame = store.runs(model=args.model).head(args.limit)
+        frame = store.runs(model=args.model, limit=args.limit)
     if frame.empty:
         print(f"no runs yet in {store.path}")
         return

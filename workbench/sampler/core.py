@@ -7,11 +7,10 @@ through the Sampler's public methods.
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,7 @@ from tqdm.auto import tqdm
 from typing_extensions import Unpack
 
 from workbench.backends import create_backend
-from workbench.backends.base import Backend, BackendError, GenerationRequest
+from workbench.backends.base import Backend, BackendError, GenerationRequest, blocks_needed
 from workbench.config import MAX_SAMPLES_PER_CALL, MAX_SEED, SamplingConfig, SamplingOverrides, make_config
 from workbench.errors import WorkbenchError
 from workbench.prompts import LibraryPrompt, PromptChoices, fill, render_for_model
@@ -57,7 +56,7 @@ _RUN_OPTIONS = ("seed", "chat", "variables", "perturbation", "framing", "prompt_
 
 @dataclass
 class SampleRun:
-    """The outcome of one `Sampler.sample` call."""
+    """The outcome of one `Sampler.sample` call; its samples are read from the store when first asked for."""
 
     run_id: str
     model: str
@@ -66,12 +65,20 @@ class SampleRun:
     seed: int
     n: int
     drawn: int  # samples this call asked the backend for (cache misses)
-    samples: pd.DataFrame  # indices 0..n-1, one row per sample
+    store: Store = field(repr=False, compare=False)
+    _samples: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     @property
     def cached(self) -> int:
         """Samples that came from the store."""
         return self.n - self.drawn
+
+    @property
+    def samples(self) -> pd.DataFrame:
+        """Indices 0..n-1, one row per sample (built on first use, so a call that only draws holds no frame)."""
+        if self._samples is None:
+            self._samples = self.store.samples_from_any_thread(self.run_id, self.n)
+        return self._samples
 
     @property
     def texts(self) -> list[str]:
@@ -250,11 +257,11 @@ class Sampler(ModelQueries):
         """
         plan = self.plan(model, prompt, n, config, **options)
         run_id = self.store.ensure_run(plan.record)
-        missing = sorted(set(range(n)) - self.store.sample_indices(run_id))
+        stored = self.store.sample_indices(run_id, below=n)
+        missing = [i for i in range(n) if i not in stored]
         if missing:
             self._draw(plan, run_id, missing, max_cost)
-        samples = self.store.samples(run_id, n)
-        return SampleRun(run_id, plan.spec.name, plan.rendered, plan.config, plan.seed, n, len(missing), samples)
+        return SampleRun(run_id, plan.spec.name, plan.rendered, plan.config, plan.seed, n, len(missing), self.store)
 
     def _draw(self, plan: RunPlan, run_id: str, missing: list[int], max_cost: float | None) -> None:
         """Draw the missing indices of a run, storing each sample as it arrives."""
@@ -327,12 +334,12 @@ class Sampler(ModelQueries):
 
         plan = self.plan(model, prompt, n, config, **options)
         run_id = self.store.find_run(plan.record.cache_key)
-        stored = self.store.sample_indices(run_id) if run_id else set()
+        stored = self.store.sample_indices(run_id, below=n) if run_id else set()
         # Counted, not listed: a dry run answers at once for any n (10^7 slots took 20-45 s and 2 GB).
-        missing = n - sum(1 for i in stored if i < n)
+        missing = n - len(stored)
         backend = plan.backend
         if backend.remote:
-            requests = _request_count(backend, plan.seed, n, stored, missing)
+            requests = blocks_needed(n, stored, backend.choices_per_request)
             prompt_tokens = backend.estimate_prompt_tokens(plan.rendered)
             note = "Prompt tokens are estimated at ~4 characters per token."
         else:
@@ -362,22 +369,3 @@ class Sampler(ModelQueries):
         if not models:
             raise WorkbenchError("give at least one model")
         return [self.sample(m, prompt, n, config, **options) for m in models]
-
-
-EXACTLY_COUNTED_SLOTS = 100_000  # an estimate groups this many missing slots as a run would; beyond, it extrapolates
-
-
-def _request_count(backend: Backend, seed: int, n: int, stored: set[int], missing: int) -> int:
-    """The requests a remote backend needs for the `missing` indices below n that are not stored.
-
-    The backend's own grouping decides, for the first EXACTLY_COUNTED_SLOTS missing slots; the rest are
-    counted at the largest group it formed, so a huge --dry-run never lists every sample.
-    """
-    if missing == 0:
-        return 0
-    slots = (SampleSlot(seed, i) for i in range(n) if i not in stored)
-    head = tuple(itertools.islice(slots, EXACTLY_COUNTED_SLOTS))
-    groups = backend.request_groups(head)
-    if len(head) == missing:
-        return len(groups)
-    return len(groups) + math.ceil((missing - len(head)) / max(len(g) for g in groups))

@@ -4,23 +4,28 @@ The network runs on its own event loop in a worker thread, so this works the sam
 terminal and from a notebook cell (whose loop is already running); the store is only written
 from the caller's thread, which owns its connection. A model's `deadline_s` bounds the whole
 call; the retry policy (retry.py) bounds each request.
+
+At server scale (thousands of replies a second) the workbench must not be the bottleneck, so:
+`max_concurrency` workers take requests from one lazy list (never a task per request); a
+request's samples cross to the storing thread in one hand-off; and the storing thread commits
+everything waiting in one transaction before it counts those samples as done.
 """
 
 from __future__ import annotations
 
 import asyncio
-import queue
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from workbench.backends.base import Backend, BackendError, GenerationRequest
+from workbench.backends.base import Backend, BackendError, GenerationRequest, RequestBlock, request_blocks
 from workbench.config import SamplingConfig
 from workbench.errors import WorkbenchError
 from workbench.sampler.retry import Retrying
 from workbench.store import Store
-from workbench.types import Generation, RenderedInput, SampleSlot
+from workbench.types import Generation, RenderedInput
 
 Put = Callable[[Any], None]
 
@@ -59,6 +64,33 @@ class CostBudget:
                            + (g.completion_tokens or 0) * self.price.output) / 1e6
 
 
+class Inbox:
+    """What the network thread hands to the storing thread, taken all at once.
+
+    One transaction then commits every sample that arrived while the last one was being written,
+    and the storing thread wakes once per batch instead of once per sample.
+    """
+
+    def __init__(self) -> None:
+        self._items: deque[tuple[str, Any]] = deque()  # append and popleft are atomic across threads
+        self._ready = threading.Event()
+
+    def put(self, item: tuple[str, Any]) -> None:
+        self._items.append(item)
+        if not self._ready.is_set():  # appended first, so a taker that cleared the flag still finds it
+            self._ready.set()
+
+    def take_all(self, timeout: float) -> list[tuple[str, Any]]:
+        """Everything waiting, in order (waits up to `timeout` seconds for the first item)."""
+        if not self._ready.wait(timeout):
+            return []
+        self._ready.clear()
+        items = []
+        while self._items:
+            items.append(self._items.popleft())
+        return items
+
+
 def _capture(call: Callable[[], Any]) -> BaseException | None:
     """Run `call`; return the exception it raised (to re-raise in another thread), or None."""
     try:
@@ -78,57 +110,111 @@ async def _cancel_when(stop: threading.Event, tasks: list[asyncio.Future[Any]]) 
 
 def draw_remote(backend: Backend, store: Store, run_id: str, request: GenerationRequest, environment_id: str,
                 bar: Any, budget: CostBudget | None) -> None:
-    """Send the request's slots concurrently; commit each sample in this thread as it arrives."""
-    groups = backend.request_groups(request.slots)
-    messages: queue.Queue = queue.Queue()
+    """Send the request's slots in aligned blocks concurrently; commit what arrives in this thread.
+
+    A sample counts as drawn (the progress bar moves) only after its transaction has committed, so
+    kill -9 at any moment loses nothing that was reported. Choices of a block beyond the ones asked
+    for (indices at or past n) were paid for, so they are stored too and answer a later, larger n.
+    """
+    blocks = request_blocks(request.slots, backend.choices_per_request)
+    inbox = Inbox()
     stop = threading.Event()
     worker = threading.Thread(
-        target=lambda: messages.put(("finished", _capture(lambda: asyncio.run(
-            _all_requests(backend, request.rendered, request.config, groups, messages.put, stop, budget))))),
+        target=lambda: inbox.put(("finished", _capture(lambda: asyncio.run(
+            _all_requests(backend, request.rendered, request.config, blocks, inbox.put, stop, budget))))),
         name=f"workbench-{backend.spec.name}", daemon=True)
     worker.start()
     try:
-        while True:
-            try:
-                kind, payload = messages.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if kind == "generation":
-                store.add_generations(run_id, [payload], environment_id)
-                bar.update(1)
-            elif kind == "event":
-                store.add_run_event(run_id, **payload)
-            elif kind == "finished":
-                if payload is not None:
-                    raise payload
-                break
+        finished = False
+        while not finished:
+            finished = _store_items(store, run_id, inbox.take_all(timeout=0.2), environment_id, bar)
     except BaseException:
         stop.set()  # in-flight requests are abandoned; finished samples are already stored
         worker.join(timeout=5)
-        while not messages.empty():  # samples that finished while stopping are kept too
-            kind, payload = messages.get_nowait()
-            if kind == "generation":
-                store.add_generations(run_id, [payload], environment_id)
+        # Samples that finished while stopping are kept too.
+        _store_items(store, run_id, [item for item in inbox.take_all(timeout=0) if item[0] != "finished"],
+                     environment_id, bar)
         raise
 
 
+def _store_items(store: Store, run_id: str, items: list[tuple[str, Any]], environment_id: str, bar: Any) -> bool:
+    """Commit the samples among `items` in one transaction, then record events; True once the network is done."""
+    generations = [g for kind, payload in items if kind == "generations" for g in payload[0]]
+    if generations:
+        store.add_generations(run_id, generations, environment_id)
+        bar.update(sum(payload[1] for kind, payload in items if kind == "generations"))
+    for kind, payload in items:
+        if kind == "event":
+            store.add_run_event(run_id, **payload)
+    for kind, payload in items:
+        if kind == "finished":
+            if payload is not None:
+                raise payload
+            return True
+    return False
+
+
+class WorkList:
+    """The requests of one call, handed to workers one at a time.
+
+    Blocks come lazily from the request's slots, so a call's memory does not grow with the number
+    of requests it will send; requests added while others are in flight (a server that ignores
+    `n` gets the rest one sample per request) go first. Workers stop when nothing is left and no
+    request in flight could add more.
+    """
+
+    def __init__(self, blocks: Iterator[RequestBlock]) -> None:
+        self._blocks = blocks
+        self._added: deque[RequestBlock] = deque()
+        self._busy = 0
+        self._changed = asyncio.Event()
+
+    async def take(self) -> RequestBlock | None:
+        while True:
+            block = self._added.popleft() if self._added else next(self._blocks, None)
+            if block is not None:
+                self._busy += 1
+                return block
+            if self._busy == 0:
+                return None
+            self._changed.clear()
+            await self._changed.wait()
+
+    def add(self, block: RequestBlock) -> None:
+        self._added.append(block)
+        self._changed.set()
+
+    def done(self) -> None:
+        self._busy -= 1
+        self._changed.set()
+
+
 async def _all_requests(backend: Backend, rendered: RenderedInput, config: SamplingConfig,
-                        groups: list[tuple[SampleSlot, ...]], put: Put, stop: threading.Event,
+                        blocks: Iterator[RequestBlock], put: Put, stop: threading.Event,
                         budget: CostBudget | None) -> None:
-    """All requests of one call, at most `backend.max_concurrency` in flight; the first fatal error stops all."""
-    gate = asyncio.Semaphore(backend.max_concurrency)
+    """All requests of one call, `backend.max_concurrency` workers; the first fatal error stops all."""
+    work = WorkList(blocks)
+    server = backend.engine_info().endpoint
     deadline = asyncio.timeout(backend.spec.deadline_s)  # None: no deadline
     async with backend.session() as session:
-        tasks = [asyncio.ensure_future(_one_request(backend, session, GenerationRequest(rendered, config, slots), put,
-                                                    gate, stop, budget)) for slots in groups]
-        watcher = asyncio.ensure_future(_cancel_when(stop, tasks))
+
+        async def worker() -> None:
+            while not stop.is_set() and (block := await work.take()) is not None:
+                try:
+                    await _one_request(backend, session, GenerationRequest(rendered, config, block.slots),
+                                       block.wanted, put, stop, budget, work, server)
+                finally:
+                    work.done()
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(backend.max_concurrency)]
+        watcher = asyncio.ensure_future(_cancel_when(stop, workers))
         try:
             async with deadline:
-                await asyncio.gather(*tasks)
+                await asyncio.gather(*workers)
         except BaseException as exc:
-            for task in tasks:
+            for task in workers:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*workers, return_exceptions=True)
             if isinstance(exc, TimeoutError) and deadline.expired():
                 message = (f"model {backend.spec.name!r}: the run passed its deadline_s={backend.spec.deadline_s:g} s; "
                            "stored samples are kept; run the same command to continue (or raise deadline_s in the "
@@ -140,9 +226,10 @@ async def _all_requests(backend: Backend, rendered: RenderedInput, config: Sampl
             watcher.cancel()
 
 
-async def _one_request(backend: Backend, session: Any, request: GenerationRequest, put: Put,
-                       gate: asyncio.Semaphore, stop: threading.Event, budget: CostBudget | None) -> None:
-    """One request under the retry policy, until every sample it asks for has come back.
+async def _one_request(backend: Backend, session: Any, request: GenerationRequest, wanted: tuple[int, ...],
+                       put: Put, stop: threading.Event, budget: CostBudget | None, work: WorkList,
+                       server: str | None) -> None:
+    """One block's request under the retry policy, until every wanted sample of it has come back.
 
     A reply with fewer choices than asked is followed by the same request (same seed, same n), and
     the missing choices are taken by their index, so sample i is what an uninterrupted run draws.
@@ -150,58 +237,60 @@ async def _one_request(backend: Backend, session: Any, request: GenerationReques
     """
     spec = backend.spec
     retrying = Retrying(backend.name, record=lambda event: put(("event", event)),
-                        max_retry_after_s=spec.max_retry_after_s, dead_server_s=spec.dead_server_s,
-                        server=backend.engine_info().endpoint)
+                        max_retry_after_s=spec.max_retry_after_s, dead_server_s=spec.dead_server_s, server=server)
     asked = len(request.slots)
-    pending = request.slots
+    pending = set(wanted)
+    # Choices past the wanted ones are stored once (they were paid for); indices below the highest
+    # wanted one that are not wanted are stored already.
+    spare = {s.index for s in request.slots if s.index > wanted[-1]}
     # Attempts count failures and replies that bring nothing new. A reply with some of the missing
     # choices is progress, not a failure: as each one shrinks what is pending, asking again ends.
     attempt = 0
     while attempt <= retrying.max_retries:
-        async with gate:
-            if stop.is_set():  # another request failed for good, or the caller stopped
-                return
-            if budget is not None:
-                try:
-                    budget.reserve(asked, put, [s.index for s in pending])
-                except WorkbenchError:
-                    stop.set()
-                    raise
-            sent_at = time.monotonic()
+        if stop.is_set():  # another request failed for good, or the caller stopped
+            return
+        if budget is not None:
             try:
-                generations = await backend.agenerate(session, request)
-            except BackendError as exc:
-                if budget is not None:
-                    budget.release(asked)
-                error: BackendError | None = exc
-            else:
-                error = None
-                if budget is not None:
-                    budget.settle(asked, generations)
+                budget.reserve(asked, put, sorted(pending))
+            except WorkbenchError:
+                stop.set()
+                raise
+        sent_at = time.monotonic()
+        try:
+            generations = await backend.agenerate(session, request)
+        except BackendError as exc:
+            if budget is not None:
+                budget.release(asked)
+            error: BackendError | None = exc
+        else:
+            error = None
+            if budget is not None:
+                budget.settle(asked, generations)
         if error is None:
-            missing = {s.index for s in pending}
-            new = [g for g in generations if g.index in missing]
-            for generation in new:
-                put(("generation", generation))
-            pending = tuple(s for s in pending if s.index not in {g.index for g in new})
+            new = [g for g in generations if g.index in pending]
+            extra = [g for g in generations if g.index in spare]
+            if new or extra:
+                put(("generations", (new + extra, len(new))))
+            pending.difference_update(g.index for g in new)
+            spare.difference_update(g.index for g in extra)
             if not pending:
                 return
             if new:
-                retrying.short_reply(attempt, asked, len(generations), [s.index for s in pending])
+                retrying.short_reply(attempt, asked, len(generations), sorted(pending))
                 continue
             if asked > 1:
-                retrying.one_per_request(attempt, asked, [s.index for s in pending])
-                await asyncio.gather(*(_one_request(backend, session, GenerationRequest(request.rendered,
-                                                                                       request.config, (slot,)),
-                                                    put, gate, stop, budget) for slot in pending))
+                retrying.one_per_request(attempt, asked, sorted(pending))
+                for index in sorted(pending):
+                    slot = request.slots[index - request.slots[0].index]
+                    work.add(RequestBlock((slot,), (index,)))
                 return
             attempt += 1
             continue
         try:
-            wait = retrying.failed(error, attempt, [s.index for s in pending], sent_at)
+            wait = retrying.failed(error, attempt, sorted(pending), sent_at)
         except WorkbenchError:
             stop.set()  # no new requests once one has failed for good
             raise
         attempt += 1
         await asyncio.sleep(wait)
-    raise retrying.gave_up([s.index for s in pending])
+    raise retrying.gave_up(sorted(pending))

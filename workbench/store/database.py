@@ -43,6 +43,8 @@ _INSERT_SAMPLE = (f"INSERT INTO samples ({', '.join(SAMPLE_COLUMNS)}) "
 _REPLACED_COLUMNS = tuple(c for c in SAMPLE_COLUMNS if c not in ("id", "run_id", "sample_index"))
 _REPLACE_SAMPLE = f"UPDATE samples SET {', '.join(f'{c} = ?' for c in _REPLACED_COLUMNS)} WHERE id = ?"
 _INDEX_CHUNK = 500  # sample indices per `IN (...)` query
+# Sorts after every character an id can hold: `id >= prefix AND id < prefix + this` is a prefix range.
+PAST_ANY_ID_CHARACTER = "\U0010ffff"
 
 
 class Store(BundleMixin, TreeMixin):
@@ -231,11 +233,19 @@ class Store(BundleMixin, TreeMixin):
 
     # -- reading -------------------------------------------------------------------------
 
-    def sample_indices(self, run_id: str) -> set[int]:
-        """Indices stored for a run in rows that can be read (an unreadable row's index counts as missing)."""
-        columns, rows = self._fetch("SELECT * FROM samples WHERE run_id = ?", (run_id,))
+    def sample_indices(self, run_id: str, below: int | None = None) -> set[int]:
+        """Indices stored for a run (those below `below`) in rows that can be read (an unreadable row's
+        index counts as missing). Bounded by `below`, the time does not grow with the run."""
+        query, params = "SELECT * FROM samples WHERE run_id = ?", (run_id,)
+        if below is not None:
+            query, params = query + " AND sample_index < ?", (run_id, below)
+        columns, rows = self._fetch(query, params)
         index = columns.index("sample_index")
         return {row[index] for row in rows if sample_problem(dict(zip(columns, row, strict=True))) is None}
+
+    def count_samples(self, run_id: str) -> int:
+        """Rows stored for a run (readable or not): one index lookup, however large the store."""
+        return self.db.execute("SELECT COUNT(*) FROM samples WHERE run_id = ?", (run_id,)).fetchone()[0]
 
     def unreadable_rows(self, run_id: str) -> list[dict[str, Any]]:
         """A run's stored rows that reading skips: sample index and problem, by index."""
@@ -253,8 +263,17 @@ class Store(BundleMixin, TreeMixin):
         return self._resolve_id("runs", "run", run_id, "workbench runs list")
 
     def _resolve_id(self, table: str, what: str, prefix: str, listing: str) -> str:
-        """The one id in `table` that starts with `prefix`, or an error that says what to do."""
-        rows = self.db.execute(f"SELECT id FROM {table} WHERE id LIKE ? LIMIT 2", (prefix + "%",)).fetchall()
+        """The one id in `table` that starts with `prefix`, or an error that says what to do.
+
+        Ids are upper-case Crockford base32 (a prefix may be typed in lower case). A full id is one
+        primary-key lookup; a prefix is a range of the primary key (never a LIKE scan of the table).
+        """
+        prefix = prefix.strip().upper()
+        exact = self.db.execute(f"SELECT id FROM {table} WHERE id = ?", (prefix,)).fetchone() if prefix else None
+        if exact is not None:
+            return exact[0]
+        rows = self.db.execute(f"SELECT id FROM {table} WHERE id >= ? AND id < ? ORDER BY id LIMIT 2",
+                               (prefix, prefix + PAST_ANY_ID_CHARACTER)).fetchall() if prefix else []
         if len(rows) == 1:
             return rows[0][0]
         if not rows:
@@ -273,26 +292,31 @@ class Store(BundleMixin, TreeMixin):
                                  "by hand); `workbench runs check` lists such rows") from None
         return run
 
-    def runs(self, model: str | None = None) -> pd.DataFrame:
-        """One row per run, newest first, with its sample count."""
+    def runs(self, model: str | None = None, limit: int | None = None) -> pd.DataFrame:
+        """One row per run, newest first, with its stored sample count (the newest `limit` runs, or all).
+
+        The newest runs are taken first (in primary-key order) and only those are counted, each with
+        one lookup in the samples' (run, index) index: the time does not grow with the store.
+        """
+        where, params = ("WHERE model = ? ", [model]) if model else ("", [])
+        newest = f"SELECT * FROM runs {where}ORDER BY id DESC"
+        if limit is not None:
+            newest += " LIMIT ?"
+            params.append(max(0, int(limit)))
         query = (
             "SELECT r.id, r.created_at, r.model, r.model_kind, r.model_family, r.backend, r.input_mode, "
             "r.template, r.prompt_ref, r.seed, r.input_text, r.input_messages, r.config, r.origin, r.trusted, "
-            "r.imported_from, COUNT(s.id) AS n_samples FROM runs r LEFT JOIN samples s ON s.run_id = r.id "
+            "r.imported_from, (SELECT COUNT(*) FROM samples s WHERE s.run_id = r.id) AS n_samples "
+            f"FROM ({newest}) r ORDER BY r.id DESC"
         )
-        params: tuple[Any, ...] = ()
-        if model:
-            query += "WHERE r.model = ? "
-            params = (model,)
-        query += "GROUP BY r.id ORDER BY r.id DESC"
-        frame = pd.read_sql_query(query, self.db, params=params)
-        return frame
+        return pd.read_sql_query(query, self.db, params=tuple(params))
 
     def samples(self, run_id: str, n: int | None = None) -> pd.DataFrame:
         """The tidy samples of one run (one row per sample, run columns repeated), ordered by index.
 
         Rows that cannot be read are left out and listed in `frame.attrs["skipped_rows"]` (sample
-        index and problem); `skipped_note(frame)` says it in one line.
+        index and problem); `skipped_note(frame)` says it in one line. The frame is built column by
+        column from the rows as they are read (no second copy of the rows).
         """
         run = self.run(run_id)
         where = "run_id = ?"
@@ -301,30 +325,39 @@ class Store(BundleMixin, TreeMixin):
             where += " AND sample_index < ?"
             params += (n,)
         columns, rows = self._fetch(f"SELECT * FROM samples WHERE {where} ORDER BY sample_index", params)
-        readable, skipped = [], []
-        decoded: dict[str, list[Any]] = {name: [] for name in JSON_SAMPLE_COLUMNS}
-        for row in rows:
+        data: dict[str, list[Any]] = {name: [] for name in columns}
+        skipped = []
+        while rows:
+            row = rows.pop()  # from the end: the fetched rows are released as the columns grow
             record = dict(zip(columns, row, strict=True))
             try:
                 content = sample_content(record)  # the one rule; it decodes the JSON columns once
             except RowProblem as exc:
                 skipped.append({"sample_index": record["sample_index"], "problem": str(exc)})
                 continue
-            readable.append(row)
-            for name in JSON_SAMPLE_COLUMNS:
-                decoded[name].append(content[name])
-        frame = pd.DataFrame.from_records(readable, columns=columns, coerce_float=True)
-        for name in JSON_SAMPLE_COLUMNS:
-            frame[name] = pd.Series(decoded[name], index=frame.index, dtype=object)
+            record.update((name, content[name]) for name in JSON_SAMPLE_COLUMNS)
+            for name in columns:
+                data[name].append(record[name])
+        frame = pd.DataFrame({name: _column(values[::-1], name in JSON_SAMPLE_COLUMNS)
+                              for name, values in data.items()})
         frame["logprob"] = frame["token_logprobs"].map(_total_logprob)
         for name in ("model", "model_kind", "model_family", "backend", "dtype", "input_mode", "template",
                      "prompt_ref", "seed"):
             frame[name] = run[name]
         for name in ("temperature", "top_p", "top_k", "max_tokens"):
             frame[name] = run["config"].get(name)
-        frame.attrs["skipped_rows"] = skipped  # in index order
+        frame.attrs["skipped_rows"] = skipped[::-1]  # in index order
         frame.attrs["run_id"] = run["id"]
         return frame
+
+    def samples_from_any_thread(self, run_id: str, n: int | None = None) -> pd.DataFrame:
+        """`samples`, also after this connection was closed or from another thread than the one that
+        opened it (a SampleRun's frame is built when first asked for): then a new connection reads it."""
+        try:
+            return self.samples(run_id, n)
+        except sqlite3.ProgrammingError:
+            with Store(self.path) as store:
+                return store.samples(run_id, n)
 
     def _fetch(self, query: str, params: tuple[Any, ...]) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Column names and rows; text that is not UTF-8 (a damaged cell) is read with replacement characters."""
@@ -419,6 +452,11 @@ def skipped_note(frame: pd.DataFrame) -> str | None:
     """One line about the rows `Store.samples` had to skip, or None when every row was read."""
     skipped = frame.attrs.get("skipped_rows") or []
     return describe_skipped(skipped, frame.attrs.get("run_id", "?")) if skipped else None
+
+
+def _column(values: list[Any], keep_objects: bool) -> pd.Series | list[Any]:
+    """A frame column: decoded JSON stays as Python objects (lists, dicts), one per row."""
+    return pd.Series(values, dtype=object) if keep_objects else values
 
 
 def _loads_or_none(value: Any) -> Any:

@@ -224,3 +224,14 @@ def m004_run_origin_and_trust(db: sqlite3.Connection) -> None:
     db.execute("DROP TABLE runs")
     db.execute("ALTER TABLE runs_new RENAME TO runs")
     db.execute("CREATE INDEX runs_by_model ON runs(model, created_at)")
+
+
+@migration
+def m005_flat_store_indexes(db: sqlite3.Connection) -> None:
+    # samples_by_run duplicated the index SQLite builds for UNIQUE (run_id, sample_index): the same
+    # columns twice (about 40 MB per million samples), written on every insert. Every read of a
+    # run's samples uses the UNIQUE index instead. `runs list --model` takes a model's newest runs
+    # in id order (ids are time-sortable), which (model, id) answers without sorting all its runs.
+    db.execute("DROP INDEX IF EXISTS samples_by_run")
+    db.execute("DROP INDEX IF EXISTS runs_by_model")
+    db.execute("CREATE INDEX runs_by_model ON runs(model, id)")

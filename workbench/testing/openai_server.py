@@ -45,6 +45,7 @@ class ServerState:
     faults: list[str] = field(default_factory=list)  # consumed one per generation request
     requests: list[dict[str, Any]] = field(default_factory=list)  # bodies of generation requests
     headers: list[dict[str, str]] = field(default_factory=list)
+    keep_requests: bool = True  # a benchmark's server keeps no bodies (memory stays flat)
     in_flight: int = 0
     max_in_flight: int = 0
     files: dict[str, bytes] = field(default_factory=dict)
@@ -187,8 +188,9 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         body = json.loads(self._body())
         with state.lock:
-            state.requests.append(body)
-            state.headers.append({k.lower(): v for k, v in self.headers.items()})
+            if state.keep_requests:
+                state.requests.append(body)
+                state.headers.append({k.lower(): v for k, v in self.headers.items()})
             state.in_flight += 1
             state.max_in_flight = max(state.max_in_flight, state.in_flight)
         try:
@@ -284,6 +286,10 @@ class FakeOpenAIServer(ThreadingHTTPServer):
     """Serve on 127.0.0.1 on a free port in a daemon thread; use as a context manager."""
 
     daemon_threads = True
+    # The listen backlog: socketserver's default of 5 refuses connections when a client opens 64 at
+    # once (the raw SDK then sees APIConnectionError); a benchmark at concurrency 256 must measure
+    # the client. Each connection gets its own thread (ThreadingHTTPServer), kept alive across requests.
+    request_queue_size = 1024
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that gave up (a timeout test) closes its socket mid-reply: expected, not an error."""
@@ -314,3 +320,22 @@ class FakeOpenAIServer(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
         self._thread.join(timeout=5)
+
+
+def main() -> None:
+    """Serve until stdin closes (benchmarks run the server in its own process, so it never competes
+    with the client for the GIL): prints the base URL on its first line."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--latency-s", type=float, default=0.0)
+    args = parser.parse_args()
+    with FakeOpenAIServer(latency_s=args.latency_s) as server:
+        server.state.keep_requests = False
+        print(server.base_url, flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()
