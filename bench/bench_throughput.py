@@ -8,7 +8,8 @@ Both send the same request body (completions, logprobs on, one choice per reques
 high-rate mode: blocks of 16 choices per request.
 
 Prints `workbench/raw at concurrency C: R` per concurrency (the issue's target: R >= 0.9) and
-`blocks of 16: S samples/s` (target: >= 3000). Run: `make bench` or
+`blocks of 16: S samples/s` (target: >= 3000), then the peak memory one call of 5k and 20k
+samples adds (in a fresh process each). Run: `make bench` or
 `.venv/bin/python bench/bench_throughput.py [--samples 4000] [--rounds 3]`. Takes 2-3 minutes.
 Not a test: the numbers depend on the machine and on what else runs on it.
 """
@@ -85,6 +86,62 @@ def workbench(url: str, workdir: Path, samples: int, concurrency: int, choices: 
     return elapsed
 
 
+class PeakResidentMemory:
+    """The highest resident memory (from /proc/self/statm, polled every 5 ms) since `reset`, in MB."""
+
+    def __init__(self) -> None:
+        import os
+        import threading
+
+        self._page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
+        self.peak = self.now()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def now(self) -> float:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * self._page_mb
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self.now())
+
+    def reset(self) -> float:
+        self.peak = self.now()
+        return self.peak
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def memory_child(url: str, samples: int) -> None:
+    """In a child process: how far one `sample` call of `samples` raises resident memory, then its frame."""
+    with tempfile.TemporaryDirectory() as tmp:
+        workbench(url, Path(tmp), 200, 8, 1, 1)  # warm-up: imports, first connections, store created
+        registry_file = Path(tmp) / "memory.yaml"
+        registry_file.write_text(json.dumps({"models": {"bench": {
+            "backend": "openai", "kind": "base", "family": "bench", "api_model": "bench", "base_url": url,
+            "api_dialect": "openai", "max_concurrency": 8}}}))
+        meter = PeakResidentMemory()
+        with Sampler(store=Path(tmp) / "memory.sqlite", registry=load_registry(registry_file),
+                     progress=False) as sampler:
+            before = meter.reset()
+            run = sampler.sample("bench", PROMPT, n=samples, max_tokens=MAX_TOKENS, seed=5)
+            drawn = meter.peak
+            len(run.samples)
+            framed = meter.peak
+        meter.close()
+    print(json.dumps({"call_mb": drawn - before, "frame_mb": framed - before}))
+
+
+def memory(url: str, samples: int) -> dict[str, float]:
+    """Peak resident memory growth (MB) of one call, in a fresh process so earlier rounds do not count."""
+    out = subprocess.run([sys.executable, __file__, "--memory-child", str(samples), "--url", url],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def side_by_side(url: str, workdir: Path, samples: int, concurrency: int, choices: int, rounds: int
                  ) -> tuple[float, float]:
     """Median samples/s of the raw client and of the workbench, alternating round by round."""
@@ -100,7 +157,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=4000, help="samples per measurement (default 4000)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are printed (default 3)")
+    parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_child:
+        memory_child(args.url, args.memory_child)
+        return
     proc, url = start_server()
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -120,6 +182,10 @@ def main() -> None:
             for concurrency, ratio in rows:
                 print(f"workbench/raw at concurrency {concurrency}: {ratio:.2f}")
             print(f"blocks of {BLOCK}: {ours:.0f} samples/s (raw client {raw:.0f})")
+            for samples in (5000, 20000):
+                grown = memory(url, samples)
+                print(f"memory of one call of {samples} samples: +{grown['call_mb']:.0f} MB "
+                      f"(+{grown['frame_mb']:.0f} MB once its frame is built)")
     finally:
         proc.stdin.close()
         proc.wait(timeout=10)

@@ -203,6 +203,10 @@ def test_a_call_returns_without_building_its_frame_until_asked(make_sampler):
     sampler = make_sampler()
     run = sampler.sample("fake", PROMPT, n=5, max_tokens=3)
     assert run._samples is None
+    import copy
+    import dataclasses
+
+    assert copy.deepcopy(run).run_id == dataclasses.asdict(run)["run_id"] == run.run_id  # no connection copied
     assert list(run.samples["sample_index"]) == list(range(5))
     later = sampler.sample("fake", PROMPT, n=5, max_tokens=3)
     sampler.store.close()  # a closed connection, or another thread: the frame is read anew

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,7 +65,8 @@ class SampleRun:
     seed: int
     n: int
     drawn: int  # samples this call asked the backend for (cache misses)
-    store: Store = field(repr=False, compare=False)
+    # Reads the frame (a plain function, so copying or `asdict` of a SampleRun never copies a connection).
+    read_samples: Callable[[], pd.DataFrame] = field(repr=False, compare=False)
     _samples: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -77,7 +78,7 @@ class SampleRun:
     def samples(self) -> pd.DataFrame:
         """Indices 0..n-1, one row per sample (built on first use, so a call that only draws holds no frame)."""
         if self._samples is None:
-            self._samples = self.store.samples_from_any_thread(self.run_id, self.n)
+            self._samples = self.read_samples()
         return self._samples
 
     @property
@@ -261,7 +262,9 @@ class Sampler(ModelQueries):
         missing = [i for i in range(n) if i not in stored]
         if missing:
             self._draw(plan, run_id, missing, max_cost)
-        return SampleRun(run_id, plan.spec.name, plan.rendered, plan.config, plan.seed, n, len(missing), self.store)
+        store = self.store
+        return SampleRun(run_id, plan.spec.name, plan.rendered, plan.config, plan.seed, n, len(missing),
+                         lambda: store.samples_from_any_thread(run_id, n))
 
     def _draw(self, plan: RunPlan, run_id: str, missing: list[int], max_cost: float | None) -> None:
         """Draw the missing indices of a run, storing each sample as it arrives."""

@@ -156,7 +156,7 @@ class Store(BundleMixin, TreeMixin):
 
     def add_generations(self, run_id: str, generations: Iterable[Generation], environment_id: str | None) -> int:
         """Commit finished samples at once; a sample index already stored is kept, not duplicated."""
-        rows = []
+        rows, committed_at = [], utc_now()  # one timestamp per transaction
         for g in generations:
             top = None
             if g.top_logprobs is not None:
@@ -166,7 +166,7 @@ class Store(BundleMixin, TreeMixin):
                     new_id(), run_id, g.index, g.text, dumps(g.token_ids), dumps(g.tokens),
                     dumps(g.token_logprobs), dumps(top), g.finish_reason, g.stop_sequence,
                     g.prompt_tokens, g.completion_tokens, g.latency_s, dumps(g.raw), environment_id,
-                    utc_now(),
+                    committed_at,
                 )
             )
         return self._insert_sample_rows(rows)

@@ -45,8 +45,12 @@ JSON_RUN_COLUMNS = ("model_identity", "config", "input_messages", "tags")
 JSON_SAMPLE_COLUMNS = ("token_ids", "tokens", "token_logprobs", "top_logprobs", "raw")
 
 
+# One encoder for every cell: `json.dumps` with options builds a new encoder per call (five per sample).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return None if value is None else _ENCODER.encode(value)
 
 
 def loads(value: Any) -> Any:
