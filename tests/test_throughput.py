@@ -377,3 +377,47 @@ def test_an_id_prefix_is_a_range_of_the_primary_key_not_a_pattern(fresh_store):
         for pattern in ("%", "_" * 26, run_id[:4] + "%"):  # LIKE wildcards are characters, not patterns
             with pytest.raises(Exception, match="no run"):
                 store.resolve_run_id(pattern)
+
+
+# -- 1 and 2 together: kill -9 in the middle of a high-rate run ---------------------------------------
+
+def test_a_high_rate_run_killed_mid_way_resumes_to_the_uninterrupted_texts(tmp_path, fresh_store):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    n, size, seed = 2000, 4, 9
+    with FakeOpenAIServer(latency_s=0.005) as srv:
+        home = tmp_path / "home"
+        home.mkdir()
+        write_registry(home / "models.yaml", srv.base_url, choices_per_request=size, max_concurrency=8)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workbench.cli", "sample", PROMPT, "--model", "fake", "--n", str(n),
+             "--max-tokens", "4", "--seed", str(seed), "--quiet"],
+            env={**os.environ, "WORKBENCH_HOME": str(home), "WORKBENCH_STORE": str(fresh_store)},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        stored = 0
+        while stored < 200 and time.time() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+            if fresh_store.exists():
+                with sqlite3.connect(fresh_store, timeout=30) as db:
+                    try:
+                        stored = db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+                    except sqlite3.OperationalError:  # tables not created yet
+                        pass
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        with sqlite3.connect(fresh_store) as db:
+            before = db.execute("SELECT COUNT(*), COUNT(DISTINCT sample_index) FROM samples").fetchone()
+        assert before[0] == before[1] and 200 <= before[0] < n, before
+
+        registry = load_registry(home / "models.yaml")
+        with Sampler(store=fresh_store, registry=registry, progress=False) as sampler:
+            resumed = sampler.sample("fake", PROMPT, n=n, max_tokens=4, seed=seed)
+            assert resumed.drawn == n - before[0]
+            assert resumed.texts == [block_text(seed, i, size, 4) for i in range(n)]
+            assert sampler.store.count_samples(resumed.run_id) == n

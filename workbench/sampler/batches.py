@@ -38,6 +38,9 @@ class BatchJob:
     stored: int = 0  # samples written to the store when it finished
 
 
+BATCH_COMMIT_SAMPLES = 1000  # a finished job's samples are committed this many per transaction
+
+
 def submit_batch(sampler: Sampler, model: str, prompt: PromptInput, n: int, config: SamplingConfig | None = None,
                  **options: Unpack[SampleOptions]) -> BatchJob | None:
     """Send the run's missing samples as one batch job; None when every sample is already stored or pending."""
@@ -48,7 +51,8 @@ def submit_batch(sampler: Sampler, model: str, prompt: PromptInput, n: int, conf
         raise WorkbenchError(f"model {plan.spec.name!r} ({plan.spec.backend}) has no batch API; use `sample`")
     run_id = sampler.store.ensure_run(plan.record)
     pending = {i for job in sampler.store.batches(run_id, unfinished=True) for i in job["sample_indices"]}
-    missing = [i for i in range(n) if i not in sampler.store.sample_indices(run_id) and i not in pending]
+    stored = sampler.store.sample_indices(run_id, below=n)
+    missing = [i for i in range(n) if i not in stored and i not in pending]
     if not missing:
         return None
     slots = tuple(SampleSlot(seed, i) for i in missing)
@@ -96,9 +100,12 @@ def _poll_one(sampler: Sampler, row: dict[str, Any]) -> BatchJob:
     stored = 0
     if generations:
         environment_id = sampler.environment_id(backend)
-        for generation in tqdm(generations, desc=f"batch {row['id']}", unit="sample", disable=not sampler.progress,
-                               leave=False):
-            stored += sampler.store.add_generations(row["run_id"], [generation], environment_id)
+        with tqdm(total=len(generations), desc=f"batch {row['id']}", unit="sample", disable=not sampler.progress,
+                  leave=False) as bar:
+            for start in range(0, len(generations), BATCH_COMMIT_SAMPLES):
+                chunk = generations[start:start + BATCH_COMMIT_SAMPLES]
+                stored += sampler.store.add_generations(row["run_id"], chunk, environment_id)
+                bar.update(len(chunk))
     sampler.store.update_batch(row["id"], status, info, finished=finished)
     if finished:
         missing = sorted(set(row["sample_indices"]) - sampler.store.sample_indices(row["run_id"]))
