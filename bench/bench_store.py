@@ -4,8 +4,10 @@ A temporary store is filled through the Sampler's own insert path (`Sampler.plan
 row and cache key, `Store.add_generations` commits its samples, as a real run does): runs of 100
 samples each, and at 1M one run of 100,000 samples. At each size the same operations are timed
 (median of repeated calls, warm page cache): `runs list` (the newest 30 runs with their counts),
-a run looked up by id prefix, a fully cached `sample(n=100)` (the call, then its frame), the
-run's cost, and its export. Prints `runs list at 10k: X ms, at 1M: Y ms` lines and the ratios.
+a run looked up by id prefix, a fully cached `sample(n=100)` (the call alone, whose frame is built
+only when asked for, and the call with its frame), the run's cost, and its export; at 1M also a
+cached `sample(n=100)` of the 100k-sample run. Prints `runs list at 10k: X ms, at 1M: Y ms` lines
+and the ratios.
 
 Run: `make bench` or `.venv/bin/python bench/bench_store.py [--large 1000000]`. About 2-3 minutes.
 Not a test: the numbers depend on the machine and on what else runs on it.
@@ -111,19 +113,18 @@ def main() -> None:
             runs = sampler.store.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
             large = measure(sampler, ids[probe], probe, workdir, big)
             size_mb = sum(p.stat().st_size for p in workdir.glob("store.sqlite*")) / 1e6
+    label = f"{total / 1e6:g}M" if total >= 1e6 else f"{total // 1000}k"
     print(f"store filled through Sampler.plan + Store.add_generations: {SMALL:,} samples in {fill_small:.1f} s, "
           f"then {total:,} samples in {runs:,} runs ({size_mb:.0f} MB) after {fill_large:.1f} s more")
-    print(f"{'operation (median, warm cache)':38}{'10k':>10}{'1M':>10}{'ratio':>8}")
+    print(f"{'operation (median ms, warm cache)':38}{'10k':>10}{label:>10}{'ratio':>8}")
     for name, at_small in small.items():
-        print(f"{name:38}{at_small:9.2f}m{large[name]:9.2f}m{large[name] / at_small:8.2f}")
+        print(f"{name:38}{at_small:10.2f}{large[name]:10.2f}{large[name] / at_small:8.2f}")
     for name, value in large.items():
         if name not in small:
-            print(f"{name:38}{'':10}{value:9.2f}m")
+            print(f"{name:38}{'':10}{value:10.2f}")
     print()
-    label = f"{total / 1e6:g}M" if total >= 1e6 else f"{total // 1000}k"
-    for name in ("runs list", "cached sample(n=100)", "run by id prefix"):
+    for name in ("runs list", "run by id prefix", "cached sample(n=100)", "cached sample(n=100) + frame"):
         print(f"{name} at 10k: {small[name]:.2f} ms, at {label}: {large[name]:.2f} ms")
-
 
 if __name__ == "__main__":
     main()

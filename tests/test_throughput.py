@@ -106,6 +106,46 @@ def test_sample_i_is_the_same_text_however_a_block_run_was_resumed_or_extended(m
     assert extended.drawn == 2 + 6  # indices 1, 2 and 4..9
 
 
+@pytest.fixture
+def fast_backoff(monkeypatch):
+    monkeypatch.setattr("workbench.sampler.retry.BACKOFF_START_S", 0.01)
+
+
+def test_replies_short_of_the_missing_choices_are_retried_not_drawn_another_way(make_sampler, server, fast_backoff):
+    server.state.faults = ["short", "short", "500", "short"]  # choice 15 is dropped three times
+    sampler = make_sampler(choices_per_request=16, max_concurrency=1)
+    run = sampler.sample("fake", PROMPT, n=16, max_tokens=4, seed=4)
+    assert run.texts == [block_text(4, i, 16, 4) for i in range(16)]
+    events = sampler.store.run_events(run.run_id)
+    assert "one_per_request" not in set(events["kind"]) and "retry" in set(events["kind"])
+
+
+def test_a_server_that_caps_choices_still_finishes_and_says_how(make_sampler, server, fast_backoff):
+    server.state.max_choices = 5  # never more than 5 choices per reply
+    try:
+        sampler = make_sampler(choices_per_request=8, max_concurrency=2)
+        run = sampler.sample("fake", PROMPT, n=8, max_tokens=4, seed=4)
+    finally:
+        server.state.max_choices = None
+    assert run.texts[:5] == [block_text(4, i, 8, 4) for i in range(5)]
+    assert run.texts[5:] == ["".join(fake_text(derive_seed(4, i, 1), 0, 4)) for i in (5, 6, 7)]
+    events = sampler.store.run_events(run.run_id)
+    fallback = events[events["kind"] == "one_per_request"].iloc[0]
+    assert fallback["sample_indices"] == [5, 6, 7] and "never came back" in fallback["message"]
+
+
+def test_a_re_asked_block_says_what_it_discarded(make_sampler):
+    sampler = make_sampler(choices_per_request=4)
+    run = sampler.sample("fake", PROMPT, n=8, max_tokens=4)
+    with sqlite3.connect(sampler.store.path) as db:
+        db.execute("DELETE FROM samples WHERE sample_index = 5")
+    sampler.sample("fake", PROMPT, n=8, max_tokens=4)
+    events = sampler.store.run_events(run.run_id)
+    [message] = events[events["kind"] == "block_asked_again"]["message"]
+    assert "block 4-7" in message and "1 choice already stored discarded" in message  # index 4; 6 and 7 are kept
+    assert events[events["kind"] == "block_asked_again"].iloc[0]["sample_indices"] == [4]
+
+
 def test_a_block_run_is_not_the_one_per_request_run(make_sampler):
     one = make_sampler()
     blocks = make_sampler(choices_per_request=4)
@@ -113,11 +153,33 @@ def test_a_block_run_is_not_the_one_per_request_run(make_sampler):
                                                                                    max_tokens=4).run_id
 
 
-def test_the_dry_run_counts_whole_blocks(make_sampler):
+def test_the_dry_run_counts_whole_blocks_and_their_tokens(make_sampler):
     sampler = make_sampler(choices_per_request=16)
+    one = sampler.estimate("fake", PROMPT, n=1, max_tokens=4)
+    assert (one.requests, one.max_completion_tokens) == (1, 16 * 4)  # the whole block is asked for and paid
     sampler.sample("fake", PROMPT, n=20, max_tokens=4)  # blocks 0 and 1: indices 0..31 stored
     assert sampler.estimate("fake", PROMPT, n=40, max_tokens=4).requests == 1  # only block 2 (32..47)
     assert sampler.estimate("fake", PROMPT, n=10**6, max_tokens=4).requests == 10**6 // 16 - 2
+    assert "request_blocks" in sampler.identity("fake")  # runs grouped before blocks were aligned are other runs
+
+
+def test_max_cost_lets_the_requests_in_flight_finish(make_sampler, tmp_path):
+    import os
+
+    from workbench.errors import WorkbenchError
+
+    prices = Path(os.environ["WORKBENCH_HOME"]) / "prices.yaml"
+    prices.write_text("models:\n  fake-model: {input: 0.0, output: 10000.0}\n")
+    try:
+        sampler = make_sampler(choices_per_request=4, max_concurrency=8)
+        # A block's worst case is 4 choices x 4 tokens x $0.01 = $0.16: $0.50 covers 3 of the 8 first requests.
+        with pytest.raises(WorkbenchError, match="max_cost"):
+            sampler.sample("fake", PROMPT, n=64, max_tokens=4, max_cost=0.50)
+        run_id = sampler.store.runs().iloc[0]["id"]
+        assert len(sampler.store.sample_indices(run_id)) >= 12  # what fitted was drawn and stored
+        assert sampler.run_usage(run_id).cost_usd <= 0.50
+    finally:
+        prices.unlink()
 
 
 # -- 1. fewer hand-offs, batched commits, a worker pool -------------------------------------------
@@ -207,6 +269,9 @@ def test_a_call_returns_without_building_its_frame_until_asked(make_sampler):
     import dataclasses
 
     assert copy.deepcopy(run).run_id == dataclasses.asdict(run)["run_id"] == run.run_id  # no connection copied
+    import pickle
+
+    assert pickle.loads(pickle.dumps(run)).texts == run.texts  # pickled with its frame
     assert list(run.samples["sample_index"]) == list(range(5))
     later = sampler.sample("fake", PROMPT, n=5, max_tokens=3)
     sampler.store.close()  # a closed connection, or another thread: the frame is read anew

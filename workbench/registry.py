@@ -251,9 +251,12 @@ class ModelSpec(BaseModel):
             # The dialect decides which sampling fields reach the server, so it changes the output.
             identity["dialect"] = self.dialect
             if self.choices_per_request > 1:
-                # Choices drawn together share a request's seed, so sample i depends on the block size.
-                # Left out at 1 so the keys of runs drawn one choice per request stay as they were.
+                # Choices drawn together share a request's seed, so sample i depends on the block size
+                # and on how indices are grouped: fixed blocks aligned at multiples of the size. (Runs
+                # stored before blocks were aligned grouped a resumed run's missing indices from the first
+                # one, so they are other runs.) Left out at 1 so one-choice-per-request keys stay as they were.
                 identity["choices_per_request"] = self.choices_per_request
+                identity["request_blocks"] = "aligned"
         return identity
 
     def identity_digest(self, resolved_dtype: str | None = None) -> str:

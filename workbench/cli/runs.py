@@ -52,7 +52,7 @@ def cmd_runs_list(args: argparse.Namespace) -> None:
     with Store() as store:
         frame = store.runs(model=args.model, limit=args.limit)
     if frame.empty:
-        print(f"no runs yet in {store.path}")
+        print(f"no runs of model {args.model!r} in {store.path}" if args.model else f"no runs yet in {store.path}")
         return
     frame["input"] = [
         ref if isinstance(ref, str) and ref else one_line(text if text is not None else str(messages), 50)

@@ -86,6 +86,12 @@ class SampleRun:
         """The continuation texts in index order."""
         return list(self.samples["text"])
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled (joblib, multiprocessing) with its frame read, and without the store's connection.
+        state = dict(self.__dict__)
+        state["_samples"], state["read_samples"] = self.samples, None
+        return state
+
 
 @dataclass
 class RunPlan:
@@ -350,7 +356,9 @@ class Sampler(ModelQueries):
             prompt_tokens = len(plan.rendered.display()) // 4
             note = "Runs locally: no cost."
         table = load_prices()
-        max_completion = missing * plan.config.max_tokens
+        # A remote request asks for its whole block of choices, whichever of them are missing.
+        choices = requests * backend.choices_per_request if backend.remote else missing
+        max_completion = choices * plan.config.max_tokens
         cost = estimate_cost(price_of(plan.spec, table), requests, prompt_tokens, max_completion, batch, table.batch)
         return CostEstimate(plan.spec.name, n, n - missing, requests, prompt_tokens, max_completion, cost, note)
 

@@ -168,9 +168,17 @@ class WorkList:
         self._added: deque[RequestBlock] = deque()
         self._busy = 0
         self._changed = asyncio.Event()
+        self.refusal: str | None = None  # why no more requests may start (max_cost), once one was refused
+
+    def refuse(self, reason: str) -> None:
+        """Start no more requests (those in flight finish); the call ends with `reason` as its error."""
+        self.refusal = self.refusal or reason
+        self._changed.set()
 
     async def take(self) -> RequestBlock | None:
         while True:
+            if self.refusal is not None:
+                return None
             block = self._added.popleft() if self._added else next(self._blocks, None)
             if block is not None:
                 self._busy += 1
@@ -211,6 +219,8 @@ async def _all_requests(backend: Backend, rendered: RenderedInput, config: Sampl
         try:
             async with deadline:
                 await asyncio.gather(*workers)
+            if work.refusal is not None:
+                raise WorkbenchError(work.refusal)
         except BaseException as exc:
             for task in workers:
                 task.cancel()
@@ -232,29 +242,32 @@ async def _one_request(backend: Backend, session: Any, request: GenerationReques
     """One block's request under the retry policy, until every wanted sample of it has come back.
 
     A reply with fewer choices than asked is followed by the same request (same seed, same n), and
-    the missing choices are taken by their index, so sample i is what an uninterrupted run draws.
-    Only a server that ignores `n` (asked again, it sends no new choice) gets the rest one request each.
+    the missing choices are taken by their index, so sample i is what an uninterrupted run draws;
+    a reply that brings none of them is retried like a failure. Only a server that ignores `n` (it
+    answers one choice, and the same one again) or a block that never comes back whole gets the rest
+    one request per sample, with one seed per sample (recorded as a `one_per_request` event).
     """
     spec = backend.spec
     retrying = Retrying(backend.name, record=lambda event: put(("event", event)),
                         max_retry_after_s=spec.max_retry_after_s, dead_server_s=spec.dead_server_s, server=server)
     asked = len(request.slots)
     pending = set(wanted)
-    # Choices past the wanted ones are stored once (they were paid for); indices below the highest
-    # wanted one that are not wanted are stored already.
+    # Choices past the last wanted index are stored too (they were paid for; the store keeps an index
+    # it already has). Choices between wanted ones are stored already: a re-asked block discards them.
     spare = {s.index for s in request.slots if s.index > wanted[-1]}
+    already = {s.index for s in request.slots if s.index < wanted[-1]} - pending
     # Attempts count failures and replies that bring nothing new. A reply with some of the missing
     # choices is progress, not a failure: as each one shrinks what is pending, asking again ends.
     attempt = 0
     while attempt <= retrying.max_retries:
-        if stop.is_set():  # another request failed for good, or the caller stopped
+        if stop.is_set() or work.refusal is not None:  # failed for good, stopped, or out of budget
             return
         if budget is not None:
             try:
                 budget.reserve(asked, put, sorted(pending))
-            except WorkbenchError:
-                stop.set()
-                raise
+            except WorkbenchError as exc:
+                work.refuse(str(exc))  # requests in flight still finish and are stored
+                return
         sent_at = time.monotonic()
         try:
             generations = await backend.agenerate(session, request)
@@ -271,6 +284,8 @@ async def _one_request(backend: Backend, session: Any, request: GenerationReques
             extra = [g for g in generations if g.index in spare]
             if new or extra:
                 put(("generations", (new + extra, len(new))))
+            _report_discarded([g for g in generations if g.index in already], request, put)
+            already.clear()
             pending.difference_update(g.index for g in new)
             spare.difference_update(g.index for g in extra)
             if not pending:
@@ -278,14 +293,15 @@ async def _one_request(backend: Backend, session: Any, request: GenerationReques
             if new:
                 retrying.short_reply(attempt, asked, len(generations), sorted(pending))
                 continue
-            if asked > 1:
-                retrying.one_per_request(attempt, asked, sorted(pending))
+            ignores_n = len(generations) <= 1
+            if asked > 1 and (ignores_n or attempt >= retrying.max_retries):
+                retrying.one_per_request(attempt, asked, sorted(pending), ignores_n)
                 for index in sorted(pending):
                     slot = request.slots[index - request.slots[0].index]
                     work.add(RequestBlock((slot,), (index,)))
                 return
-            attempt += 1
-            continue
+            error = BackendError(f"{backend.name}: asked for {asked} choices and got {len(generations)}, none of the "
+                                 "missing ones", "retry")
         try:
             wait = retrying.failed(error, attempt, sorted(pending), sent_at)
         except WorkbenchError:
@@ -294,3 +310,15 @@ async def _one_request(backend: Backend, session: Any, request: GenerationReques
         attempt += 1
         await asyncio.sleep(wait)
     raise retrying.gave_up(sorted(pending))
+
+
+def _report_discarded(discarded: list[Generation], request: GenerationRequest, put: Put) -> None:
+    """Record the choices of a re-asked block that were stored already: paid for, not kept, not in the run's cost."""
+    if not discarded:
+        return
+    tokens = sum(g.completion_tokens or 0 for g in discarded)
+    first, last = request.slots[0].index, request.slots[-1].index
+    put(("event", {"kind": "block_asked_again", "sample_indices": [g.index for g in discarded],
+                   "message": f"block {first}-{last} was asked for again for its missing samples; {len(discarded)} "
+                              f"choice{'s' if len(discarded) != 1 else ''} already stored discarded ({tokens} "
+                              "completion tokens, not in the run's cost)"}))

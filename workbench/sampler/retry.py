@@ -128,12 +128,16 @@ class Retrying:
             self.record({"kind": "short_choices", "attempt": attempt, "sample_indices": pending,
                          "message": f"asked for {asked} choices, got {got}; asking the same again for the rest"})
 
-    def one_per_request(self, attempt: int, asked: int, pending: list[int]) -> None:
-        """Record that a server ignores `n` (asked again, it sent no new choice): the rest go one per request."""
+    def one_per_request(self, attempt: int, asked: int, pending: list[int], ignores_n: bool = True) -> None:
+        """Record that the rest of a block goes one request per sample (with one seed per sample): the
+        server ignores `n` (asked again, it sent the same one choice), or the block never came back whole."""
+        why = ("asked for {asked} choices again and got no new one (the server ignores n)" if ignores_n else
+               "asked for {asked} choices {tries} times and the missing ones never came back").format(
+                   asked=asked, tries=attempt + 1)
         if self.record is not None:
             self.record({"kind": "one_per_request", "attempt": attempt, "sample_indices": pending,
-                         "message": f"asked for {asked} choices again and got no new one (the server ignores n); "
-                                    f"asking for the {len(pending)} missing samples one request each"})
+                         "message": f"{why}; asking for the {len(pending)} missing samples one request each "
+                                    "(each with its own seed)"})
 
     def gave_up(self, pending: list[int]) -> WorkbenchError:
         """The error when samples never came back however often they were asked for."""

@@ -356,6 +356,8 @@ class Store(BundleMixin, TreeMixin):
         try:
             return self.samples(run_id, n)
         except sqlite3.ProgrammingError:
+            if not self.path.exists():  # opening would create an empty store there
+                raise StoreError(f"the store {self.path} is gone, so run {run_id}'s samples cannot be read") from None
             with Store(self.path) as store:
                 return store.samples(run_id, n)
 
