@@ -58,6 +58,14 @@ def test_compare_panel_runs_in_the_background_and_fills_results(sampler, tmp_pat
     assert len(panel.figure_box.children) == 1 and panel.figure_box.children[0].value[:4] == b"\x89PNG"
     assert "<table" in panel.summary_html.value and EMBEDDED[1] in panel.summary_html.value
     # The sample browser: filters and a sample's tokens coloured by logprob.
+    labels = [label for label, _ in panel.browse_cluster.options]
+    assert labels[0] == "(all)" and all(isinstance(label, str) and not label.startswith("(") for label in labels[1:])
+    chosen = panel.browse_cluster.options[1][1]
+    panel.browse_cluster.value = chosen
+    assert panel.error is None, panel.last_traceback
+    in_cluster = (samples["cluster"] == chosen).sum()
+    assert isinstance(chosen, int) and 0 < len(panel.sample_list.options) == in_cluster
+    panel.browse_cluster.value = "(all)"
     panel.browse_model.value = EMBEDDED[1]
     assert len(panel.sample_list.options) == 4
     html = panel.select_sample(EMBEDDED[0], 2)
@@ -109,13 +117,31 @@ def test_export_button_writes_every_format_with_provenance(sampler):
     assert panel.error is None, panel.last_traceback
     panel.export_formats.value = ("png", "svg", "pdf")
     panel.export_button.click()
+    # The name holds the seed and a run id, so exports of other seeds or runs never overwrite this one.
+    stem = f"compare-the-weather-today-is-seed0-{panel.provenance['runs'][0]['run_id'][-8:].lower()}"
     written = sorted(p.name for p in folder.iterdir())
-    assert written == ["compare-the-weather-today-is.pdf", "compare-the-weather-today-is.png",
-                       "compare-the-weather-today-is.provenance.json", "compare-the-weather-today-is.svg"]
-    provenance = json.loads((folder / "compare-the-weather-today-is.provenance.json").read_text())
+    assert written == [f"{stem}.pdf", f"{stem}.png", f"{stem}.provenance.json", f"{stem}.svg"]
+    provenance = json.loads((folder / f"{stem}.provenance.json").read_text())
     assert provenance["models"] == list(EMBEDDED)
     assert {r["run_id"] for r in provenance["runs"]} == set(panel.results["samples"]["run_id"])
     assert "wrote" in panel.export_status.value
+    panel.export_button.click()  # the same figure again: a new name, the first export is kept
+    assert (folder / f"{stem}-2.png").exists() and len(list(folder.iterdir())) == 8
+    panel.seed.value = 1
+    panel.run(wait=True)
+    assert "seed1" in panel.export(formats=("png",))[0].name
+
+
+def test_panel_callback_errors_show_in_the_panel(sampler, monkeypatch):
+    def broken(self, *_):
+        raise ValueError("operands could not be broadcast together with shapes (96,) (2,)")
+
+    monkeypatch.setattr(ComparePanel, "_refresh_samples", broken)
+    panel = ComparePanel(sampler, prompt=TYPED, n=2, clusters=False)
+    panel.browse_model.options = ["(all)", "a model"]
+    panel.browse_model.value = "a model"  # the observer raises: one line in the panel, not the log console
+    assert "ValueError: operands could not be broadcast" in panel.message.value
+    assert isinstance(panel.error, ValueError) and "Traceback" in panel.last_traceback
 
 
 def test_stop_ends_a_run_cleanly_and_keeps_what_was_sampled(sampler):

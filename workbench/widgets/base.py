@@ -92,9 +92,11 @@ class PromptChoice:
 class PromptPicker(w.VBox):
     """A library prompt (collection, a text filter, perturbation, framing) or a prompt you type."""
 
-    def __init__(self, sampler: "Sampler", prompt: str | None = None, chat: bool = False) -> None:
+    def __init__(self, sampler: "Sampler", prompt: str | None = None, chat: bool = False,
+                 on_error: Callable[[BaseException], None] | None = None) -> None:
         super().__init__()
         self.library = sampler.library
+        self._on_error = on_error
         collections = sorted({p.collection.name for p in self.library})
         self.source = w.ToggleButtons(options=[LIBRARY, TYPED], value=LIBRARY, description="prompt",
                                       style={"button_width": "110px"})
@@ -109,10 +111,10 @@ class PromptPicker(w.VBox):
                                layout=w.Layout(width="420px", height="64px"), description="text")
         self.chat = w.Checkbox(value=chat, description="chat (tuned: chat template; base: transcript)", indent=False)
         self.preview = w.HTML(layout=w.Layout(max_width="640px"))
-        self.collection.observe(self._refilter, "value")
-        self.filter.observe(self._refilter, "value")
-        self.ref.observe(self._choose, "value")
-        self.source.observe(self._switch, "value")
+        self.collection.observe(self._guarded(self._refilter), "value")
+        self.filter.observe(self._guarded(self._refilter), "value")
+        self.ref.observe(self._guarded(self._choose), "value")
+        self.source.observe(self._guarded(self._switch), "value")
         self._refilter()
         if prompt is not None:
             if prompt in self.library:
@@ -122,6 +124,10 @@ class PromptPicker(w.VBox):
                 self.source.value = TYPED
                 self.text.value = prompt
         self._switch()
+
+    def _guarded(self, callback: Callable[..., None]) -> Callable[..., None]:
+        """A control's callback whose error goes to the panel (not to JupyterLab's log console)."""
+        return guarded(callback, self._on_error) if self._on_error is not None else callback
 
     def _refilter(self, *_: Any) -> None:
         collection = None if self.collection.value == ALL else self.collection.value
@@ -194,6 +200,19 @@ def error_html(message: str) -> str:
             f"padding:4px 8px;border-radius:3px;white-space:pre-wrap'>⚠ {html.escape(message)}</div>")
 
 
+def guarded(callback: Callable[..., Any], on_error: Callable[[BaseException], None]) -> Callable[..., None]:
+    """`callback` for an observe / on_click hook: an exception is handed to `on_error` instead of escaping
+    (ipywidgets would print it only to JupyterLab's log console, where a researcher never looks)."""
+
+    def call(*args: Any) -> None:
+        try:
+            callback(*args)
+        except Exception as exc:  # noqa: BLE001 - shown in the panel by on_error
+            on_error(exc)
+
+    return call
+
+
 class Panel(w.VBox):
     """The shared machinery of the workbench panels (see the module docstring)."""
 
@@ -229,11 +248,23 @@ class Panel(w.VBox):
                                       tooltip="PNG/SVG/PDF with provenance, in $WORKBENCH_HOME/exports/widgets")
         self.export_status = w.HTML()
         self.figure_box = w.VBox()
-        self.run_button.on_click(lambda _: self.run())
-        self.stop_button.on_click(lambda _: self.stop())
-        self.export_button.on_click(lambda _: self._export_clicked())
+        self.run_button.on_click(self.guarded(lambda _: self.run()))
+        self.stop_button.on_click(self.guarded(lambda _: self.stop()))
+        self.export_button.on_click(self.guarded(lambda _: self._export_clicked()))
         self.add_class("workbench-panel")
         self.add_class(f"workbench-{self.kind}")
+
+    def guarded(self, callback: Callable[..., Any]) -> Callable[..., None]:
+        """A control's callback whose error shows as one line in this panel (and in .error)."""
+        return guarded(callback, self.callback_failed)
+
+    def callback_failed(self, exc: BaseException) -> None:
+        """Show an error raised by a control's callback (a filter, a click) in the panel's message line."""
+        self.error = exc
+        self.last_traceback = "".join(traceback.format_exception(exc))
+        text = str(exc) if isinstance(exc, WorkbenchError) else (
+            f"{type(exc).__name__}: {exc} (the full traceback is in .last_traceback)")
+        self.message.value = error_html(text)
 
     # -- the controls row and the export row, for subclasses' layouts ------------------------
 
@@ -356,10 +387,24 @@ class Panel(w.VBox):
         self.export_button.disabled = not self.figures
 
     def default_stem(self) -> Path:
-        """Where Export writes by default: $WORKBENCH_HOME/exports/widgets/<kind>-<what>."""
+        """Where Export writes by default: $WORKBENCH_HOME/exports/widgets/<kind>-<prompt>-seed<S>-<run id>,
+        with -2, -3, ... added when that name was written before, so an export never overwrites another."""
         from workbench.home import exports_dir
 
-        return exports_dir() / "widgets" / f"{self.kind}-{slug(self.provenance.get('prompt', 'figure'))}"
+        runs = self.provenance.get("runs") or []
+        seed = self.provenance.get("seed", runs[0].get("seed") if runs else None)
+        run_id = self.provenance.get("tree_id") or (runs[0].get("run_id") if runs else None)
+        parts = [self.kind, slug(str(self.provenance.get("prompt", "figure")))]
+        if seed is not None:
+            parts.append(f"seed{seed}")
+        if run_id:
+            parts.append(str(run_id)[-8:].lower())
+        base = exports_dir() / "widgets" / "-".join(parts)
+        stem, copy = base, 1
+        while any(stem.parent.glob(f"{stem.name}.*")) or any(stem.parent.glob(f"{stem.name}-*.provenance.json")):
+            copy += 1
+            stem = base.with_name(f"{base.name}-{copy}")
+        return stem
 
     def export(self, stem: str | Path | None = None, formats: tuple[str, ...] | None = None) -> list[Path]:
         """Write the figure(s) with their provenance (PNG/SVG/PDF and a JSON sidecar); returns the paths."""

@@ -73,7 +73,7 @@ class ComparePanel(Panel):
         unknown = [m for m in chosen if m not in names]
         if unknown:
             self.sampler.registry.get(unknown[0])  # raises with the closest names
-        self.picker = PromptPicker(self.sampler, prompt, chat)
+        self.picker = PromptPicker(self.sampler, prompt, chat, on_error=self.callback_failed)
         self.models = w.SelectMultiple(options=names, value=tuple(chosen), rows=min(6, max(2, len(names))),
                                        description="models", layout=w.Layout(width="420px"))
         style = {"description_width": "90px"}
@@ -93,8 +93,8 @@ class ComparePanel(Panel):
                                  style=style, layout=w.Layout(width="260px"))
         self.cluster = w.Checkbox(value=clusters, description="semantic clusters (MiniLM)", indent=False)
         self._explicit_max_tokens = max_tokens is not None
-        self.picker.ref.observe(self._suggest, "value")
-        self.picker.source.observe(self._suggest, "value")
+        self.picker.ref.observe(self.guarded(self._suggest), "value")
+        self.picker.source.observe(self.guarded(self._suggest), "value")
         self._suggest()
 
         # Results: figure, tables, and the sample browser.
@@ -107,8 +107,8 @@ class ComparePanel(Panel):
         self.sample_list = w.Select(options=[], rows=8, layout=w.Layout(width="100%"))
         self.tokens = w.HTML()
         for control in (self.browse_model, self.browse_answer, self.browse_cluster):
-            control.observe(self._refresh_samples, "value")
-        self.sample_list.observe(self._show_tokens, "value")
+            control.observe(self.guarded(self._refresh_samples), "value")
+        self.sample_list.observe(self.guarded(self._show_tokens), "value")
         self.samples = pd.DataFrame()
 
         settings = w.VBox([
@@ -224,8 +224,11 @@ class ComparePanel(Panel):
         self.browse_answer.options = [ALL, *answers]
         if outcome.clusters is not None:
             labels = outcome.clusters.clusters
-            self.browse_cluster.options = [ALL, *[(f"{c}: {_short(label, 40)} ({size})", c) for c, label, size in
-                                                  zip(labels["cluster"], labels["label"], labels["size"])]]
+            # (label, value) pairs throughout: a bare string among pairs makes ipywidgets show every pair as
+            # a raw tuple and hand the tuple back as the value.
+            self.browse_cluster.options = [(ALL, ALL), *[(f"{c}: {_short(label, 40)} ({size})", int(c))
+                                                         for c, label, size in
+                                                         zip(labels["cluster"], labels["label"], labels["size"])]]
         else:
             self.browse_cluster.options = [ALL]
         self.browse_model.value = self.browse_answer.value = self.browse_cluster.value = ALL

@@ -85,7 +85,7 @@ class TreeExplorer(Panel):
         for name in [model, *([compare_with] if compare_with else [])]:
             self.sampler.registry.get(name)
         style = {"description_width": "90px"}
-        self.picker = PromptPicker(self.sampler, prompt)
+        self.picker = PromptPicker(self.sampler, prompt, on_error=self.callback_failed)
         self.model = w.Dropdown(options=names, value=model, description="model", style=style)
         self.compare_with = w.Dropdown(options=[NONE, *names], value=compare_with or NONE, description="compare with",
                                        style=style)
@@ -112,10 +112,10 @@ class TreeExplorer(Panel):
         self.comparison: TreeComparison | None = None
         self._key: tuple[Any, ...] | None = None
         self._showing = False
-        self.nodes.observe(self._selected, "value")
-        self.new_tree_button.on_click(lambda _: self.new_tree())
-        self.export_tree_button.on_click(lambda _: self._export_tree_clicked())
-        self.mode.observe(self._mode_changed, "value")
+        self.nodes.observe(self.guarded(self._selected), "value")
+        self.new_tree_button.on_click(self.guarded(lambda _: self.new_tree()))
+        self.export_tree_button.on_click(self.guarded(lambda _: self._export_tree_clicked()))
+        self.mode.observe(self.guarded(self._mode_changed), "value")
         self.size_row = w.HBox([self.k])
         settings = w.VBox([self.picker, w.HBox([self.model, self.compare_with]),
                            w.HBox([self.mode, self.expand_on_click]), self.size_row,
