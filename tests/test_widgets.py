@@ -132,6 +132,18 @@ def test_export_button_writes_every_format_with_provenance(sampler):
     assert "seed1" in panel.export(formats=("png",))[0].name
 
 
+def test_a_typed_prompt_goes_as_chat_when_a_tuned_model_is_chosen_and_says_so(sampler):
+    panel = ComparePanel(sampler, prompt=TYPED, models=list(EMBEDDED), n=2, clusters=False)
+    assert panel.picker.chat.value is True and "tuned model is chosen" in panel.picker.chat_note.value
+    panel.models.value = (EMBEDDED[0],)  # the base model alone continues the text as written
+    assert panel.picker.chat.value is False and "only base models" in panel.picker.chat_note.value
+    panel.picker.chat.value = True  # the user decides: the box no longer follows the models
+    panel.models.value = tuple(EMBEDDED)
+    panel.models.value = (EMBEDDED[0],)
+    assert panel.picker.chat.value is True and panel.picker.chat_note.value == ""
+    assert ComparePanel(sampler, prompt=TYPED, n=2, chat=False, clusters=False).picker.chat.value is False
+
+
 def test_panel_callback_errors_show_in_the_panel(sampler, monkeypatch):
     def broken(self, *_):
         raise ValueError("operands could not be broadcast together with shapes (96,) (2,)")

@@ -92,7 +92,7 @@ class PromptChoice:
 class PromptPicker(w.VBox):
     """A library prompt (collection, a text filter, perturbation, framing) or a prompt you type."""
 
-    def __init__(self, sampler: "Sampler", prompt: str | None = None, chat: bool = False,
+    def __init__(self, sampler: "Sampler", prompt: str | None = None, chat: bool | None = None,
                  on_error: Callable[[BaseException], None] | None = None) -> None:
         super().__init__()
         self.library = sampler.library
@@ -109,7 +109,13 @@ class PromptPicker(w.VBox):
         self.framing = w.Dropdown(options=[("(default)", None)], description="framing", style=wide)
         self.text = w.Textarea(placeholder="Type a prompt: a completion for every model, or a user message with chat",
                                layout=w.Layout(width="420px", height="64px"), description="text")
-        self.chat = w.Checkbox(value=chat, description="chat (tuned: chat template; base: transcript)", indent=False)
+        self.chat = w.Checkbox(value=bool(chat), description="chat (tuned: chat template; base: transcript)",
+                               indent=False)
+        self.chat_note = w.HTML()
+        # None: the chat box follows the chosen models (`follow_models`) until the user clicks it.
+        self._chat_decided = chat is not None
+        self._setting_chat = False
+        self.chat.observe(self._chat_clicked, "value")
         self.preview = w.HTML(layout=w.Layout(max_width="640px"))
         self.collection.observe(self._guarded(self._refilter), "value")
         self.filter.observe(self._guarded(self._refilter), "value")
@@ -161,7 +167,28 @@ class PromptPicker(w.VBox):
             self.children = [self.source, w.HBox([self.collection, self.filter]), self.ref,
                              w.HBox([self.perturbation, self.framing]), self.preview]
         else:
-            self.children = [self.source, self.text, self.chat]
+            self.children = [self.source, self.text, w.HBox([self.chat, self.chat_note])]
+
+    def follow_models(self, kinds: list[str | None]) -> None:
+        """A typed prompt goes as chat when a tuned model is among the chosen ones (its chat template, not raw
+        text), and says so; once the user or the caller set the box, it stays as set."""
+        if self._chat_decided:
+            return
+        tuned = "tuned" in kinds
+        self._setting_chat = True
+        try:
+            self.chat.value = tuned
+        finally:
+            self._setting_chat = False
+        self.chat_note.value = ("<span style='font-size:11px;color:#555'>on because a tuned model is chosen: it gets "
+                                "its chat template, a base model a transcript</span>" if tuned else
+                                "<span style='font-size:11px;color:#555'>off: only base models, which continue the "
+                                "text as written</span>")
+
+    def _chat_clicked(self, *_: Any) -> None:
+        if not self._setting_chat:
+            self._chat_decided = True
+            self.chat_note.value = ""
 
     def suggested(self) -> dict[str, Any]:
         """The chosen library prompt's suggested sampling fields (empty for typed text)."""

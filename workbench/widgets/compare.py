@@ -66,7 +66,7 @@ class ComparePanel(Panel):
 
     def __init__(self, sampler: "Sampler | None" = None, prompt: str | None = "mode-collapse/random-digit-sequence",
                  models: list[str] | None = None, n: int = 32, temperature: float = 1.0, top_p: float = 1.0,
-                 max_tokens: int | None = None, seed: int = 0, chat: bool = False, clusters: bool = True) -> None:
+                 max_tokens: int | None = None, seed: int = 0, chat: bool | None = None, clusters: bool = True) -> None:
         super().__init__(sampler)
         names = list(self.sampler.registry.models)
         chosen = models or default_models(self.sampler)
@@ -76,6 +76,8 @@ class ComparePanel(Panel):
         self.picker = PromptPicker(self.sampler, prompt, chat, on_error=self.callback_failed)
         self.models = w.SelectMultiple(options=names, value=tuple(chosen), rows=min(6, max(2, len(names))),
                                        description="models", layout=w.Layout(width="420px"))
+        self.models.observe(self.guarded(self._models_changed), "value")
+        self._models_changed()
         style = {"description_width": "90px"}
         self.n = w.BoundedIntText(value=n, min=1, max=100_000, description="n", style=style,
                                   layout=w.Layout(width="180px"))
@@ -238,6 +240,9 @@ class ComparePanel(Panel):
         ran = f"n={report.runs[0].n}, T={config.temperature:g}, top-p={config.top_p:g}, seed={report.runs[0].seed}"
         self.status.value = f"<span class='workbench-status'>done: {html.escape(ran)} ({html.escape(runs)})</span>"
         self._refresh_samples()
+
+    def _models_changed(self, *_: Any) -> None:
+        self.picker.follow_models([self.sampler.model(m).kind for m in self.models.value])
 
     # -- the sample browser ------------------------------------------------------------------
 

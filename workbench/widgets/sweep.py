@@ -57,7 +57,8 @@ class SweepPanel(Panel):
         for m in chosen:
             self.sampler.registry.get(m)
         style = {"description_width": "90px"}
-        self.picker = PromptPicker(self.sampler, prompt, on_error=self.callback_failed)
+        # A sweep takes a library prompt or a raw completion (exact scoring needs raw text): chat stays off.
+        self.picker = PromptPicker(self.sampler, prompt, chat=False, on_error=self.callback_failed)
         self.models = w.SelectMultiple(options=names, value=tuple(chosen), rows=min(6, max(2, len(names))),
                                        description="models", layout=w.Layout(width="420px"))
         self.temperatures = w.FloatRangeSlider(value=list(temperatures), min=0.0, max=3.0, step=0.1,

@@ -89,6 +89,11 @@ class TreeExplorer(Panel):
         self.model = w.Dropdown(options=names, value=model, description="model", style=style)
         self.compare_with = w.Dropdown(options=[NONE, *names], value=compare_with or NONE, description="compare with",
                                        style=style)
+        follow = self.guarded(lambda *_: self.picker.follow_models(
+            [self.sampler.model(m).kind for m in (self.model.value, self.compare_with.value) if m != NONE]))
+        self.model.observe(follow, "value")
+        self.compare_with.observe(follow, "value")
+        follow()
         self.mode = w.ToggleButtons(options=[TOPK, CHUNKS], value=TOPK, style={"button_width": "120px"})
         self.k = w.BoundedIntText(value=k, min=1, max=100, description="k", style=style, layout=w.Layout(width="170px"))
         self.n = w.BoundedIntText(value=n, min=1, max=1000, description="n chunks", style=style,
