@@ -144,6 +144,15 @@ def test_a_typed_prompt_goes_as_chat_when_a_tuned_model_is_chosen_and_says_so(sa
     assert ComparePanel(sampler, prompt=TYPED, n=2, chat=False, clusters=False).picker.chat.value is False
 
 
+def test_the_prompt_preview_shows_the_filled_prompt_with_its_segue(sampler):
+    panel = TreeExplorer(sampler, prompt="attractors/wedding-toast")
+    assert "<details" in panel.picker.preview.value and "{{" not in panel.picker.preview.value
+    panel.picker.perturbation.value = "murderer"
+    preview = panel.picker.preview.value
+    assert "is a murderer" in preview.split("<details")[0]  # the segue is in the visible end of the prompt
+    assert "the whole prompt as filled" in preview and "{%" not in preview and "{{" not in preview
+
+
 def test_panel_callback_errors_show_in_the_panel(sampler, monkeypatch):
     def broken(self, *_):
         raise ValueError("operands could not be broadcast together with shapes (96,) (2,)")

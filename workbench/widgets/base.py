@@ -36,6 +36,7 @@ CHUNK = 8  # samples per sampler call: Stop takes effect within one chunk; batch
 TYPED = "my prompt"
 LIBRARY = "library"
 ALL = "(all)"
+PREVIEW_CHARS = 300  # the end of the filled prompt shown under the picker (the whole text is one click away)
 
 
 class Stopped(Exception):
@@ -120,6 +121,8 @@ class PromptPicker(w.VBox):
         self.collection.observe(self._guarded(self._refilter), "value")
         self.filter.observe(self._guarded(self._refilter), "value")
         self.ref.observe(self._guarded(self._choose), "value")
+        self.perturbation.observe(self._guarded(self._show_filled), "value")
+        self.framing.observe(self._guarded(self._show_filled), "value")
         self.source.observe(self._guarded(self._switch), "value")
         self._refilter()
         if prompt is not None:
@@ -156,11 +159,27 @@ class PromptPicker(w.VBox):
         spec = self.library.get(ref).spec
         self.perturbation.options = [("(none)", None), *[(p, p) for p in spec.perturbations]]
         self.framing.options = [("(default)", None), *[(f, f) for f in spec.framings]]
-        body = spec.text if spec.text is not None else "\n".join(f"{m.role}: {m.content}" for m in spec.messages or [])
+        self._show_filled()
+
+    def _show_filled(self, *_: Any) -> None:
+        """The chosen prompt as the models will get it (variables, segue and framing filled in): its start, and
+        the whole text one click away."""
+        from workbench.prompts import fill
+
+        if not self.ref.value:
+            return
+        prompt = self.library.get(self.ref.value)
+        spec = prompt.spec
+        filled = fill(prompt, None, self.perturbation.value, self.framing.value)
+        body = filled.text if filled.text is not None else "\n".join(f"{m['role']}: {m['content']}"
+                                                                      for m in filled.messages or ())
         space = f" · answer space: {len(spec.answer_space.values())} answers" if spec.answer_space else ""
+        head = body if len(body) <= PREVIEW_CHARS else "…" + body[-PREVIEW_CHARS:]  # the end: where the segue is
+        pre = "<pre style='font-size:11px;white-space:pre-wrap;margin:2px 0'>"
         self.preview.value = (f"<div style='font-size:12px;color:#444'>{html.escape(spec.description)}{space}</div>"
-                              f"<pre style='font-size:11px;white-space:pre-wrap;margin:2px 0'>"
-                              f"{html.escape(body[:400])}</pre>")
+                              f"{pre}{html.escape(head)}</pre>"
+                              f"<details style='font-size:11px'><summary>the whole prompt as filled "
+                              f"({len(body):,} characters)</summary>{pre}{html.escape(body)}</pre></details>")
 
     def _switch(self, *_: Any) -> None:
         if self.source.value == LIBRARY:
