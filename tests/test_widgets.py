@@ -99,6 +99,7 @@ def test_compare_panel_labels_exact_and_sampled_and_warns_when_most_answers_fall
     assert "sampled: share (count / n)" in html and "exact: plug-in" in html
     # The figure is exact and says so; so does the label above it.
     assert f"{EMBEDDED[0]}: exact (scored, no sampling error" in panel.note.value
+    assert "different families" not in panel.note.value  # said once, under the figure (and in the export)
     assert panel.results["distributions"]["method"].eq("exact").all()
     labels = [t.get_text() for ax in panel.figure.axes for t in ax.texts]
     assert any("widen the answer space" in t for t in labels)

@@ -212,8 +212,8 @@ class ComparePanel(Panel):
             "families": report.family_note,
         }
         self.set_figures({"distribution": fig})
-        self.note.value = (f"<div style='font-size:12px;color:#555'>answer = {html.escape(outcome.answer_name)}; "
-                           f"{html.escape(report.family_note)}</div>"
+        # The family note is drawn under the figure (and kept in the export): said once, not again here.
+        self.note.value = (f"<div style='font-size:12px;color:#555'>answer = {html.escape(outcome.answer_name)}</div>"
                            f"<div style='font-size:12px;color:#555'>{html.escape(figure_label(report))}</div>")
         self.summary_html.value = summary_html(views)
         divergence, made = divergence_view(report.divergence)
