@@ -69,10 +69,9 @@ def timed(action: Callable[[], object], repeats: int = 15) -> float:
 def measure(sampler: Sampler, run_id: str, k: int, workdir: Path, big: str | None) -> dict[str, float]:
     """The timed operations on run k (and on the big run, when there is one)."""
     store = sampler.store
-    newest = getattr(store, "count_samples", None) and (lambda: store.runs(limit=30))
     prompt = f"Pick a random number, attempt {k}. My number is"
     found: dict[str, float] = {
-        "runs list": timed(newest or (lambda: store.runs().head(30))),
+        "runs list": timed(lambda: store.runs(limit=30)),
         "run by id prefix": timed(lambda: store.run(run_id[:10])),
         "cached sample(n=100)": timed(lambda: sampler.sample("bench", prompt, n=100, max_tokens=4)),
         "cached sample(n=100) + frame": timed(lambda: sampler.sample("bench", prompt, n=100, max_tokens=4).samples),

@@ -84,7 +84,7 @@ def workbench(url: str, workdir: Path, samples: int, concurrency: int, choices: 
         started = time.perf_counter()
         run = sampler.sample("bench", PROMPT, n=samples, max_tokens=MAX_TOKENS, temperature=1.0, seed=seed)
         elapsed = time.perf_counter() - started
-        stored = sampler.store.db.execute("SELECT COUNT(*) FROM samples WHERE run_id = ?", (run.run_id,)).fetchone()[0]
+        stored = sampler.store.count_samples(run.run_id)
         if run.drawn != samples or stored < samples:
             raise SystemExit(f"the workbench stored {stored} of {samples} samples")
     return elapsed

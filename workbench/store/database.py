@@ -269,11 +269,12 @@ class Store(BundleMixin, TreeMixin):
         primary-key lookup; a prefix is a range of the primary key (never a LIKE scan of the table).
         """
         prefix = prefix.strip().upper()
-        exact = self.db.execute(f"SELECT id FROM {table} WHERE id = ?", (prefix,)).fetchone() if prefix else None
-        if exact is not None:
-            return exact[0]
-        rows = self.db.execute(f"SELECT id FROM {table} WHERE id >= ? AND id < ? ORDER BY id LIMIT 2",
-                               (prefix, prefix + PAST_ANY_ID_CHARACTER)).fetchall() if prefix else []
+        rows: list[Any] = []
+        if prefix:
+            rows = self.db.execute(f"SELECT id FROM {table} WHERE id = ?", (prefix,)).fetchall()
+        if prefix and not rows:
+            rows = self.db.execute(f"SELECT id FROM {table} WHERE id >= ? AND id < ? ORDER BY id LIMIT 2",
+                                   (prefix, prefix + PAST_ANY_ID_CHARACTER)).fetchall()
         if len(rows) == 1:
             return rows[0][0]
         if not rows:
@@ -316,7 +317,7 @@ class Store(BundleMixin, TreeMixin):
 
         Rows that cannot be read are left out and listed in `frame.attrs["skipped_rows"]` (sample
         index and problem); `skipped_note(frame)` says it in one line. The frame is built column by
-        column from the rows as they are read (no second copy of the rows).
+        column from the rows as they are read.
         """
         run = self.run(run_id)
         where = "run_id = ?"
@@ -327,8 +328,7 @@ class Store(BundleMixin, TreeMixin):
         columns, rows = self._fetch(f"SELECT * FROM samples WHERE {where} ORDER BY sample_index", params)
         data: dict[str, list[Any]] = {name: [] for name in columns}
         skipped = []
-        while rows:
-            row = rows.pop()  # from the end: the fetched rows are released as the columns grow
+        for row in rows:
             record = dict(zip(columns, row, strict=True))
             try:
                 content = sample_content(record)  # the one rule; it decodes the JSON columns once
@@ -338,15 +338,15 @@ class Store(BundleMixin, TreeMixin):
             record.update((name, content[name]) for name in JSON_SAMPLE_COLUMNS)
             for name in columns:
                 data[name].append(record[name])
-        frame = pd.DataFrame({name: _column(values[::-1], name in JSON_SAMPLE_COLUMNS)
-                              for name, values in data.items()})
+        del rows  # the columns hold the same values: no second copy while the frame is built
+        frame = pd.DataFrame({name: _column(values, name in JSON_SAMPLE_COLUMNS) for name, values in data.items()})
         frame["logprob"] = frame["token_logprobs"].map(_total_logprob)
         for name in ("model", "model_kind", "model_family", "backend", "dtype", "input_mode", "template",
                      "prompt_ref", "seed"):
             frame[name] = run[name]
         for name in ("temperature", "top_p", "top_k", "max_tokens"):
             frame[name] = run["config"].get(name)
-        frame.attrs["skipped_rows"] = skipped[::-1]  # in index order
+        frame.attrs["skipped_rows"] = skipped  # in index order
         frame.attrs["run_id"] = run["id"]
         return frame
 
