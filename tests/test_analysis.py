@@ -378,3 +378,30 @@ def test_bad_input_names_what_to_change(sampler, tmp_path):
     prompt = load_library([path]).get("c/p")
     with pytest.raises(WorkbenchError, match="tokenise to nothing"):
         exact_distribution(sampler, "gemma-3-270m", prompt)
+
+
+def test_exact_distributions_are_kept_in_the_store_and_answered_from_it(sampler, monkeypatch):
+    from workbench.backends import hf
+
+    prompt = sampler.library.get("mode-collapse/random-number-completion")
+    first = exact_distribution(sampler, "gemma-3-270m", prompt, 1.5)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("scored again although the store holds these scores")
+
+    monkeypatch.setattr(hf.HFBackend, "score_candidates", refuse)
+    again = exact_distribution(sampler, "gemma-3-270m", prompt, 1.5)
+    pd.testing.assert_frame_equal(first.table, again.table)
+    # Another temperature is another key: it is scored, not mistaken for the stored one.
+    with pytest.raises(AssertionError, match="scored again"):
+        exact_distribution(sampler, "gemma-3-270m", prompt, 1.0)
+
+
+def test_the_sign_flip_test_above_its_exact_limit_agrees_with_every_sign_pattern():
+    # 18 pairs: Monte Carlo (20000 patterns) against the exact p-value from all 2**18 patterns, computed here.
+    rng = np.random.default_rng(7)
+    for shift in (0.0, 0.15, 0.3):
+        d = rng.normal(shift, 0.5, 18)
+        signs = 1 - 2 * ((np.arange(2 ** 18)[:, None] >> np.arange(18)) & 1)
+        exact = float(np.mean(np.abs((signs * d).mean(axis=1)) >= abs(d.mean()) - 1e-12))
+        assert sign_flip_test(d) == pytest.approx(exact, abs=0.01), (shift, exact)

@@ -1,47 +1,76 @@
-"""The main job on the embedded pair: tables, figures with provenance, a second run from the cache,
-and the same numbers as the public functions a researcher calls."""
+"""The main job: the three planted effects found by the workbench's instruments, one line each, a report
+that renders in a real browser, and a second run answered from the store without loading a model.
+
+The demo's FOUND criteria are written in workbench/demo/findings.py (the known-answer tests' own);
+this test asserts that every planted effect is FOUND, so a variant or an instrument that lost its
+effect fails here as well as in tests/test_planted.py.
+"""
 
 from __future__ import annotations
 
-import json
+import re
+import warnings
+from html import unescape
 
-from workbench.analysis import compare_prompt
-from workbench.backends import hf
-from workbench.demo import DEMO_PROBES, run_demo
+from tests.conftest import REPO, run_cli
+from tests.test_report import SCREENSHOTS, assert_renders, open_in_chromium
+from workbench.backends.hf import weights
+from workbench.backends.hf.backend import HFBackend
+from workbench.demo import run_demo
 from workbench.sampler import Sampler
 
+ROWS = 5  # three mode-collapse lines, one attractor, one persona (planted) + one cross-family line
+PROBES = ["mode collapse", "mode collapse", "mode collapse", "attractor", "persona", "cross-family"]
 
-def test_demo_prints_tables_writes_figures_and_answers_again_from_the_cache(embedded_models, fresh_store, tmp_path,
-                                                                           capsys, monkeypatch):
+
+def test_demo_finds_every_planted_effect_writes_a_report_and_answers_again_from_the_store(
+        embedded_models, fresh_store, tmp_path, capsys, monkeypatch):
     out_dir = tmp_path / "demo"
-    tables = run_demo(n=4, sampler=Sampler(store=fresh_store, progress=False), out_dir=out_dir)
-    printed = capsys.readouterr().out
-    assert "different families" in printed and "Figures" in printed and str(fresh_store) in printed
-    assert "entropy_ci" in printed and "Jensen-Shannon divergence" in printed and "permutation p" in printed
-    assert set(tables) == {p.name for p in DEMO_PROBES}
-    for probe in DEMO_PROBES:
-        table = tables[probe.name]
-        assert list(table["model"]) == ["gemma-3-270m", "smollm2-135m-instruct"]
-        assert list(table["kind"]) == ["base", "tuned"] and table["family"].nunique() == 2
-        assert (table["n"] == 4).all()
-        assert {"distinct_answers", "entropy_bits", "entropy_ci", "top_answer", "top_share"} <= set(table.columns)
-        for suffix in (".png", ".svg", ".provenance.json"):
-            assert (out_dir / f"{probe.name}{suffix}").stat().st_size > 0
-        provenance = json.loads((out_dir / f"{probe.name}.provenance.json").read_text())
-        assert len(provenance["runs"]) == 2 and "different families" in provenance["families"]
-        assert len(provenance["divergence"]) == 1 and 0 <= provenance["divergence"][0]["p_value"] <= 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run_demo(sampler=Sampler(store=fresh_store, progress=False), out_dir=out_dir)
+    assert not caught, [str(w.message) for w in caught]
+    printed = capsys.readouterr()
+    lines = printed.out.splitlines()
+    assert [f.probe for f in result.findings] == PROBES
+    for finding in result.findings[:ROWS]:
+        assert finding.found, finding  # the planted answer was recovered
+    assert result.findings[-1].found is None and "not attributable to fine-tuning" in result.findings[-1].planted
+    # One compact line per finding, the verdict first, the planted answer beside the number.
+    found_lines = [line for line in lines if line.startswith(("FOUND", "NOT FOUND", "-"))]
+    assert len(found_lines) == len(PROBES), printed.out
+    assert all("planted:" in line for line in found_lines)
+    assert re.search(r'^FOUND +mode collapse +P\("37"\), exact, T=1: base [0-9.e-]+ -> variant 0\.9', printed.out,
+                     re.M)
+    assert re.search(r"^FOUND +attractor .*base 0\.\d\d \[0\.\d\d, 0\.\d\d\] -> variant [01]\.\d\d \[", printed.out,
+                     re.M)
+    assert re.search(r"^FOUND +persona .*shift \+0\.\d\d \[0\.\d\d, 0\.\d\d\]; p_answered", printed.out, re.M)
+    assert re.search(r"^- +cross-family .*P\(answer\)", printed.out, re.M)
+    assert lines[-1] == f"report: {out_dir / 'report.html'}"
+    assert "Warning" not in printed.err and "Loading weights" not in printed.err
+    html = unescape(result.report.read_text())
+    for expected in ("Mode collapse", "Attractor", "Persona", "Cross-family", "workbench segue attractors/wedding-toast",
+                     '"identity"', "transformers"):
+        assert expected in html, expected
+    assert len(list(out_dir.glob("*.png"))) == 4 and len(list(out_dir.glob("*.provenance.json"))) == 4
+    state = open_in_chromium(result.report, SCREENSHOTS / "demo-report.png")
+    assert_renders(state, figures=4)
 
     def refuse(*args, **kwargs):
-        raise AssertionError("the second demo run sampled again")
+        raise AssertionError("the second demo run loaded a model or sampled again")
 
-    monkeypatch.setattr(hf.HFBackend, "generate", refuse)
-    sampler = Sampler(store=fresh_store, progress=False)
-    again = run_demo(n=4, sampler=sampler, out_dir=out_dir)
-    for name, table in tables.items():
-        assert again[name].equals(table)
-    # The demo is the researcher's path: compare_prompt with the probe's settings gives the same table.
-    probe = DEMO_PROBES[0]
-    report = compare_prompt(sampler, list(tables[probe.name]["model"]), probe.prompt, 4, answer=probe.answer,
-                            chat=probe.chat, max_tokens=probe.max_tokens)
-    assert report.summary.equals(tables[probe.name])
-    sampler.close()
+    monkeypatch.setattr(weights, "load_model", refuse)
+    monkeypatch.setattr(HFBackend, "generate", refuse)
+    again = run_demo(sampler=Sampler(store=fresh_store, progress=False), out_dir=tmp_path / "again")
+    assert [(f.measured, f.number, f.found) for f in again.findings] == \
+        [(f.measured, f.number, f.found) for f in result.findings]
+
+    # The command `make demo` runs, on the same store: the same lines, bars only on stderr, one per stage.
+    done = run_cli("demo", "--out", str(tmp_path / "cli"), env={"WORKBENCH_STORE": str(fresh_store)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == f"report: {tmp_path / 'cli' / 'report.html'}"
+    assert [line for line in done.stdout.splitlines() if line.startswith(("FOUND", "NOT FOUND", "-"))] == found_lines
+    for stage in ("mode collapse", "attractor", "persona", "cross-family", "report"):
+        assert stage in done.stderr, done.stderr
+    assert "Warning" not in done.stderr and "Loading weights" not in done.stderr, done.stderr
+    assert "workbench demo" in (REPO / "Makefile").read_text()

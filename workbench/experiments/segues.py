@@ -121,11 +121,14 @@ def segue_recovery(
     seed: int = 0,
     perturbations: list[str] | None = None,
     judge: str | None = None,
+    embedding: bool = True,
     **overrides: Unpack[SamplingOverrides],
 ) -> SegueResult:
     """Continue the prompt with and without each segue on every model and measure the way back home.
 
-    `judge` names a registered model to use as a third classifier (an LLM judge).
+    `judge` names a registered model to use as a third classifier (an LLM judge). `embedding=False`
+    skips the MiniLM classifier (its labels are None and it has no summary rows): keywords alone
+    need no model.
     """
     spec = prompt.spec
     if not spec.perturbations:
@@ -144,7 +147,7 @@ def segue_recovery(
         for condition in [None, *chosen]:
             run = sampler.sample(model, prompt, n, seed=seed, perturbation=condition, **overrides)
             texts = run.texts
-            by_embedding = embedding_labels(texts, spec.labels)
+            by_embedding = embedding_labels(texts, spec.labels) if embedding else [None] * len(texts)
             opening = run.rendered.display()
             by_judge = judge_labels(sampler, judge, opening, texts, list(spec.labels)) if judge else [None] * len(texts)
             for row, embedded, judged in zip(run.samples.itertuples(), by_embedding, by_judge):
@@ -159,7 +162,7 @@ def segue_recovery(
     continuations = pd.DataFrame(rows)
     summary_rows, category_rows = [], []
     for (model, condition), group in continuations.groupby(["model", "condition"], sort=False):
-        methods = [("keywords", "keyword_label"), ("embedding", "embedding_label")]
+        methods = [("keywords", "keyword_label")] + ([("embedding", "embedding_label")] if embedding else [])
         if judge:
             methods.append((f"judge:{judge}", "judge_label"))
         for method, column in methods:

@@ -272,6 +272,16 @@ class Sampler(ModelQueries):
         return SampleRun(run_id, plan.spec.name, plan.rendered, plan.config, plan.seed, n, len(missing),
                          lambda: store.samples_from_any_thread(run_id, n))
 
+    def stored_run(self, run_id: str) -> SampleRun:
+        """A stored run (id or unique prefix) as a SampleRun of all its samples, without loading its model."""
+        run = self.store.run(run_id)
+        messages = tuple(run["input_messages"]) if run["input_messages"] else None
+        rendered = RenderedInput(run["input_mode"], run["input_text"], messages, run["template"])
+        n = self.store.count_samples(run["id"])
+        store, found = self.store, run["id"]
+        return SampleRun(found, run["model"], rendered, SamplingConfig.model_validate(run["config"]), run["seed"], n,
+                         0, lambda: store.samples_from_any_thread(found))
+
     def _draw(self, plan: RunPlan, run_id: str, missing: list[int], max_cost: float | None) -> None:
         """Draw the missing indices of a run, storing each sample as it arrives."""
         backend = plan.backend

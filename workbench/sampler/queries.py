@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from typing_extensions import Unpack
@@ -15,11 +16,13 @@ from typing_extensions import Unpack
 from workbench.errors import WorkbenchError
 from workbench.prompts import PromptChoices
 from workbench.sampler.retry import Retrying, call_with_retries
+from workbench.store.keys import scores_key
 from workbench.types import CandidateScores, RenderedInput, ScoredContinuation, TokenLogprob
 
 if TYPE_CHECKING:
     from workbench.backends.base import Backend
     from workbench.registry import ModelSpec
+    from workbench.store import Store
     from workbench.types import Capabilities
 
 T = TypeVar("T")
@@ -40,6 +43,9 @@ class ModelQueries:
     def capabilities(self, name: str | ModelSpec) -> Capabilities: ...  # pragma: no cover
     def render(self, prompt: Any, model: str | ModelSpec, chat: bool = False, variables: dict[str, Any] | None = None,
                perturbation: str | None = None, framing: str | None = None) -> RenderedInput: ...  # pragma: no cover
+
+    def identity(self, name: str | ModelSpec) -> dict[str, Any]: ...  # pragma: no cover
+    store: Store
 
     def _call(self, model: str | ModelSpec, capability: str, missing: str,
               call: Callable[[Backend], T]) -> T:
@@ -70,11 +76,22 @@ class ModelQueries:
     def score_candidates(self, model: str | ModelSpec, prompt: Any, continuations: list[str],
                          temperatures: list[float], terminators: list[str], chat: bool = False,
                          **choices: Unpack[PromptChoices]) -> CandidateScores:
-        """Tempered logprobs of candidate answers and of an answer ending right after each (exact distributions)."""
+        """Tempered logprobs of candidate answers and of an answer ending right after each (exact distributions).
+
+        Kept in the store under the model identity, rendered input, candidates, temperatures and
+        terminators: asked again, they come from the store without loading the model."""
         rendered = self._rendered(model, prompt, chat, choices)
-        return self._call(model, "candidate_scoring", "gives no logprobs for exact scoring; sample instead",
-                          lambda backend: backend.score_candidates(rendered, continuations, list(temperatures),
-                                                                   list(terminators)))
+        spec = self.model(model)
+        key = scores_key(self.identity(spec), rendered, list(continuations), [float(t) for t in temperatures],
+                         list(terminators), self.backend(spec).scoring_dtype)
+        cached = self.store.cached_scores(key)
+        if cached is not None and cached.get("continuations") == list(continuations):
+            return CandidateScores(**cached)
+        scores = self._call(model, "candidate_scoring", "gives no logprobs for exact scoring; sample instead",
+                            lambda backend: backend.score_candidates(rendered, continuations, list(temperatures),
+                                                                     list(terminators)))
+        self.store.put_scores(key, spec.name, asdict(scores))
+        return scores
 
     def next_token_topk_after(self, model: str | ModelSpec, rendered: RenderedInput, continuation_ids: list[int],
                               k: int) -> list[TokenLogprob]:

@@ -31,6 +31,7 @@ from workbench.store.health import check_on_open, open_error_message
 from workbench.store.ids import new_id, utc_now
 from workbench.store.migrations import MIGRATIONS
 from workbench.store.records import JSON_RUN_COLUMNS, JSON_SAMPLE_COLUMNS, SAMPLE_COLUMNS, RunRecord, dumps, loads
+from workbench.store.scores import ScoresMixin
 from workbench.store.trees import TreeMixin
 from workbench.types import Generation
 
@@ -47,7 +48,7 @@ _INDEX_CHUNK = 500  # sample indices per `IN (...)` query
 PAST_ANY_ID_CHARACTER = "\U0010ffff"
 
 
-class Store(BundleMixin, TreeMixin):
+class Store(BundleMixin, TreeMixin, ScoresMixin):
     """One connection to the run store; open one per thread.
 
     Opening refuses a damaged store file (SQLite quick_check, once per process per file state) with

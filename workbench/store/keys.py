@@ -24,6 +24,15 @@ def cache_key(identity: dict[str, Any], rendered: RenderedInput, config: Samplin
     return _digest(identity, rendered.cache_fields(), config.cache_fields(), seed)
 
 
+def scores_key(identity: dict[str, Any], rendered: RenderedInput, continuations: list[str],
+               temperatures: list[float], terminators: list[str], scoring_dtype: str | None) -> str:
+    """The key of cached candidate scores: model identity, rendered input, candidates, temperatures, terminators."""
+    blob = json.dumps({"model": identity, "input": rendered.cache_fields(), "mode": rendered.mode,
+                       "continuations": continuations, "temperatures": temperatures, "terminators": terminators,
+                       "scoring_dtype": scoring_dtype}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 def _digest(identity: dict[str, Any], input_fields: dict[str, Any], config_fields: dict[str, Any], seed: int) -> str:
     blob = json.dumps({"model": identity, "input": input_fields, "config": config_fields, "seed": seed},
                       sort_keys=True, separators=(",", ":"))

@@ -235,3 +235,13 @@ def m005_flat_store_indexes(db: sqlite3.Connection) -> None:
     db.execute("DROP INDEX IF EXISTS samples_by_run")
     db.execute("DROP INDEX IF EXISTS runs_by_model")
     db.execute("CREATE INDEX runs_by_model ON runs(model, id)")
+
+
+@migration
+def m006_candidate_scores(db: sqlite3.Connection) -> None:
+    # Exact distributions score every candidate answer in a forward pass. The scores depend only on
+    # the model identity, the rendered input, the candidates, temperatures and terminators (the key),
+    # so they are kept like samples: a figure, a notebook or `workbench demo` asked again answers
+    # from the store instead of loading the model.
+    db.execute("CREATE TABLE candidate_scores (key TEXT PRIMARY KEY, model TEXT NOT NULL, scores TEXT NOT NULL, "
+               "created_at TEXT NOT NULL)")

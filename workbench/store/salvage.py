@@ -20,7 +20,8 @@ from workbench.store.database import Store
 from workbench.store.health import integrity_problems, table_list_problem, unsalvageable_message
 
 # What salvage copies, parents before children.
-SALVAGE_TABLES = ("environments", "runs", "samples", "run_events", "batches", "trees", "tree_nodes", "tree_scores")
+SALVAGE_TABLES = ("environments", "runs", "samples", "run_events", "batches", "trees", "tree_nodes", "tree_scores",
+                  "candidate_scores")
 # Rows whose parent row did not survive: (table, SQL condition naming the orphans).
 _ORPHANS = (
     ("samples", "run_id NOT IN (SELECT id FROM runs)"),

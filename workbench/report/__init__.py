@@ -1,0 +1,29 @@
+"""Reports: one self-contained HTML file of results with their figures, tables, provenance and commands.
+
+`write_report` writes any `Report` (the demo's findings, a panel's result); `runs_report` builds one
+from stored runs (`workbench report RUN_ID... --out PATH`).
+"""
+
+from workbench.report.document import (
+    Report,
+    ReportFigure,
+    ReportSection,
+    ReportTable,
+    library_versions,
+    render_report,
+    write_report,
+)
+from workbench.report.runs import runs_report, runs_section, sample_command
+
+__all__ = [
+    "Report",
+    "ReportFigure",
+    "ReportSection",
+    "ReportTable",
+    "library_versions",
+    "render_report",
+    "runs_report",
+    "runs_section",
+    "sample_command",
+    "write_report",
+]
