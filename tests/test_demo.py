@@ -49,8 +49,8 @@ def test_demo_finds_every_planted_effect_writes_a_report_and_answers_again_from_
     assert lines[-1] == f"report: {out_dir / 'report.html'}"
     assert "Warning" not in printed.err and "Loading weights" not in printed.err
     html = unescape(result.report.read_text())
-    for expected in ("Mode collapse", "Attractor", "Persona", "Cross-family", "workbench segue attractors/wedding-toast",
-                     '"identity"', "transformers"):
+    for expected in ("Mode collapse", "Attractor", "Persona", "Cross-family",
+                     "workbench segue attractors/wedding-toast", '"identity"', "transformers"):
         assert expected in html, expected
     assert len(list(out_dir.glob("*.png"))) == 4 and len(list(out_dir.glob("*.provenance.json"))) == 4
     state = open_in_chromium(result.report, SCREENSHOTS / "demo-report.png")

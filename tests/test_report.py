@@ -66,7 +66,8 @@ def assert_renders(state: dict, figures: int) -> None:
 def test_a_report_of_stored_runs_is_one_file_that_renders_with_its_provenance(sampler, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     prompt = sampler.library.get("mode-collapse/random-number-completion")
-    runs = [sampler.sample(model, prompt, 6, seed=3, max_tokens=6) for model in ("gemma-3-270m", "smollm2-135m-instruct")]
+    runs = [sampler.sample(model, prompt, 6, seed=3, max_tokens=6)
+            for model in ("gemma-3-270m", "smollm2-135m-instruct")]
     typed = sampler.sample("gemma-3-270m", f"My key is {FAKE_KEY}. The sky is", 3, max_tokens=4)
     report = runs_report(sampler, [runs[0].run_id[:12].lower(), runs[1].run_id, typed.run_id])
     assert len(report.sections) == 2  # runs of one prompt share a section; the typed prompt has its own
@@ -103,10 +104,30 @@ def test_a_report_escapes_what_it_shows(tmp_path):
     figure = matplotlib.figure.Figure(figsize=(4, 3))
     figure.add_subplot().bar(["a", "b"], [1, 2])
     hostile = "<script>alert(1)</script>"
-    report = Report(hostile, [ReportSection(hostile, hostile, [ReportTable(pd.DataFrame({hostile: [hostile]}), hostile)],
-                                            [ReportFigure(figure, hostile)], [hostile], {"note": hostile})])
+    table = ReportTable(pd.DataFrame({hostile: [hostile]}), hostile)
+    report = Report(hostile, [ReportSection(hostile, hostile, [table], [ReportFigure(figure, hostile)], [hostile],
+                                            {"note": hostile})])
     html = write_report(report, tmp_path / "x.html").read_text()
     assert "<script>" not in html and "&lt;script&gt;" in html
     with pytest.raises(WorkbenchError, match="at least one section"):
         write_report(Report("empty", []), tmp_path / "y.html")
     assert re.search(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]+"', html)
+
+
+def test_a_panels_export_writes_the_report_with_the_commands_that_redraw_its_runs(sampler):
+    from workbench.widgets import ComparePanel
+
+    panel = ComparePanel(sampler, prompt="The weather today is", models=["gemma-3-270m", "smollm2-135m-instruct"],
+                         n=2, max_tokens=3, clusters=False)
+    panel.run(wait=True)
+    assert panel.error is None, panel.last_traceback
+    assert "html" in panel.export_formats.value  # the button writes the report by default
+    (path,) = panel.export(formats=("html",))
+    assert path.suffix == ".html" and path.stem == panel.default_stem().name.removesuffix("-2")
+    html = unescape(path.read_text())
+    for run in panel.provenance["runs"]:
+        assert run["run_id"] in html
+        assert f"--model {run['model']} --n 2 --seed 0" in html
+    assert "Per model, total view" in html and "Between models" in html and "Samples" in html
+    state = open_in_chromium(path, SCREENSHOTS / "report-panel.png")
+    assert_renders(state, figures=1)

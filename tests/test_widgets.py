@@ -8,11 +8,13 @@ import shutil
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
 from tests.conftest import EMBEDDED, NARROW
 from workbench.widgets import ComparePanel, SweepPanel, TreeExplorer, tokens_html
+from workbench.widgets.layout import CELL_CHARS, html_table
 
 pytestmark = pytest.mark.models
 
@@ -57,6 +59,9 @@ def test_compare_panel_runs_in_the_background_and_fills_results(sampler, tmp_pat
     assert isinstance(panel.figure, Figure)
     assert len(panel.figure_box.children) == 1 and panel.figure_box.children[0].value[:4] == b"\x89PNG"
     assert "<table" in panel.summary_html.value and EMBEDDED[1] in panel.summary_html.value
+    # Settings fold after a run (the figure comes first), and one click re-opens them.
+    assert panel.settings.selected_index is None
+    assert list(panel.children).index(panel.figure_box) < list(panel.children).index(panel.browser)
     # The sample browser: filters and a sample's tokens coloured by logprob.
     labels = [label for label, _ in panel.browse_cluster.options]
     assert labels[0] == "(all)" and all(isinstance(label, str) and not label.startswith("(") for label in labels[1:])
@@ -91,8 +96,9 @@ def test_compare_panel_labels_exact_and_sampled_and_warns_when_most_answers_fall
     html = panel.summary_html.value
     # A visible warning that names what to do, both views, and how every number was made.
     assert "workbench-warning" in html and "widen the answer space" in html and "in-space numbers" in html
+    # Short headers that fit the panel; each names its full .results column on hover and in the legend line.
     for column in ("p_other", "entropy_bits", "entropy_bits_in_space", "top_answer_in_space", "top_share_in_space"):
-        assert f"<th>{column}</th>" in html
+        assert f"<th title='{column}'>" in html and f"= {column}" in html
     assert "(other) (outside the space)" in html and "<td>(other)</td>" not in html
     assert "total view" in html and "in-space view" in html
     assert "no sampling error" in html and "Jeffreys 95% interval" in html and "Miller-Madow" in html
@@ -102,8 +108,9 @@ def test_compare_panel_labels_exact_and_sampled_and_warns_when_most_answers_fall
     assert "different families" not in panel.note.value  # said once, under the figure (and in the export)
     assert panel.results["distributions"]["method"].eq("exact").all()
     labels = [t.get_text() for ax in panel.figure.axes for t in ax.texts]
-    assert any("widen the answer space" in t for t in labels)
-    assert [ax.get_title() for ax in panel.figure.axes[:2]] == ["total view", "in-space view"]
+    assert any("widen the answer space" in " ".join(t.split()) for t in labels)  # however the box wraps it
+    titles = [ax.get_title() for ax in panel.figure.axes[:2]]  # the view first (workbench.plots may add its n)
+    assert titles[0].startswith("total view") and titles[1].startswith("in-space view")
     assert "plug-in minus second-order bias" in panel.divergence_html.value
 
 
@@ -152,6 +159,22 @@ def test_the_prompt_preview_shows_the_filled_prompt_with_its_segue(sampler):
     preview = panel.picker.preview.value
     assert "is a murderer" in preview.split("<details")[0]  # the segue is in the visible end of the prompt
     assert "the whole prompt as filled" in preview and "{%" not in preview and "{{" not in preview
+    # Narrowing the list keeps the chosen segue, and no box is left without a selection (it shows blank).
+    panel.picker.filter.value = "toast"
+    assert panel.picker.perturbation.value == "murderer" and panel.picker.framing.index == 0
+
+
+def test_tables_fit_the_panel_with_short_headers_and_a_legend():
+    frame = pd.DataFrame({"model": ["smollm2-135m-instruct-with-a-long-name"], "p_other": ["0.12 [0.01, 0.45]†"],
+                          "entropy_bits_in_space": ["2.26 [1.65, 2.75]"], "top_answer": ["x" * 60], "n": [8]})
+    html = html_table(frame)
+    assert "overflow-x:auto;max-width:100%" in html  # too wide still: it scrolls inside the panel, not past it
+    assert "<th title='p_other'>P(other)</th>" in html and "<th title='entropy_bits_in_space'>H in</th>" in html
+    assert "P(other) = p_other" in html and "H in = entropy_bits_in_space" in html
+    assert "model = " not in html and " n = " not in html  # only shortened headers are explained
+    assert "[0.01,\u00a00.45]" in html  # an interval never breaks inside its brackets
+    assert "smollm2-135m-instruct-with-a-long-name" in html  # the row's name stays whole (one line, nowrap)
+    assert "x" * 60 not in html and "x" * (CELL_CHARS - 1) + "…" in html  # long text is shortened on screen
 
 
 def test_panel_callback_errors_show_in_the_panel(sampler, monkeypatch):
@@ -257,13 +280,23 @@ def test_sweep_panel_draws_in_space_views_and_warns_where_most_answers_fall_outs
     assert set(sweep["method"]) == {"exact"} and {"p_other", "entropy_bits_in_space"} <= set(sweep["metric"])
     # entropy_bits_in_space is drawn beside entropy_bits, not in a figure of its own.
     assert list(panel.figures) == ["entropy_bits", "top1_mass"]
-    assert [ax.get_title() for ax in panel.figures["entropy_bits"].axes[:2]] == [
-        "total view, (other) as one answer", "in-space view"]
+    # Each panel's title names its view first (workbench.plots may add what the points rest on after it).
+    titles = [ax.get_title() for ax in panel.figures["entropy_bits"].axes[:2]]
+    assert titles[0].startswith("total view, (other) as one answer") and titles[1].startswith("in-space view")
     assert "workbench-warning" in panel.warning.value and "T = 1.0, 2.0" in panel.warning.value
     assert "widen the answer space" in panel.warning.value
+    # One metric's figure and table at a time (every figure is still in .figures and exported).
+    assert list(panel.shown.options) == ["entropy_bits", "top1_mass"] and panel.shown.value == "entropy_bits"
+    assert list(panel.figure_box.children) == [panel.images["entropy_bits"]]
     table = panel.table_html.value
-    assert "<th>entropy_bits_in_space</th>" in table and "<th>top_share_in_space</th>" in table
-    assert "(other) (outside the space)" in table and "exact: plug-in (exact probabilities), no sampling error" in table
+    assert "<th title='entropy_bits_in_space'>" in table and "H in = entropy_bits_in_space" in table
+    assert "exact: plug-in (exact probabilities), no sampling error" in table
+    assert table.count("<tr>") == 2 * 2  # one body row per model and temperature (the header row has a style)
+    panel.shown.value = "top1_mass"
+    assert list(panel.figure_box.children) == [panel.images["top1_mass"]]
+    table = panel.table_html.value
+    assert "<th title='top_share_in_space'>" in table and "<th title='top1_mass'>" in table
+    assert "(other) (outside the space)" in table and "exact: probability (exact), no sampling error" in table
     assert "exact (no sampling error)" in panel.status.value
 
 
@@ -284,6 +317,7 @@ def test_tree_explorer_expands_on_click_compares_and_exports(sampler, tmp_path):
     assert panel.expand(first, wait=True)
     assert panel.error is None, panel.last_traceback
     comparison = panel.results["comparison"]
+    assert "different families" not in panel.comparison_html.value  # said once, under the figure
     assert {"p_a", "p_b", "log_ratio", "in_topk_b"} <= set(comparison.columns)
     assert "chunk" in set(panel.results["nodes"]["method"])
     assert any(EMBEDDED[1] in label for label, _ in panel.nodes.options)

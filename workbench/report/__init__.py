@@ -1,7 +1,8 @@
 """Reports: one self-contained HTML file of results with their figures, tables, provenance and commands.
 
-`write_report` writes any `Report` (the demo's findings, a panel's result); `runs_report` builds one
-from stored runs (`workbench report RUN_ID... --out PATH`).
+`write_report` writes any `Report` (the demo's findings); `result_report` builds one from figures and
+tables in hand (a panel's Export, a notebook); `runs_report` from stored runs (`workbench report
+RUN_ID... --out PATH`).
 """
 
 from workbench.report.document import (
@@ -13,6 +14,7 @@ from workbench.report.document import (
     render_report,
     write_report,
 )
+from workbench.report.results import result_report, run_commands
 from workbench.report.runs import runs_report, runs_section, sample_command
 
 __all__ = [
@@ -22,6 +24,8 @@ __all__ = [
     "ReportTable",
     "library_versions",
     "render_report",
+    "result_report",
+    "run_commands",
     "runs_report",
     "runs_section",
     "sample_command",

@@ -93,7 +93,10 @@ def figure_png(fig: Figure, dpi: int = REPORT_DPI) -> bytes:
 
 def _table_html(table: ReportTable) -> Markup:
     # to_html escapes every cell (escape=True is its default); numbers at 3 significant digits fit a page.
-    html = table.frame.to_html(index=False, na_rep="–", border=0, classes="data",
+    frame = table.frame.copy()
+    for column in frame.columns[frame.dtypes == object]:  # line breaks visible in a cell, not lost in the layout
+        frame[column] = frame[column].map(lambda v: v.replace("\n", " ⏎ ") if isinstance(v, str) else v)
+    html = frame.to_html(index=False, na_rep="–", border=0, classes="data",
                                float_format=lambda x: f"{x:.3g}")
     return Markup(html)  # pandas escaped every cell above
 

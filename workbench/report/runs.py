@@ -41,7 +41,13 @@ def _group_key(run: SampleRun) -> str:
 def sample_command(run: SampleRun) -> str:
     """The `workbench sample` command that draws this run again (same model, input, config and seed)."""
     ref = run.samples["prompt_ref"].iloc[0] if len(run.samples) else None
-    prompt = ref.split("[", 1)[0] if isinstance(ref, str) and ref else (run.rendered.text or "")
+    messages = run.rendered.messages or ()
+    # A typed chat prompt (one user message) is kept as messages even where a transcript was sent.
+    chat = not (isinstance(ref, str) and ref) and len(messages) == 1 and messages[0]["role"] == "user"
+    if isinstance(ref, str) and ref:
+        prompt = ref.split("[", 1)[0]
+    else:
+        prompt = messages[0]["content"] if chat else (run.rendered.text or "")
     config = run.config
     parts = ["workbench", "sample", prompt, "--model", run.model, "--n", str(run.n), "--seed", str(run.seed),
              "--temperature", f"{config.temperature:g}", "--max-tokens", str(config.max_tokens)]
@@ -51,7 +57,7 @@ def sample_command(run: SampleRun) -> str:
         parts += ["--top-k", str(config.top_k)]
     for stop in config.stop or []:
         parts += ["--stop", stop]
-    if run.rendered.messages and not (isinstance(ref, str) and ref):
+    if chat:
         parts.append("--chat")
     return shlex.join(parts)
 
@@ -79,7 +85,6 @@ def runs_section(runs: list[SampleRun], sampler: Sampler, title: str | None = No
                                   "answers, with its 95 % bootstrap interval and a permutation p-value."))
     examples = pd.concat([run.samples.head(SAMPLES_SHOWN).assign(model=run.model)[["model", "sample_index", "text"]]
                           for run in runs], ignore_index=True)
-    examples["text"] = examples["text"].str.replace("\n", " ⏎ ", regex=False)  # line breaks visible in a cell
     tables.append(ReportTable(examples, f"The first {SAMPLES_SHOWN} samples of each run, as stored."))
     table = distribution_table(distributions)
     n_text = ", ".join(f"{run.model}: n = {run.n}" for run in runs)

@@ -25,6 +25,7 @@ import pandas as pd
 
 from workbench.errors import WorkbenchError
 from workbench.plots.export import slug
+from workbench.widgets.layout import error_html, images_of, row
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -41,18 +42,6 @@ PREVIEW_CHARS = 300  # the end of the filled prompt shown under the picker (the 
 
 class Stopped(Exception):
     """Raised in the worker when Stop was pressed; what was sampled stays stored."""
-
-
-def html_table(frame: pd.DataFrame, digits: int = 3, max_rows: int = 40) -> str:
-    """A DataFrame as a small HTML table (cells escaped), for an ipywidgets.HTML."""
-    shown = frame.head(max_rows).round(digits) if len(frame) else frame
-    table = shown.to_html(index=False, escape=True, border=0, classes="workbench-table", na_rep="–")
-    style = ("<style>.workbench-table{border-collapse:collapse;font-size:12px}"
-             ".workbench-table th,.workbench-table td{padding:2px 8px;text-align:right;border-bottom:1px solid #ddd}"
-             ".workbench-table th{background:#f3f3f3}</style>")
-    more = f"<div style='font-size:11px;color:#555'>{len(frame) - max_rows} more rows in .results</div>" \
-        if len(frame) > max_rows else ""
-    return style + f"<div style='overflow-x:auto;max-width:100%'>{table}</div>" + more
 
 
 def figure_png(fig: "Figure") -> bytes:
@@ -99,17 +88,22 @@ class PromptPicker(w.VBox):
         self.library = sampler.library
         self._on_error = on_error
         collections = sorted({p.collection.name for p in self.library})
-        self.source = w.ToggleButtons(options=[LIBRARY, TYPED], value=LIBRARY, description="prompt",
-                                      style={"button_width": "110px"})
-        wide = {"description_width": "90px"}
-        self.collection = w.Dropdown(options=[ALL, *collections], value=ALL, description="collection", style=wide)
-        self.filter = w.Text(placeholder="filter: a word in the prompt, its id or description", description="filter",
-                             continuous_update=True, style=wide)
-        self.ref = w.Dropdown(options=[], description="prompt", layout=w.Layout(width="480px"), style=wide)
-        self.perturbation = w.Dropdown(options=[("(none)", None)], description="perturbation", style=wide)
-        self.framing = w.Dropdown(options=[("(default)", None)], description="framing", style=wide)
+        self.source = w.ToggleButtons(options=[LIBRARY, TYPED], value=LIBRARY, style={"button_width": "auto"},
+                                      tooltips=["a prompt from the library", "a prompt you type"])
+        wide, narrow = {"description_width": "70px"}, {"description_width": "90px"}
+        self.collection = w.Dropdown(options=[ALL, *collections], value=ALL, description="collection", style=wide,
+                                     layout=w.Layout(width="250px"))
+        self.filter = w.Text(placeholder="a word in the prompt, its id or description", description="filter",
+                             continuous_update=True, style={"description_width": "40px"},
+                             layout=w.Layout(width="300px"))
+        self.ref = w.Dropdown(options=[], description="prompt", layout=w.Layout(width="370px"), style=wide)
+        self.perturbation = w.Dropdown(options=[("(none)", None)], description="perturbation", style=narrow,
+                                       layout=w.Layout(width="220px"))
+        self.framing = w.Dropdown(options=[("(default)", None)], description="framing",
+                                  style={"description_width": "55px"}, layout=w.Layout(width="190px"))
         self.text = w.Textarea(placeholder="Type a prompt: a completion for every model, or a user message with chat",
-                               layout=w.Layout(width="420px", height="64px"), description="text")
+                               layout=w.Layout(width="100%", max_width="640px", height="64px"), description="text",
+                               style=wide)
         self.chat = w.Checkbox(value=bool(chat), description="chat (tuned: chat template; base: transcript)",
                                indent=False)
         self.chat_note = w.HTML()
@@ -117,7 +111,7 @@ class PromptPicker(w.VBox):
         self._chat_decided = chat is not None
         self._setting_chat = False
         self.chat.observe(self._chat_clicked, "value")
-        self.preview = w.HTML(layout=w.Layout(max_width="640px"))
+        self.preview = w.HTML(layout=w.Layout(max_width="100%"))
         self.collection.observe(self._guarded(self._refilter), "value")
         self.filter.observe(self._guarded(self._refilter), "value")
         self.ref.observe(self._guarded(self._choose), "value")
@@ -152,13 +146,16 @@ class PromptPicker(w.VBox):
 
     def _choose(self, *_: Any) -> None:
         ref = self.ref.value
-        if not ref:
-            self.perturbation.options, self.framing.options = [("(none)", None)], [("(default)", None)]
+        spec = self.library.get(ref).spec if ref else None
+        for control, first, names in ((self.perturbation, "(none)", spec.perturbations if spec else ()),
+                                      (self.framing, "(default)", spec.framings if spec else ())):
+            current = control.value
+            control.options = [(first, None), *[(name, name) for name in names]]
+            # New options leave no index (a blank box) in ipywidgets 8: keep the choice where it still exists.
+            control.index = 1 + list(names).index(current) if current in names else 0
+        if spec is None:
             self.preview.value = "<i>no prompt matches the filter</i>"
             return
-        spec = self.library.get(ref).spec
-        self.perturbation.options = [("(none)", None), *[(p, p) for p in spec.perturbations]]
-        self.framing.options = [("(default)", None), *[(f, f) for f in spec.framings]]
         self._show_filled()
 
     def _show_filled(self, *_: Any) -> None:
@@ -175,18 +172,19 @@ class PromptPicker(w.VBox):
                                                                       for m in filled.messages or ())
         space = f" · answer space: {len(spec.answer_space.values())} answers" if spec.answer_space else ""
         head = body if len(body) <= PREVIEW_CHARS else "…" + body[-PREVIEW_CHARS:]  # the end: where the segue is
-        pre = "<pre style='font-size:11px;white-space:pre-wrap;margin:2px 0'>"
-        self.preview.value = (f"<div style='font-size:12px;color:#444'>{html.escape(spec.description)}{space}</div>"
+        pre = "<pre style='font-size:11px;white-space:pre-wrap;word-break:normal;overflow-wrap:anywhere;margin:2px 0'>"
+        self.preview.value = (f"<div style='font-size:12px;color:#444;line-height:1.4'>"
+                              f"{html.escape(spec.description)}{space}</div>"
                               f"{pre}{html.escape(head)}</pre>"
                               f"<details style='font-size:11px'><summary>the whole prompt as filled "
                               f"({len(body):,} characters)</summary>{pre}{html.escape(body)}</pre></details>")
 
     def _switch(self, *_: Any) -> None:
         if self.source.value == LIBRARY:
-            self.children = [self.source, w.HBox([self.collection, self.filter]), self.ref,
-                             w.HBox([self.perturbation, self.framing]), self.preview]
+            self.children = [row([self.source, self.collection, self.filter]),
+                             row([self.ref, self.perturbation, self.framing]), self.preview]
         else:
-            self.children = [self.source, self.text, w.HBox([self.chat, self.chat_note])]
+            self.children = [self.source, self.text, row([self.chat, self.chat_note])]
 
     def follow_models(self, kinds: list[str | None]) -> None:
         """A typed prompt goes as chat when a tuned model is among the chosen ones (its chat template, not raw
@@ -225,25 +223,6 @@ class PromptPicker(w.VBox):
         if not self.ref.value:
             raise WorkbenchError("no library prompt is selected; clear the filter or pick another collection")
         return PromptChoice(self.library.get(self.ref.value), False, self.perturbation.value, self.framing.value)
-
-
-def warning_html(message: str) -> str:
-    """A visible warning box (escaped): numbers that mislead when read alone, and what to do."""
-    return ("<div class='workbench-warning' style='color:#7A3300;background:#FDEBD3;border:1px solid #D55E00;"
-            f"padding:4px 8px;border-radius:3px;margin:4px 0;white-space:pre-wrap'>⚠ {html.escape(message)}</div>")
-
-
-def caption_html(title: str, lines: list[str] | tuple[str, ...] = ()) -> str:
-    """A bold table title and small grey lines under it (how the numbers were made), escaped."""
-    notes = "".join(f"<div>{html.escape(line)}</div>" for line in lines)
-    return (f"<div style='margin-top:6px'><b>{html.escape(title)}</b>"
-            f"<div style='font-size:11px;color:#555'>{notes}</div></div>")
-
-
-def error_html(message: str) -> str:
-    """A readable error box (escaped)."""
-    return ("<div class='workbench-error' style='color:#8a1c1c;background:#fdecea;border:1px solid #f5c2c0;"
-            f"padding:4px 8px;border-radius:3px;white-space:pre-wrap'>⚠ {html.escape(message)}</div>")
 
 
 def guarded(callback: Callable[..., Any], on_error: Callable[[BaseException], None]) -> Callable[..., None]:
@@ -288,12 +267,15 @@ class Panel(w.VBox):
         self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="220px"))
         self.status = w.HTML(value="<span class='workbench-status'>ready</span>")
         self.message = w.HTML()
-        self.export_formats = w.SelectMultiple(options=["png", "svg", "pdf"], value=("png", "svg"), rows=3,
-                                               description="formats", layout=w.Layout(width="160px"))
-        self.export_button = w.Button(description="Export figure", icon="download", disabled=True,
-                                      tooltip="PNG/SVG/PDF with provenance, in $WORKBENCH_HOME/exports/widgets")
+        self.export_formats = w.SelectMultiple(options=["png", "svg", "pdf", "html"], value=("png", "svg", "html"),
+                                               rows=4, description="formats", layout=w.Layout(width="160px"))
+        self.export_button = w.Button(description="Export", icon="download", disabled=True,
+                                      tooltip="the figure as PNG/SVG/PDF with provenance, and an HTML report (figure, "
+                                              "tables, provenance, commands), in $WORKBENCH_HOME/exports/widgets")
         self.export_status = w.HTML()
         self.figure_box = w.VBox()
+        self.images: dict[str, w.Image] = {}
+        self.settings: w.Accordion | None = None  # a subclass's settings_section: folded when a run finishes
         self.run_button.on_click(self.guarded(lambda _: self.run()))
         self.stop_button.on_click(self.guarded(lambda _: self.stop()))
         self.export_button.on_click(self.guarded(lambda _: self._export_clicked()))
@@ -316,13 +298,11 @@ class Panel(w.VBox):
 
     def run_row(self) -> w.HBox:
         """Run, Stop, the progress bar and the status line."""
-        return w.HBox([self.run_button, self.stop_button, self.progress, self.status],
-                      layout=w.Layout(align_items="center"))
+        return row([self.run_button, self.stop_button, self.progress, self.status])
 
     def export_row(self) -> w.HBox:
         """The export button with its formats and the last export's paths."""
-        return w.HBox([self.export_button, self.export_formats, self.export_status],
-                      layout=w.Layout(align_items="center"))
+        return row([self.export_button, self.export_formats, self.export_status])
 
     # -- running -----------------------------------------------------------------------------
 
@@ -397,6 +377,8 @@ class Panel(w.VBox):
         try:
             outcome = work(sampler)
             self.show(outcome)
+            if self.settings is not None:
+                self.settings.selected_index = None  # the results first; one click on "settings" re-opens them
             self.runs_finished += 1
             self.progress.value = self.progress.max
             self.progress.bar_style = "success"
@@ -426,10 +408,8 @@ class Panel(w.VBox):
     def set_figures(self, figures: dict[str, "Figure"]) -> None:
         """Show figures (name -> Figure) as PNG images and enable export."""
         self.figures = dict(figures)
-        self.figure_box.children = [
-            w.Image(value=figure_png(fig), format="png", layout=w.Layout(max_width="100%", height="auto"))
-            for fig in self.figures.values()
-        ]
+        self.images = images_of({name: figure_png(fig) for name, fig in self.figures.items()})
+        self.figure_box.children = list(self.images.values())
         self.export_button.disabled = not self.figures
 
     def default_stem(self) -> Path:
@@ -460,11 +440,33 @@ class Panel(w.VBox):
             raise WorkbenchError("nothing to export yet: press Run first")
         stem = Path(stem) if stem is not None else self.default_stem()
         formats = tuple(formats or self.export_formats.value or ("png",))
+        figure_formats = tuple(f for f in formats if f != "html")
         written: list[Path] = []
-        for name, fig in self.figures.items():
+        for name, fig in self.figures.items() if figure_formats else ():
             target = stem if len(self.figures) == 1 else stem.parent / f"{stem.name}-{slug(name)}"
-            written += export_figure(fig, target, {**self.provenance, "figure": name or self.kind}, formats)
+            written += export_figure(fig, target, {**self.provenance, "figure": name or self.kind}, figure_formats)
+        if "html" in formats:
+            written.append(self.export_report(stem.parent / f"{stem.name}.html"))
         return written
+
+    def report_tables(self) -> dict[str, pd.DataFrame]:
+        """The tables an exported report shows (default: every result frame; panels give their compact views)."""
+        return dict(self.results)
+
+    def reproduce_commands(self) -> list[str]:
+        """Shell commands that redo this panel's result (the stored runs' own commands are added by the report)."""
+        return []
+
+    def export_report(self, path: str | Path) -> Path:
+        """The result as one self-contained HTML report: figures, tables, provenance and the commands that redo it."""
+        from workbench.report import result_report, write_report
+
+        if not self.figures:
+            raise WorkbenchError("nothing to export yet: press Run first")
+        title = f"{type(self).__name__}: {self.provenance.get('prompt', self.kind)}"
+        report = result_report(title, self.figures, self.report_tables(), self.provenance, self.sampler,
+                               commands=self.reproduce_commands())
+        return write_report(report, path)
 
     def _export_clicked(self) -> None:
         try:

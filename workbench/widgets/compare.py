@@ -28,7 +28,16 @@ from workbench.plots.distributions import (
     summary_views,
     unreliable_notes,
 )
-from workbench.widgets.base import ALL, Panel, PromptPicker, caption_html, chunks, html_table, warning_html
+from workbench.widgets.base import ALL, Panel, PromptPicker, chunks
+from workbench.widgets.layout import (
+    caption_html,
+    details_html,
+    heading_html,
+    html_table,
+    row,
+    settings_section,
+    warning_html,
+)
 from workbench.widgets.tokens import tokens_html
 
 if TYPE_CHECKING:
@@ -74,17 +83,18 @@ class ComparePanel(Panel):
         if unknown:
             self.sampler.registry.get(unknown[0])  # raises with the closest names
         self.picker = PromptPicker(self.sampler, prompt, chat, on_error=self.callback_failed)
-        self.models = w.SelectMultiple(options=names, value=tuple(chosen), rows=min(6, max(2, len(names))),
-                                       description="models", layout=w.Layout(width="420px"))
+        self.models = w.SelectMultiple(options=names, value=tuple(chosen), rows=min(5, max(2, len(names))),
+                                       description="models", layout=w.Layout(width="390px"),
+                                       style={"description_width": "70px"})
         self.models.observe(self.guarded(self._models_changed), "value")
         self._models_changed()
         style = {"description_width": "90px"}
         self.n = w.BoundedIntText(value=n, min=1, max=100_000, description="n", style=style,
                                   layout=w.Layout(width="180px"))
         self.temperature = w.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.05, description="temperature",
-                                         style=style, readout_format=".2f")
+                                         style=style, readout_format=".2f", layout=w.Layout(width="330px"))
         self.top_p = w.FloatSlider(value=top_p, min=0.05, max=1.0, step=0.05, description="top-p", style=style,
-                                   readout_format=".2f")
+                                   readout_format=".2f", layout=w.Layout(width="330px"))
         self.max_tokens = w.BoundedIntText(value=max_tokens or 16, min=1, max=32768, description="max tokens",
                                            style=style, layout=w.Layout(width="180px"))
         self.seed = w.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="seed", style=style,
@@ -92,7 +102,7 @@ class ComparePanel(Panel):
         from workbench.prompts import ANSWER_EXTRACTORS
 
         self.answer = w.Dropdown(options=[AUTO_ANSWER, *ANSWER_EXTRACTORS], value=AUTO_ANSWER, description="answer",
-                                 style=style, layout=w.Layout(width="260px"))
+                                 style=style, layout=w.Layout(width="240px"))
         self.cluster = w.Checkbox(value=clusters, description="semantic clusters (MiniLM)", indent=False)
         self._explicit_max_tokens = max_tokens is not None
         self.picker.ref.observe(self.guarded(self._suggest), "value")
@@ -103,29 +113,33 @@ class ComparePanel(Panel):
         self.summary_html = w.HTML()
         self.divergence_html = w.HTML()
         self.note = w.HTML()
-        self.browse_model = w.Dropdown(options=[ALL], description="model", layout=w.Layout(width="260px"))
-        self.browse_answer = w.Dropdown(options=[ALL], description="answer", layout=w.Layout(width="260px"))
-        self.browse_cluster = w.Dropdown(options=[ALL], description="cluster", layout=w.Layout(width="320px"))
-        self.sample_list = w.Select(options=[], rows=8, layout=w.Layout(width="100%"))
+        narrow = {"description_width": "50px"}
+        self.browse_model = w.Dropdown(options=[ALL], description="model", layout=w.Layout(width="250px"), style=narrow)
+        self.browse_answer = w.Dropdown(options=[ALL], description="answer", layout=w.Layout(width="200px"),
+                                        style=narrow)
+        self.browse_cluster = w.Dropdown(options=[ALL], description="cluster", layout=w.Layout(width="340px"),
+                                         style=narrow)
+        self.sample_list = w.Select(options=[], rows=8, layout=w.Layout(width="auto"))  # the panel's width
         self.tokens = w.HTML()
         for control in (self.browse_model, self.browse_answer, self.browse_cluster):
             control.observe(self.guarded(self._refresh_samples), "value")
         self.sample_list.observe(self.guarded(self._show_tokens), "value")
         self.samples = pd.DataFrame()
 
-        settings = w.VBox([
-            self.picker, self.models,
-            w.HBox([self.n, self.max_tokens, self.seed]),
-            w.HBox([self.temperature, self.top_p]),
-            w.HBox([self.answer, self.cluster]),
+        self.settings = settings_section([
+            self.picker,
+            row([self.models, w.VBox([self.n, self.max_tokens, self.seed])]),
+            row([self.temperature, self.top_p]),
+            row([self.answer, self.cluster]),
         ])
-        browser = w.VBox([w.HBox([self.browse_model, self.browse_answer, self.browse_cluster]), self.sample_list,
-                          self.tokens])
-        self.tabs = w.Tab(children=[w.VBox([self.figure_box, self.note, self.summary_html, self.divergence_html]),
-                                    browser])
-        for i, title in enumerate(["results", "samples"]):
-            self.tabs.set_title(i, title)
-        self.children = [settings, self.run_row(), self.message, self.tabs, self.export_row()]
+        # Figure first, then the tables, then the sample browser: one column that fits the panel's width.
+        self.browser = w.VBox([w.HTML(heading_html("Samples", "filter by model, answer or cluster; click one for "
+                                                             "its tokens coloured by probability")),
+                               row([self.browse_model, self.browse_answer, self.browse_cluster]), self.sample_list,
+                               self.tokens])
+        self.browser.add_class("workbench-samples")
+        self.children = [self.settings, self.run_row(), self.message, self.figure_box, self.note, self.summary_html,
+                         self.divergence_html, self.browser, self.export_row()]
 
     def _suggest(self, *_: Any) -> None:
         """A library prompt's suggested max_tokens fills the control (the value sent is always explicit)."""
@@ -213,12 +227,13 @@ class ComparePanel(Panel):
         }
         self.set_figures({"distribution": fig})
         # The family note is drawn under the figure (and kept in the export): said once, not again here.
-        self.note.value = (f"<div style='font-size:12px;color:#555'>answer = {html.escape(outcome.answer_name)}</div>"
-                           f"<div style='font-size:12px;color:#555'>{html.escape(figure_label(report))}</div>")
+        self.note.value = (f"<div style='font-size:12px;color:#555;line-height:1.4'>answer = "
+                           f"{html.escape(outcome.answer_name)}<br>{html.escape(figure_label(report))}</div>")
         self.summary_html.value = summary_html(views)
         divergence, made = divergence_view(report.divergence)
         self.divergence_html.value = (caption_html(f"Between models (on the sampled answers, n={report.runs[0].n} "
-                                                   "each)", made) + html_table(divergence, 4))
+                                                   "each)") + html_table(divergence, 4)
+                                      + details_html("how these were made", "; ".join(made)))
         self.samples = outcome.samples
         models = list(dict.fromkeys(outcome.samples["model"]))
         answers = outcome.samples["answer"].value_counts().index.tolist()
@@ -240,6 +255,17 @@ class ComparePanel(Panel):
         ran = f"n={report.runs[0].n}, T={config.temperature:g}, top-p={config.top_p:g}, seed={report.runs[0].seed}"
         self.status.value = f"<span class='workbench-status'>done: {html.escape(ran)} ({html.escape(runs)})</span>"
         self._refresh_samples()
+
+    def report_tables(self) -> dict[str, pd.DataFrame]:
+        """The panel's own compact tables for the report: both views, the divergences and the samples' texts."""
+        if "views" not in self.results:
+            return {}
+        tables = {f"Per model, {VIEW_CAPTIONS[name]}": table
+                  for name, table in summary_views(self.results["views"]).items()}
+        tables["Between models (on the sampled answers)"] = divergence_view(self.results["divergence"])[0]
+        samples = self.results["samples"]
+        tables["Samples"] = samples[[c for c in ("model", "sample_index", "answer", "text") if c in samples]]
+        return tables
 
     def _models_changed(self, *_: Any) -> None:
         self.picker.follow_models([self.sampler.model(m).kind for m in self.models.value])
@@ -309,10 +335,11 @@ def summary_html(rows: pd.DataFrame) -> str:
     if len(views) == 1:
         parts.append(caption_html("", ["No answer space: every answer counts, so the in-space view is the total "
                                        "view."]))
-    parts.append(caption_html("How each number was made", [
+    parts.append(caption_html("", [
         f"method = exact (scored: no sampling error) or sampled (n samples); brackets: 95% interval; "
-        f"{UNRELIABLE_MARK}: outside the regime where the interval was checked", *how_made(rows),
-        *unreliable_notes(rows)]))
+        f"{UNRELIABLE_MARK}: outside the regime where the interval was checked"]))
+    parts.append(details_html("how each number was made (estimators, intervals, † notes)",
+                              "\n".join([*how_made(rows), *unreliable_notes(rows)])))
     return "".join(parts)
 
 

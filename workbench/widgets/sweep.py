@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 import numpy as np
@@ -20,8 +20,9 @@ import pandas as pd
 
 from workbench.errors import WorkbenchError
 from workbench.plots.distributions import UNRELIABLE_MARK
-from workbench.widgets.base import Panel, PromptPicker, caption_html, chunks, html_table, warning_html
+from workbench.widgets.base import Panel, PromptPicker, chunks
 from workbench.widgets.compare import default_models
+from workbench.widgets.layout import caption_html, details_html, html_table, row, settings_section, warning_html
 
 if TYPE_CHECKING:
     from workbench.sampler import Sampler
@@ -59,10 +60,12 @@ class SweepPanel(Panel):
         style = {"description_width": "90px"}
         # A sweep takes a library prompt or a raw completion (exact scoring needs raw text): chat stays off.
         self.picker = PromptPicker(self.sampler, prompt, chat=False, on_error=self.callback_failed)
-        self.models = w.SelectMultiple(options=names, value=tuple(chosen), rows=min(6, max(2, len(names))),
-                                       description="models", layout=w.Layout(width="420px"))
+        self.models = w.SelectMultiple(options=names, value=tuple(chosen), rows=min(5, max(2, len(names))),
+                                       description="models", layout=w.Layout(width="390px"),
+                                       style={"description_width": "70px"})
         self.temperatures = w.FloatRangeSlider(value=list(temperatures), min=0.0, max=3.0, step=0.1,
-                                               description="temperatures", style=style, readout_format=".1f")
+                                               description="temperatures", style=style, readout_format=".1f",
+                                               layout=w.Layout(width="380px"))
         self.points = w.BoundedIntText(value=points, min=1, max=25, description="points", style=style,
                                        layout=w.Layout(width="180px"))
         self.n = w.BoundedIntText(value=n, min=1, max=100_000, description="n (sampled)", style=style,
@@ -71,14 +74,21 @@ class SweepPanel(Panel):
                                      layout=w.Layout(width="180px"))
         self.method = w.Dropdown(options=["auto", "exact", "sampled"], value=method, description="method",
                                  style=style, layout=w.Layout(width="220px"))
-        self.metrics = w.SelectMultiple(options=list(SWEEP_METRICS), value=tuple(metrics), rows=4,
-                                        description="metrics", style=style)
-        self.warning = w.HTML()  # the P(other) warning, above the figures
+        self.metrics = w.SelectMultiple(options=list(SWEEP_METRICS), value=tuple(metrics), rows=3,
+                                        description="metrics", style=style, layout=w.Layout(width="380px"))
+        self.warning = w.HTML()  # the P(other) warning, above the table
         self.table_html = w.HTML()
-        settings = w.VBox([self.picker, self.models, w.HBox([self.temperatures, self.points]),
-                           w.HBox([self.n, self.seed, self.method]), self.metrics])
-        self.children = [settings, self.run_row(), self.message, self.warning, self.figure_box, self.table_html,
-                         self.export_row()]
+        # One metric at a time: its figure (with its in-space partner beside it) and its table; every figure is
+        # still in .figures and exported.
+        self.shown = w.ToggleButtons(options=[], description="show", style={"button_width": "auto"},
+                                     layout=w.Layout(display="none"))
+        self.shown.observe(self.guarded(self._show_metric), "value")
+        self._frame: pd.DataFrame | None = None
+        self.settings = settings_section([self.picker, row([self.models, w.VBox([self.points, self.n, self.seed])]),
+                                          row([self.temperatures, self.method]), self.metrics])
+        # The figure carries its own warning box: the panel's (the same words) goes with the table's numbers.
+        self.children = [self.settings, self.run_row(), self.message, self.shown, self.figure_box, self.warning,
+                         self.table_html, self.export_row()]
 
     def job(self) -> Callable[["Sampler"], pd.DataFrame]:
         from workbench.analysis.distributions import can_be_exact
@@ -128,7 +138,7 @@ class SweepPanel(Panel):
 
     def show(self, frame: pd.DataFrame) -> None:
         from workbench.plots import temperature_sweep_figure
-        from workbench.plots.sweeps import IN_SPACE_OF, sweep_how_made, sweep_table, sweep_warning
+        from workbench.plots.sweeps import IN_SPACE_OF, sweep_warning
 
         name, metrics = frame.attrs["prompt"], frame.attrs["metrics"]
         models = list(dict.fromkeys(frame["model"]))
@@ -145,15 +155,50 @@ class SweepPanel(Panel):
                            "temperatures": frame.attrs["temperatures"], "n": frame.attrs["n"],
                            "seed": frame.attrs["seed"], "methods": methods, "families": note}
         self.set_figures(figures)
-        shown = tuple(dict.fromkeys(m for metric in drawn for m in (metric, IN_SPACE_OF.get(metric))
-                                    if m and m != "p_other" and (frame["metric"] == m).any()))
         warning = sweep_warning(frame, where="the in-space numbers (the right-hand panels)")
         self.warning.value = warning_html(warning) if warning else ""
-        made = [f"method = exact (scored: no sampling error) or sampled (n={frame.attrs['n']} per point); brackets: "
-                f"95% interval; {UNRELIABLE_MARK}: outside the regime where the interval was checked",
-                *sweep_how_made(frame, ("p_other", *shown))]
-        self.table_html.value = (caption_html("Per model and temperature (top_answer: total view)", made)
-                                 + html_table(sweep_table(frame, shown), 3, max_rows=60))
+        self._frame = frame
+        current = self.shown.value
+        self.shown.options = drawn  # the value is None now: setting it below shows that metric (_show_metric)
+        self.shown.layout.display = "flex" if len(drawn) > 1 else "none"
+        self.table_html.value = ""
+        if drawn:
+            self.shown.value = current if current in drawn else drawn[0]
         kinds = ", ".join("exact (no sampling error)" if m == "exact" else f"sampled (n={frame.attrs['n']})"
                           for m in methods)
         self.status.value = f"<span class='workbench-status'>done: {len(frame)} rows, {html.escape(kinds)}</span>"
+
+    def reproduce_commands(self) -> list[str]:
+        """The `workbench figure sweep` command of each metric drawn (same prompt, models, temperatures, n, seed)."""
+        import shlex
+
+        if not self.provenance:
+            return []
+        base = ["workbench", "figure", "sweep", str(self.provenance["prompt"]), "--models",
+                ",".join(self.provenance["models"]), "--temperatures",
+                ",".join(f"{t:g}" for t in self.provenance["temperatures"])]
+        methods = self.provenance.get("methods", [])
+        if "sampled" in methods:
+            base += ["--n", str(self.provenance["n"]), "--seed", str(self.provenance["seed"])]
+            if "exact" not in methods:
+                base.append("--sampled")
+        return [shlex.join([*base, "--metric", metric]) for metric in self.figures]
+
+    def _show_metric(self, *_: Any) -> None:
+        """The chosen metric's figure and its table: one row per model and temperature."""
+        from workbench.plots.sweeps import IN_SPACE_OF, sweep_how_made, sweep_table
+
+        frame, metric = self._frame, self.shown.value
+        if frame is None or metric not in self.images:
+            return
+        self.figure_box.children = [self.images[metric]]
+        shown = tuple(m for m in (metric, IN_SPACE_OF.get(metric))
+                      if m and m != "p_other" and (frame["metric"] == m).any())
+        made = sweep_how_made(frame, ("p_other", *shown))
+        self.table_html.value = (
+            caption_html(f"{metric} per model and temperature (top: the top answer, total view)",
+                         [f"method = exact (scored: no sampling error) or sampled (n={frame.attrs['n']} per point); "
+                          f"brackets: 95% interval; {UNRELIABLE_MARK}: outside the regime where the interval was "
+                          "checked"])
+            + html_table(sweep_table(frame, shown), 3, max_rows=60)
+            + details_html("how each number was made", "\n".join(made)))

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 
 from workbench.errors import WorkbenchError
-from workbench.widgets.base import Panel, PromptPicker, error_html, html_table
+from workbench.widgets.base import PREVIEW_CHARS, Panel, PromptPicker
 from workbench.widgets.compare import default_models
+from workbench.widgets.layout import CELL_CHARS, caption_html, error_html, html_table, row, settings_section
 
 if TYPE_CHECKING:
     from workbench.experiments.tree import BranchTree, TreeComparison, TreeNode
@@ -94,14 +95,14 @@ class TreeExplorer(Panel):
         self.model.observe(follow, "value")
         self.compare_with.observe(follow, "value")
         follow()
-        self.mode = w.ToggleButtons(options=[TOPK, CHUNKS], value=TOPK, style={"button_width": "120px"})
+        self.mode = w.ToggleButtons(options=[TOPK, CHUNKS], value=TOPK, style={"button_width": "auto"})
         self.k = w.BoundedIntText(value=k, min=1, max=100, description="k", style=style, layout=w.Layout(width="170px"))
         self.n = w.BoundedIntText(value=n, min=1, max=1000, description="n chunks", style=style,
                                   layout=w.Layout(width="170px"))
         self.m = w.BoundedIntText(value=m, min=1, max=256, description="m tokens", style=style,
                                   layout=w.Layout(width="170px"))
         self.temperature = w.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.05, description="temperature",
-                                         style=style)
+                                         style=style, layout=w.Layout(width="330px"))
         self.seed = w.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="seed", style=style,
                                      layout=w.Layout(width="170px"))
         self.expand_on_click = w.Checkbox(value=expand_on_click, description="expand on click", indent=False)
@@ -109,7 +110,7 @@ class TreeExplorer(Panel):
                                         tooltip="Start again from the prompt (the old tree stays in the store)")
         self.export_tree_button = w.Button(description="Export tree", icon="download", disabled=True,
                                            tooltip="JSON (re-importable) and CSV of the nodes")
-        self.nodes = w.Select(options=[], rows=14, layout=w.Layout(width="100%"))
+        self.nodes = w.Select(options=[], rows=10, layout=w.Layout(width="auto"))  # the panel's width
         self.details = w.HTML()
         self.tree_message = w.HTML()
         self.comparison_html = w.HTML()
@@ -122,12 +123,12 @@ class TreeExplorer(Panel):
         self.export_tree_button.on_click(self.guarded(lambda _: self._export_tree_clicked()))
         self.mode.observe(self.guarded(self._mode_changed), "value")
         self.size_row = w.HBox([self.k])
-        settings = w.VBox([self.picker, w.HBox([self.model, self.compare_with]),
-                           w.HBox([self.mode, self.expand_on_click]), self.size_row,
-                           w.HBox([self.temperature, self.seed])])
+        self.settings = settings_section([self.picker, row([self.model, self.compare_with]),
+                                          row([self.mode, self.expand_on_click]), self.size_row,
+                                          row([self.temperature, self.seed])])
         self._mode_changed()
-        self.children = [settings, self.run_row(), self.message,
-                         w.HBox([self.new_tree_button, self.export_tree_button, self.tree_message]),
+        self.children = [self.settings, self.run_row(), self.message,
+                         row([self.new_tree_button, self.export_tree_button, self.tree_message]),
                          self.nodes, self.details, self.figure_box, self.comparison_html, self.export_row()]
 
     def _mode_changed(self, *_: Any) -> None:
@@ -221,19 +222,30 @@ class TreeExplorer(Panel):
         self._showing = True
         try:
             self.nodes.options = tree_rows(tree, outcome.other)
+            self.nodes.rows = min(14, max(4, len(self.nodes.options)))  # the tree's size, within limits
             self.nodes.value = outcome.node_id
         finally:
             self._showing = False
         self._describe(outcome.node_id)
         self.results = {"nodes": tree.to_frame()}
+        try:
+            self.set_figures({"tree": tree_figure(tree, compare_with=outcome.other)})
+            self.tree_message.value = ""
+        except WorkbenchError as exc:  # too many nodes to draw: the list still shows them all
+            self.figures = {}
+            self.figure_box.children = []
+            self.tree_message.value = error_html(str(exc))
         if outcome.comparison is not None:
             self.results["comparison"] = outcome.comparison.nodes
             shown = outcome.comparison.nodes
             shown = shown.reindex(shown["log_ratio"].abs().sort_values(ascending=False).index).head(12)
+            # The end of each path (where it differs); the whole text is in .results["comparison"].
+            shown = shown.assign(path_text=[_tail(t, CELL_CHARS) for t in shown["path_text"]])
             self.comparison_html.value = (
-                f"<b>Where {html.escape(tree.model)} and {html.escape(outcome.other or '')} differ most</b> "
-                f"(log ratio = ln p_a - ln p_b; {html.escape(outcome.comparison.alignment_note)}; "
-                f"{html.escape(outcome.comparison.family_note)})"
+                caption_html(f"Where {tree.model} (a) and {outcome.other} (b) differ most",
+                             # The family note is under the figure; said here only when there is none.
+                             [outcome.comparison.alignment_note,
+                              *([] if self.figures else [outcome.comparison.family_note])])
                 + html_table(shown[["node_id", "depth", "edge_text", "path_text", "p_a", "p_b", "log_ratio",
                                     "in_topk_a", "in_topk_b"]], 3))
         else:
@@ -243,13 +255,6 @@ class TreeExplorer(Panel):
                            "families": self.sampler.registry.describe_pair([tree.model, outcome.other])
                            if outcome.other else "",
                            "alignment": outcome.comparison.alignment if outcome.comparison is not None else None}
-        try:
-            self.set_figures({"tree": tree_figure(tree, compare_with=outcome.other)})
-            self.tree_message.value = ""
-        except WorkbenchError as exc:  # too many nodes to draw: the list still shows them all
-            self.figures = {}
-            self.figure_box.children = []
-            self.tree_message.value = error_html(str(exc))
         self.export_tree_button.disabled = False
         self.status.value = (f"<span class='workbench-status'>tree {html.escape(tree.id[-8:])}: {len(tree.nodes)} "
                              "nodes; click a node to expand it</span>")
@@ -272,10 +277,16 @@ class TreeExplorer(Panel):
             lp = tree.pair_logprob(node.id, other, tree.model)
             as_text = " (of the text continuing with this edge's text)" if self.comparison.alignment == "text" else ""
             facts.append(f"under {other}: p = {'–' if lp is None else f'{math.exp(lp):.4g}'}{as_text}")
+        pre = ("<pre style='white-space:pre-wrap;word-break:normal;overflow-wrap:anywhere;font-size:12px;"
+               "background:#f7f7f7;padding:4px;margin:2px 0'>")
+        # The end of the prompt (where a segue is) and the path; the whole text as the model got it one click away.
         self.details.value = (
-            "<div style='font-size:12px'>" + "<br>".join(html.escape(f) for f in facts) + "</div>"
-            "<pre style='white-space:pre-wrap;font-size:12px;background:#f7f7f7;padding:4px'>"
-            f"<span style='color:#777'>{html.escape(root[-400:])}</span><b>{html.escape(path)}</b></pre>")
+            "<div style='font-size:12px;line-height:1.4'>" + "<br>".join(html.escape(f) for f in facts) + "</div>"
+            f"{pre}<span style='color:#777'>{html.escape(_tail(root, PREVIEW_CHARS))}</span>"
+            f"<b>{html.escape(path)}</b></pre>"
+            f"<details class='workbench-full-prompt' style='font-size:11px'><summary>the whole text as "
+            f"{html.escape(tree.model)} got it, with this path ({len(root) + len(path):,} characters)</summary>"
+            f"{pre}<span style='color:#777'>{html.escape(root)}</span><b>{html.escape(path)}</b></pre></details>")
 
     # -- export ------------------------------------------------------------------------------
 
@@ -300,3 +311,8 @@ class TreeExplorer(Panel):
             return
         self.tree_message.value = ("<span style='font-size:11px'>wrote "
                                    + ", ".join(html.escape(str(p)) for p in paths) + "</span>")
+
+
+def _tail(text: str, width: int) -> str:
+    """The end of `text`, at most `width` characters ("…" where it was cut)."""
+    return text if len(text) <= width else "…" + text[-(width - 1):]
