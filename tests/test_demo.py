@@ -12,6 +12,8 @@ import re
 import warnings
 from html import unescape
 
+import pytest
+
 from tests.conftest import REPO, run_cli
 from tests.test_report import SCREENSHOTS, assert_renders, open_in_chromium
 from workbench.backends.hf import weights
@@ -23,6 +25,8 @@ ROWS = 5  # three mode-collapse lines, one attractor, one persona (planted) + on
 PROBES = ["mode collapse", "mode collapse", "mode collapse", "attractor", "persona", "cross-family"]
 
 
+# The whole first run (five models, 64 sampled continuations) on two cores: minutes, not the suite's 10.
+@pytest.mark.timeout(1800)
 def test_demo_finds_every_planted_effect_writes_a_report_and_answers_again_from_the_store(
         embedded_models, fresh_store, tmp_path, capsys, monkeypatch):
     out_dir = tmp_path / "demo"

@@ -1,8 +1,10 @@
-"""`workbench figure distribution|sweep|embedding|heatmap`: publication figures with provenance."""
+"""`workbench figure distribution|sweep|embedding|heatmap`: publication figures with provenance, drawn at a
+paper's column width (`--width one-column|two-column`)."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from workbench.cli.common import (
     add_choice_flags,
@@ -12,7 +14,6 @@ from workbench.cli.common import (
     add_sampling_flags,
     add_seed_flag,
     config_fields,
-    export,
     figure_stem,
     make_sampler,
     model_list,
@@ -25,8 +26,32 @@ from workbench.config import MAX_TEMPERATURE
 from workbench.errors import WorkbenchError
 
 PROMPT_HELP = "prompt text, @file, or a library prompt collection/prompt-id"
+# The names of workbench.plots.sizing.WIDTHS, here so registering the flag imports no matplotlib.
+WIDTHS = ("one-column", "two-column")
 SWEEP_METRICS = ("entropy_bits", "top1_mass", "distinct_answers", "p_other", "entropy_bits_in_space",
                  "top_share_in_space")
+
+
+def add_width_flag(parser: argparse.ArgumentParser) -> None:
+    """--width: the paper column the figure is drawn for."""
+    parser.add_argument("--width", choices=list(WIDTHS), default="two-column",
+                        help="draw the figure for one column (3.5 in) or two columns (7 in) of a paper; PNG at "
+                             "300 dpi (default %(default)s)")
+
+
+def export(args: argparse.Namespace, fig: Any, kind: str, name: str, provenance: dict[str, Any]) -> None:
+    """Write the figure in --formats (or the one format its path names) at --width, with provenance; print the paths."""
+    from workbench.plots import export_figure, figure_formats_for
+
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    stem, formats = figure_formats_for(figure_stem(args, kind, name), formats)  # --figure plot.png: that one
+    paths = export_figure(fig, stem, provenance, formats=formats, width=args.width)
+    print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def _right_panel(args: argparse.Namespace) -> str:
+    """Where the in-space view is: beside the total view, or under it on one column."""
+    return "the figure's right panel" if args.width == "two-column" else "the figure's lower panel"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sampled", action="store_true", help="use sampled distributions even where exact ones exist")
     add_sampling_flags(p, n_default=100)
     add_figure_flags(p)
+    add_width_flag(p)
     p.set_defaults(func=cmd_figure_distribution)
 
     p = figure.add_parser("sweep", help="a metric against temperature for each model")
@@ -55,6 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_choice_flags(p)
     add_run_flags(p)
     add_figure_flags(p)
+    add_width_flag(p)
     p.set_defaults(func=cmd_figure_sweep)
 
     p = figure.add_parser("embedding", help="a 2-D map of continuation embeddings with semantic clusters")
@@ -62,6 +89,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models", required=True)
     add_sampling_flags(p, n_default=50)
     add_figure_flags(p)
+    add_width_flag(p)
     p.set_defaults(func=cmd_figure_embedding)
 
     p = figure.add_parser("heatmap", help="divergence between a model pair across a collection")
@@ -74,6 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_seed_flag(p)
     add_run_flags(p)
     add_figure_flags(p)
+    add_width_flag(p)
     p.set_defaults(func=cmd_figure_heatmap)
 
 
@@ -92,6 +121,14 @@ def temperatures(value: str) -> list[float]:
     return parsed
 
 
+def _note(families: str, name: str) -> str:
+    """The family note and, for a library prompt, its id (the title says it in words)."""
+    from workbench.plots.style import prompt_words
+
+    ref = prompt_words(name) != name
+    return f"{families}. Prompt: {name}" if ref and families else (f"Prompt: {name}" if ref else families)
+
+
 def _variables(args: argparse.Namespace) -> str:
     """' (high=50)' for the --var choices, so a figure of one grid variant says which."""
     variables = prompt_choices(args)["variables"]
@@ -104,6 +141,7 @@ def cmd_figure_distribution(args: argparse.Namespace) -> None:
     from workbench.analysis.distributions import distribution_table
     from workbench.plots import answer_distribution_figure
     from workbench.plots.distributions import comparison_rows, estimate_text, other_warning_text, top_cell
+    from workbench.plots.style import prompt_words
     from workbench.prompts import answer_extractor
 
     models = model_list(args)
@@ -114,15 +152,15 @@ def cmd_figure_distribution(args: argparse.Namespace) -> None:
                             chat=args.chat, **prompt_choices(args), **config_fields(args))
     table = distribution_table(report.distributions)
     name = getattr(prompt, "ref", None) or args.prompt
-    fig = answer_distribution_figure(table, title=f"Answer distributions: {name}{_variables(args)}",
-                                     note=report.family_note)
+    fig = answer_distribution_figure(table, title=f"Answer distributions: {prompt_words(name)}{_variables(args)}",
+                                     note=_note(report.family_note, name))
     shown = table.groupby("model").head(6)
     print(shown.assign(answer=shown["answer"].map(top_cell),
                        probability=[estimate_text(r.probability, r.ci_low, r.ci_high, r.reliable, 3)
                                     for r in shown.itertuples()])
           [["model", "method", "n", "temperature", "answer", "probability", "interval"]]
           .to_string(index=False, na_rep="–"))
-    warning = other_warning_text(comparison_rows(report), where="the in-space view (the figure's right panel)")
+    warning = other_warning_text(comparison_rows(report), where=f"the in-space view ({_right_panel(args)})")
     if warning:
         print(f"WARNING: {warning}")
     export(args, fig, "distribution", name, {
@@ -136,6 +174,7 @@ def cmd_figure_sweep(args: argparse.Namespace) -> None:
     """A metric of each model's answer distribution against temperature, beside its in-space partner."""
     from workbench.analysis.sweeps import temperature_sweep
     from workbench.plots import temperature_sweep_figure
+    from workbench.plots.style import metric_title, prompt_words
     from workbench.plots.sweeps import IN_SPACE_OF, sweep_how_made, sweep_table, sweep_warning
 
     models = model_list(args)
@@ -149,13 +188,13 @@ def cmd_figure_sweep(args: argparse.Namespace) -> None:
     print("how each number was made (brackets: 95% interval; exact numbers have none; †: outside the regime "
           "where the interval was checked):")
     print("\n".join("  " + line for line in sweep_how_made(frame, ("p_other", *shown))))
-    warning = sweep_warning(frame, where="the in-space numbers (the figure's right panel)"
+    warning = sweep_warning(frame, where=f"the in-space numbers ({_right_panel(args)})"
                             if len(shown) > 1 else "the in-space metrics")
     if warning:
         print(f"WARNING: {warning}")
     families = sampler.registry.describe_pair(models)
-    fig = temperature_sweep_figure(frame, args.metric, title=f"{args.metric} against temperature: {name}"
-                                   f"{_variables(args)}", note=families)
+    fig = temperature_sweep_figure(frame, args.metric, title=f"{metric_title(args.metric)} against temperature: "
+                                   f"{prompt_words(name)}{_variables(args)}", note=_note(families, name))
     export(args, fig, "sweep", name, {"prompt": name, "models": models, "temperatures": args.temperatures,
                                       "n": args.n, "seed": args.seed, "metric": args.metric, "families": families,
                                       "methods": sorted(set(frame["method"]))})
@@ -167,6 +206,7 @@ def cmd_figure_embedding(args: argparse.Namespace) -> None:
 
     from workbench.analysis.metrics import semantic_clusters
     from workbench.plots import embedding_map_figure
+    from workbench.plots.style import prompt_words
 
     models = model_list(args)
     sampler = make_sampler(args)
@@ -179,7 +219,8 @@ def cmd_figure_embedding(args: argparse.Namespace) -> None:
     print(shown[["cluster", "size", *[c for c in shown.columns if c.startswith("share_")], "label"]]
           .assign(label=lambda f: f["label"].map(lambda t: one_line(t, 50))).round(3).to_string(index=False))
     families = sampler.registry.describe_pair(models)
-    fig = embedding_map_figure(clusters.points, clusters.clusters, title=f"Continuations of {name}", note=families)
+    fig = embedding_map_figure(clusters.points, clusters.clusters, title=f"Continuations of {prompt_words(name)}",
+                               note=_note(families, name))
     export(args, fig, "embedding", name, {"prompt": name, "models": models, "runs": [r.run_id for r in runs],
                                           "seed": args.seed, "families": families})
 
@@ -204,7 +245,7 @@ def cmd_figure_heatmap(args: argparse.Namespace) -> None:
     stem.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(stem.with_suffix(".csv"), index=False)
     families = sampler.registry.describe_pair(models)
-    fig = divergence_heatmap_figure(frame, title=f"{args.collection}: divergence between models",
+    fig = divergence_heatmap_figure(frame, title=f"Divergence between models: {args.collection.replace('-', ' ')}",
                                     note=families + f"; p adjusted ({correction})")
     export(args, fig, "heatmap", args.collection, {"collection": args.collection, "models": models, "n": args.n,
                                                    "seed": args.seed, "correction": args.correction,

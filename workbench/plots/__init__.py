@@ -3,7 +3,8 @@ exported with provenance: the run ids, models and configs behind every figure.
 
 Every figure function takes tidy pandas DataFrames (or an experiment's result), returns a `Figure`
 and shares one house style (`workbench.plots.style`). `export_figure` writes PNG/SVG/PDF plus a
-JSON sidecar and embeds the provenance in each file, secrets scrubbed.
+JSON sidecar and embeds the provenance in each file, secrets scrubbed; it draws a copy of the figure
+one paper column (3.5 in) or two (7 in, the default) wide, PNG at 300 dpi (`workbench.plots.sizing`).
 
 Plots sit between the experiments and the analysis layer: they never import the Sampler, a backend
 or an experiment (an experiment's result type only under `if TYPE_CHECKING:`, for hints).

@@ -27,16 +27,22 @@ from workbench.analysis.estimators import EXACT, NO_INTERVAL, share_bounds
 from workbench.analysis.summaries import OTHER_WARNING_THRESHOLD, other_warning
 from workbench.errors import WorkbenchError
 from workbench.plots.checks import check_frame, no_duplicates, numeric_column, optional_column
+from workbench.plots.sizing import KEEP_HEIGHT, keep
 from workbench.plots.style import (
+    FONT,
     INK,
     add_legend,
     finish_figure,
+    font_scale,
     format_temperature,
     literal,
+    mark_zero_bars,
     model_colours,
     panel_figure,
+    panel_title,
     shorten,
     style_axes,
+    wrapped,
 )
 
 if TYPE_CHECKING:
@@ -86,6 +92,33 @@ def _in_space(table: pd.DataFrame) -> pd.DataFrame:
         low[sampled.to_numpy()], high[sampled.to_numpy()] = share_bounds(counts[sampled].to_numpy(),
                                                                          n_in[sampled].to_numpy())
     return inside.assign(ci_low=low, ci_high=high)
+
+
+def _panel_n(table: pd.DataFrame, view: str) -> str:
+    """'n = 200 samples' (total view) or 'n in space = 160 (model a), 152 (model b)' (in-space view), with
+    '; exact: no sampling' for exact models: what each panel's bars rest on."""
+    counts = optional_column(table, "count")
+    sampled = table["method"] == "sampled" if "method" in table else counts.notna()
+    if view == "in_space":
+        inside = table["answer"] != OTHER
+        per_model = counts[sampled & inside].groupby(table.loc[sampled & inside, "model"]).sum()
+        name = "n in space"
+    else:
+        n = optional_column(table, "n")
+        per_model = n[sampled].groupby(table.loc[sampled, "model"]).first()
+        missing = per_model.isna()
+        if missing.any():  # no n column: the counts say it
+            per_model[missing] = counts[sampled].groupby(table.loc[sampled, "model"]).sum()[missing]
+        name = "n"
+    parts = []
+    per_model = per_model.dropna().astype(int)
+    if per_model.nunique() == 1:
+        parts.append(f"{name} = {per_model.iloc[0]} samples" + (" per model" if len(per_model) > 1 else ""))
+    elif len(per_model):  # different n: say whose is whose
+        parts.append(f"{name} = " + ", ".join(f"{v} ({model})" for model, v in per_model.items()))
+    if "method" in table and (table["method"] == "exact").any():
+        parts.append("exact: no sampling" if parts else "exact probabilities, no samples")
+    return "; ".join(parts) or f"{name} not recorded"
 
 
 def _figure_warning(table: pd.DataFrame, threshold: float, in_space_shown: bool) -> str:
@@ -156,10 +189,12 @@ def answer_distribution_figure(table: pd.DataFrame, top: int = 12, title: str = 
     width = 7.0 if len(chosen) == 1 else 10.0
     warning = _figure_warning(table, other_warning_threshold, "in_space" in chosen)
     fig, axes, legend_ax = panel_figure(width, 1.0 + rows * (0.12 + 0.16 * m), len(chosen), warning, sharey=True)
+    keep(fig, KEEP_HEIGHT)  # rows of answers: resized, the bars keep their height and the labels their room
     handles: list[Any] = []
+    legend = [literal(_distribution_legend(model, table[table["model"] == model])) for model in models]
     for ax, view in zip(axes, chosen, strict=True):
         frame = table if view == "total" else _in_space(table)
-        drawn = _draw_bars(ax, frame, models, colours, shown, folded, view)
+        drawn = _draw_bars(ax, frame, models, colours, shown, folded, view, legend)
         handles = handles or drawn
         style_axes(ax, grid="x")
         ax.tick_params(axis="y", length=0)
@@ -170,21 +205,22 @@ def answer_distribution_figure(table: pd.DataFrame, top: int = 12, title: str = 
             name = f"probability, {OTHER} included" + (" (total view)" if len(chosen) > 1 else "")
         else:
             name = "probability"
-        ax.set_xlabel(name + (f"\n{_whisker_name(table)}" if whiskers else ""))
-        if len(chosen) > 1:
-            ax.set_title("total view" if view == "total" else "in-space view", fontsize=9.5, color=INK)
+        # Wrapped to the panel: side by side, two long labels would run into each other.
+        wrapped(ax.xaxis.label, name + (f"\n{_whisker_name(table)}" if whiskers else ""), 11.0, 1 / len(chosen), ax=ax)
+        views_name = ("total view" if view == "total" else "in-space view") if len(chosen) > 1 else ""
+        panel_title(ax, "; ".join(p for p in (views_name, _panel_n(table, view)) if p), 1 / len(chosen))
     axes[0].set_yticks(np.arange(rows, dtype=float), labels)
     axes[0].set_ylim(rows - 0.5, -0.5)  # inverted: the most probable answer on top
     for ax in axes[1:]:
         ax.tick_params(axis="y", labelleft=False)
-    legend = [_distribution_legend(model, table[table["model"] == model]) for model in models]
-    add_legend(legend_ax, handles, [literal(label) for label in legend], width, header=len(chosen) > 1)
+    add_legend(legend_ax, handles, legend, width, header=len(chosen) > 1)
     return finish_figure(fig, title, note, width)
 
 
 def _draw_bars(ax: Axes, table: pd.DataFrame, models: list[str], colours: dict[str, str], shown: list[str],
-               folded: list[str], view: str) -> list[Any]:
-    """One view's bars (one per model and answer), whiskers where there are CIs, and the "(rest)" bar."""
+               folded: list[str], view: str, legend: list[str]) -> list[Any]:
+    """One view's bars (one per model and answer, labelled with the model's `legend` entry), whiskers where
+    there are CIs, a stub and "0" for a zero bar, and the "(rest)" bar."""
     def grid(column: str) -> pd.DataFrame:
         return table.pivot(index="answer", columns="model", values=column).reindex(index=[*shown, *folded],
                                                                                    columns=models)
@@ -199,7 +235,9 @@ def _draw_bars(ax: Axes, table: pd.DataFrame, models: list[str], colours: dict[s
         offset = (j - (m - 1) / 2) * bar
         colour = colours[model]
         values = probs.loc[shown, model].to_numpy()
-        handles.append(ax.barh(y[: len(shown)] + offset, values, height=bar * 0.9, color=colour))
+        handles.append(ax.barh(y[: len(shown)] + offset, values, height=bar * 0.9, color=colour, label=legend[j]))
+        hidden = np.array([view == "in_space" and a == OTHER for a in shown])  # "not in this view" says it
+        mark_zero_bars(ax, y[: len(shown)][~hidden] + offset, values[~hidden], bar * 0.9, colour)
         if OTHER in shown and view == "total":
             # "(other)" is not an answer: hatched, so it never reads as one model's favourite.
             i = shown.index(OTHER)
@@ -219,7 +257,7 @@ def _draw_bars(ax: Axes, table: pd.DataFrame, models: list[str], colours: dict[s
         ax.axhline(rows - 1.5, color="#BBBBBB", linewidth=0.6, linestyle=":")
     if view == "in_space" and OTHER in shown:
         ax.text(0.01, shown.index(OTHER), "not in this view", transform=ax.get_yaxis_transform(), va="center",
-                fontsize=7.5, color="#777777", style="italic")
+                fontsize=FONT["annotation"] * font_scale(ax.get_figure(root=True)), color="#777777", style="italic")
     rest = probs.loc[folded].sum().to_numpy() if folded else np.zeros(0)
     upper = np.nanmax(np.concatenate([probs.to_numpy().ravel(), highs.to_numpy().ravel(), rest, [0.0]]))
     ax.set_xlim(0, min(1.0, upper * 1.08) if upper > 0 else 1.0)

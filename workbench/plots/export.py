@@ -1,6 +1,7 @@
 """Export a figure with its provenance: the run ids, models and configs behind it, embedded in
 every file and written beside them as JSON, after `scrub_secrets` has removed anything that looks
-like a credential."""
+like a credential. Figures are written at a paper's column width (one column 3.5 in, two columns
+7 in; PNG at 300 dpi), and the provenance records the size."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from workbench.errors import WorkbenchError
+from workbench.plots.sizing import DEFAULT_WIDTH, figure_width, sized_copy
 from workbench.plots.style import DPI
 from workbench.secrets import scrub_secrets
 from workbench.version import __version__
@@ -75,14 +77,24 @@ def _metadata(fmt: str, software: str, blob: str, run_ids: list[str], title: str
 
 
 def export_figure(fig: Figure, stem: str | Path, provenance: Mapping[str, Any],
-                  formats: Sequence[str] = FORMATS) -> list[Path]:
-    """Write `<stem>.<format>` for each format plus `<stem>.provenance.json`, provenance embedded, secrets scrubbed."""
+                  formats: Sequence[str] = FORMATS, width: str | None = DEFAULT_WIDTH) -> list[Path]:
+    """Write `<stem>.<format>` for each format plus `<stem>.provenance.json`, provenance embedded, secrets scrubbed.
+
+    `width`: "two-column" (7 in, the default) or "one-column" (3.5 in): a copy of the figure is redrawn
+    exactly that wide (PNG: 2100 or 1050 pixels at 300 dpi), `fig` itself is left as it is; None writes
+    the figure at its own size, cropped to its content.
+    """
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise WorkbenchError(f"cannot export figures as {', '.join(unknown)}; use formats from {', '.join(FORMATS)}")
+    inches = figure_width(width)  # a bad width fails before anything is written
     stem, _ = figure_formats_for(stem)  # "out/fig.png" means the stem "out/fig"
     stem.parent.mkdir(parents=True, exist_ok=True)
+    if inches is not None:
+        fig = sized_copy(fig, width)
     record = scrub_secrets(dict(provenance))
+    inches_drawn = [round(float(v), 2) for v in fig.get_size_inches()]
+    record["figure_size"] = {"width": width or "as built", "inches": inches_drawn, "png_dpi": DPI}
     record.setdefault("workbench", __version__)
     record.setdefault("created_at", datetime.now(UTC).isoformat(timespec="seconds"))
     # ASCII-only JSON in the files: PNG tEXt chunks are Latin-1 and PDF strings stay greppable. scrub_secrets
@@ -94,7 +106,8 @@ def export_figure(fig: Figure, stem: str | Path, provenance: Mapping[str, Any],
     written = []
     for fmt in formats:
         path = stem.parent / f"{stem.name}.{fmt}"  # not with_suffix: a stem "v1.2" must keep its ".2"
-        fig.savefig(path, format=fmt, dpi=DPI, bbox_inches="tight", facecolor="white",
+        # A fixed width is kept exactly (no "tight" crop); constrained layout keeps everything inside it.
+        fig.savefig(path, format=fmt, dpi=DPI, bbox_inches=None if inches else "tight", facecolor="white",
                     metadata=_metadata(fmt, software, blob, run_ids, title))
         written.append(path)
     sidecar = stem.parent / f"{stem.name}.provenance.json"

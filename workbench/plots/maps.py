@@ -1,10 +1,12 @@
-"""Embedding maps: continuations in a 2-D projection, coloured by model, clusters labelled.
+"""Embedding maps: continuations in a 2-D projection, coloured by model, the largest clusters labelled.
 
 The frames: points: model, x, y [text, cluster]; clusters: cluster, label, x, y [size, share_<model>].
+The axis caption says which labels are drawn (and when none are, why), so it never promises more.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -21,15 +23,18 @@ from workbench.plots.style import (
     literal,
     model_colours,
     new_figure,
+    on_resize,
     shorten,
     style_axes,
+    wrap,
+    wrapped,
 )
 
 
 def _spread_labels(fig: Figure, ax: Axes, labels: list[Annotation], pad_px: float) -> list[bool]:
     """Nudge overlapping labels apart vertically and back inside the axes; True for each label moved."""
     fig.draw_without_rendering()  # settles the constrained layout, so pixel positions are final
-    frame = ax.get_window_extent()
+    frame = ax.get_window_extent().padded(-pad_px)  # the boxes' padding stays inside the axes too
     to_points = 72.0 / fig.dpi  # offsets are in points, extents in pixels
     placed = []
     moved = []
@@ -54,6 +59,43 @@ def _spread_labels(fig: Figure, ax: Axes, labels: list[Annotation], pad_px: floa
     return moved
 
 
+def place_labels(ax: Axes, labels: list[Annotation]) -> None:
+    """Put cluster labels at their medoids, spread apart, with a leader line from each label that moved."""
+    fig = ax.get_figure(root=True)
+    for old in getattr(ax, "_workbench_leaders", []):
+        old.remove()
+    size = labels[0].get_fontsize() if labels else FONT["annotation"]
+    fig.draw_without_rendering()
+    # A label is at most about 40% of the map's width (40 characters on a two-column map), on two lines at most.
+    chars = int(np.clip(ax.get_window_extent().width * 72 / fig.dpi * 0.4 / (size * 0.55), 16, 40))
+    for label in labels:
+        label.xyann = (0.0, 0.0)
+        number, text = getattr(label, "_workbench_label", ("", label.get_text()))
+        if number != "":  # one line of 40 where there is room, else two shorter lines
+            label.set_text(f"#{number}: {shorten(text, 40)}" if chars >= 40 else
+                           wrap(f"#{number}: {shorten(text, 2 * chars - 6)}", chars))
+    moved = _spread_labels(fig, ax, labels, pad_px=0.3 * size * fig.dpi / 72)
+    leaders = []
+    for text, shifted in zip(labels, moved, strict=True):
+        if shifted:  # a leader line back to the medoid, drawn under the label's box
+            leaders.append(ax.annotate("", text.xy, xytext=text.xyann, textcoords="offset points", zorder=4,
+                                       arrowprops={"arrowstyle": "-", "color": "#666666", "linewidth": 0.7,
+                                                   "shrinkA": 0, "shrinkB": 2}))
+            leaders += ax.plot(*text.xy, marker="o", markersize=3, color=INK, zorder=4)
+    ax._workbench_leaders = leaders  # type: ignore[attr-defined]
+
+
+def _labels_caption(clusters: pd.DataFrame | None, unlabelled: int) -> str:
+    """What the labels on the map are: exactly the ones drawn."""
+    if clusters is None:
+        return "no cluster labels"
+    if clusters.empty:
+        return "no cluster labels (no cluster has more than one member)"
+    which = "the largest cluster" if len(clusters) == 1 else f"the {len(clusters)} largest clusters"
+    more = f"; {unlabelled} smaller clusters unlabelled" if unlabelled else ""
+    return f"labels: {which}, each at its medoid{more}"
+
+
 def embedding_map_figure(points: pd.DataFrame, clusters: pd.DataFrame | None, title: str = "",
                          note: str = "", max_labels: int = 8) -> Figure:
     """A 2-D map of continuation embeddings coloured by model, the largest clusters labelled at their medoids."""
@@ -74,7 +116,10 @@ def embedding_map_figure(points: pd.DataFrame, clusters: pd.DataFrame | None, ti
         # map, so only the largest clusters (more than one member, when sizes are known) get a label.
         if "size" in clusters:
             clusters = clusters[clusters["size"] > 1].sort_values("size", ascending=False, kind="stable")
+        unlabelled = len(clusters) - min(len(clusters), max_labels)
         clusters = clusters.head(max_labels)
+    else:
+        unlabelled = 0
     models = list(dict.fromkeys(points["model"]))
     colours = model_colours(models)
     width, height = 7.0, 5.6
@@ -83,9 +128,10 @@ def embedding_map_figure(points: pd.DataFrame, clusters: pd.DataFrame | None, ti
     handles, labels = [], []
     for model in models:
         group = points[points["model"] == model]
-        ax.scatter(group["x"], group["y"], s=18, color=colours[model], alpha=0.6, linewidths=0, zorder=2)
+        label = literal(f"{model} (n = {len(group)})")
+        ax.scatter(group["x"], group["y"], s=18, color=colours[model], alpha=0.6, linewidths=0, zorder=2, label=label)
         handles.append(Line2D([], [], linestyle="none", marker="o", markersize=6, color=colours[model]))
-        labels.append(literal(f"{model} ({len(group)})"))
+        labels.append(label)
     ax.margins(0.08)
     if clusters is not None and len(clusters):
         box = {"boxstyle": "round,pad=0.3", "facecolor": "white", "edgecolor": "#888888", "linewidth": 0.6,
@@ -96,18 +142,13 @@ def embedding_map_figure(points: pd.DataFrame, clusters: pd.DataFrame | None, ti
                                textcoords="offset points", ha="center", va="center", fontsize=FONT["annotation"],
                                color=INK, bbox=box, zorder=5, annotation_clip=False)
             text.set_in_layout(False)  # labels are placed after layout; they must not move it
+            text._workbench_label = (row.cluster, row.label)  # type: ignore[attr-defined]  # shortened to fit
             texts.append(text)
-        moved = _spread_labels(fig, ax, texts, pad_px=0.3 * FONT["annotation"] * fig.dpi / 72)
-        for text, shifted in zip(texts, moved, strict=True):
-            if shifted:  # a leader line back to the medoid, drawn under the label's box
-                ax.annotate("", text.xy, xytext=text.xyann, textcoords="offset points", zorder=4,
-                            arrowprops={"arrowstyle": "-", "color": "#666666", "linewidth": 0.7,
-                                        "shrinkA": 0, "shrinkB": 2})
-                ax.plot(*text.xy, marker="o", markersize=3, color=INK, zorder=4)
+        on_resize(fig, place_labels, ax, texts)  # run by finish_figure, and again when resized
     # Projection axes (UMAP, PCA, t-SNE) have no units: ticks would suggest a scale that is not there.
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_xlabel("embedding map (2-D projection; labels: cluster medoids)")
+    wrapped(ax.xaxis.label, "embedding map (2-D projection); " + _labels_caption(clusters, unlabelled), 11.0, ax=ax)
     style_axes(ax, grid=None)
     add_legend(ax, handles, labels, width)
     return finish_figure(fig, title, note, width)

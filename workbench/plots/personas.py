@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from workbench.errors import WorkbenchError
+from workbench.plots.sizing import KEEP_HEIGHT, keep
 from workbench.plots.style import (
     FONT,
     INK,
@@ -26,7 +27,9 @@ from workbench.plots.style import (
     literal,
     model_colours,
     new_figure,
+    panel_title,
     style_axes,
+    wrapped,
 )
 
 if TYPE_CHECKING:
@@ -91,6 +94,16 @@ def _answered_note(frame: pd.DataFrame, threshold: float) -> str:
             "options; its bars say what it answers when it does.")
 
 
+def _items_n(rows: pd.DataFrame) -> str:
+    """'n = 12 items per trait' (or a range): how many statements each score averages."""
+    column = "n_items" if "n_items" in rows else "n" if "n" in rows else None
+    n = pd.to_numeric(rows[column], errors="coerce").dropna() if column else pd.Series(dtype=float)
+    if n.empty:
+        return "n not recorded"
+    low, high = int(n.min()), int(n.max())
+    return f"n = {low}{f'-{high}' if high > low else ''} items per score"
+
+
 def _threshold(result: PersonaResult) -> float:
     return float(getattr(result, "answered_threshold", 0.5))
 
@@ -108,9 +121,11 @@ def persona_figure(result: PersonaResult, title: str = "Agentic-persona statemen
     models = list(dict.fromkeys(frame["model"]))
     colours = model_colours(models)
     width, height = 7.5, 1.4 + 0.55 * len(traits) * max(1, len(models)) ** 0.5
-    fig = new_figure(width, height)
+    fig = keep(new_figure(width, height), KEEP_HEIGHT)  # rows of traits keep their room when resized
     ax = fig.subplots()
-    grouped_barh(ax, frame, "trait", "p_match", traits, models)
+    methods = result.items.groupby("model")["method"].first().to_dict()
+    labels = {m: literal(f"{m} ({framings.get(m, ['?'])[0]}, {methods.get(m)})") for m in models}
+    grouped_barh(ax, frame, "trait", "p_match", traits, models, labels)
     if "p_answered" in frame:
         bar = 0.8 / len(models)
         for m, model in enumerate(models):
@@ -124,12 +139,11 @@ def persona_figure(result: PersonaResult, title: str = "Agentic-persona statemen
                         color=WARN if low else MUTED, fontweight="bold" if low else "normal", clip_on=False)
     ax.axvline(0.5, color="#777777", linewidth=0.8, linestyle="--")
     ax.set_xlim(0, 1)
-    ax.set_xlabel(f"{P_MATCH_LABEL} (mean over items, 95% bootstrap CI)", fontsize=FONT["label"])
+    wrapped(ax.xaxis.label, f"{P_MATCH_LABEL} (mean over items, 95% bootstrap CI)", 11.0, ax=ax)
+    panel_title(ax, _items_n(frame))
     style_axes(ax, grid="x")
-    methods = result.items.groupby("model")["method"].first().to_dict()
     handles = [Line2D([], [], linestyle="none", marker="s", markersize=8, color=colours[m]) for m in models]
-    labels = [f"{m} ({framings.get(m, ['?'])[0]}, {methods.get(m)})" for m in models]
-    add_legend(ax, handles, labels, width)
+    add_legend(ax, handles, [labels[m] for m in models], width)
     names = {f[0] for f in framings.values()}
     if len(names) == 1:
         title = f"{title} (framing: {next(iter(names))})"
@@ -160,6 +174,9 @@ def persona_grid_figure(result: PersonaResult, title: str = "Agentic personas: e
     fig = new_figure(width, height)
     axes = np.atleast_1d(fig.subplots(panels_down, columns, sharey=True, squeeze=False)).ravel()
     step = 0.7 / max(1, len(models))
+    methods = result.items.groupby("model")["method"].first().to_dict()
+    names = {m: literal(f"{m} ({methods.get(m)})") for m in models}
+    hollow = f"p_answered < {threshold:g}"
     for ax, trait in zip(axes, traits, strict=False):
         rows = frame[frame["trait"] == trait]
         for m, model in enumerate(models):
@@ -172,8 +189,10 @@ def persona_grid_figure(result: PersonaResult, title: str = "Agentic personas: e
             ax.errorbar(x, y, yerr=errors, fmt="none", ecolor=colours[model], elinewidth=1.0, capsize=2)
             low = mine["p_answered_low"].fillna(False).to_numpy(dtype=bool) if "p_answered_low" in mine \
                 else np.zeros(len(x), dtype=bool)
-            ax.scatter(x[~low], y[~low], color=colours[model], s=30, zorder=3)
-            ax.scatter(x[low], y[low], facecolor="white", edgecolor=colours[model], linewidth=1.4, s=30, zorder=3)
+            ax.scatter(x[~low], y[~low], color=colours[model], s=30, zorder=3, label=names[model])
+            if low.any():  # only then does the legend explain hollow markers
+                ax.scatter(x[low], y[low], facecolor="white", edgecolor=colours[model], linewidth=1.4, s=30,
+                           zorder=3, label=hollow)
             if "p_answered" in mine:
                 for xi, answered, flag in zip(x, mine["p_answered"], low, strict=True):
                     if not math.isnan(answered):  # beside the point's bar, never on it
@@ -186,18 +205,18 @@ def persona_grid_figure(result: PersonaResult, title: str = "Agentic personas: e
         ax.set_xticks(np.arange(len(framings)), [literal(f) for f in framings], fontsize=FONT["tick"],
                       rotation=15 if len(framings) > 2 else 0)
         # The trait names the panel from below: above it sits the legend.
-        ax.set_xlabel(literal(trait), fontsize=FONT["label"], color=INK, fontweight="bold")
+        ax.xaxis.label.set(fontsize=FONT["label"], color=INK)
+        wrapped(ax.xaxis.label, f"{trait}\n{_items_n(rows)}", 11.0, 1 / columns, ax=ax)  # under its own panel
         style_axes(ax, grid="y")
     for ax in axes[len(traits):]:
         ax.set_visible(False)
+    fig._workbench_panels = list(axes[: len(traits)])  # type: ignore[attr-defined]  # one column stacks them
     for ax in axes[::columns]:
         ax.set_ylabel("P(trait-matching answer)\nrenormalised over the options", fontsize=FONT["label"])
-    methods = result.items.groupby("model")["method"].first().to_dict()
     handles = [Line2D([], [], linestyle="none", marker="o", markersize=7, color=colours[m]) for m in models]
     handles.append(Line2D([], [], linestyle="none", marker="o", markersize=7, markerfacecolor="white",
                           markeredgecolor=MUTED))
-    labels = [f"{m} ({methods.get(m)})" for m in models] + [f"p_answered < {threshold:g}"]
-    add_legend(axes[0], handles, labels, width)
+    add_legend(axes[0], handles, [names[m] for m in models] + [hollow], width)
     note = " ".join(part for part in (
         f"{result.family_note}.",
         "Each point: mean over items with a 95% bootstrap CI. 'answered': p_answered, the probability mass on the "

@@ -19,6 +19,7 @@ from workbench.plots.style import (
     model_colours,
     new_figure,
     style_axes,
+    wrapped,
 )
 
 if TYPE_CHECKING:
@@ -34,6 +35,12 @@ def _joint_projection(vectors: np.ndarray) -> np.ndarray:
     return vectors[:, :2].copy()  # too few to fit: the first two raw dimensions
 
 
+def _runs_n(results: list[SelfChatResult]) -> str:
+    """'n = 3 runs' (or 'n = 3, 5 runs per pairing'): how many conversations each path set and curve rest on."""
+    counts = sorted({int(r.turns["run"].nunique()) for r in results})
+    return f"n = {', '.join(map(str, counts))} runs" + (" per pairing" if len(results) > 1 else "")
+
+
 def selfchat_figure(results: SelfChatResult | Sequence[SelfChatResult], title: str = "") -> Figure:
     """Two panels: each run's path through a 2-D projection of the turn embeddings, and dispersion against turn."""
     results = list(results) if isinstance(results, Sequence) else [results]
@@ -47,6 +54,7 @@ def selfchat_figure(results: SelfChatResult | Sequence[SelfChatResult], title: s
     width, height = 10.0, 4.8
     fig = new_figure(width, height)
     paths, curve = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.15, 1.0]})
+    fig._workbench_panels = [paths, curve]  # type: ignore[attr-defined]  # one column stacks them (plots.sizing)
 
     offset = 0
     for result in results:
@@ -59,12 +67,14 @@ def selfchat_figure(results: SelfChatResult | Sequence[SelfChatResult], title: s
             xy = np.vstack([seed_xy, points[rows.sort_values("turn").index.to_numpy()]])
             paths.plot(xy[:, 0], xy[:, 1], color=colour, linewidth=1.1 if single else 0.9,
                        alpha=0.75 if single else 0.55, zorder=2)
-            paths.plot(*xy[1], marker="o", markersize=5, markerfacecolor="white", markeredgecolor=colour, zorder=3)
-            paths.plot(*xy[-1], marker="s", markersize=6, color=colour, zorder=4)
-        paths.plot(*seed_xy, marker="*", markersize=12, color=INK, zorder=5)
+            paths.plot(*xy[1], marker="o", markersize=5, markerfacecolor="white", markeredgecolor=colour, zorder=3,
+                       label="turn 1")
+            paths.plot(*xy[-1], marker="s", markersize=6, color=colour, zorder=4, label="final turn")
+        paths.plot(*seed_xy, marker="*", markersize=12, color=INK, zorder=5, label="opening line")
     paths.set_xticks([])
     paths.set_yticks([])  # projection axes have no units
-    paths.set_xlabel("turn embeddings, 2-D PCA (one line per run)")
+    runs = _runs_n(results)
+    wrapped(paths.xaxis.label, f"turn embeddings, 2-D PCA (one line per run; {runs})", 11.0, 0.55, ax=paths)
     style_axes(paths, grid=None)
     handles = [Line2D([], [], linestyle="none", marker="*", markersize=9, color=INK),
                Line2D([], [], linestyle="none", marker="o", markersize=5, markerfacecolor="white",
@@ -79,7 +89,8 @@ def selfchat_figure(results: SelfChatResult | Sequence[SelfChatResult], title: s
         colour = colours[result.pairing]
         t = frame["turn"].to_numpy()
         curve.fill_between(t, frame["ci_low"], frame["ci_high"], color=colour, alpha=0.18, linewidth=0, zorder=1)
-        curve.plot(t, frame["dispersion"], color=colour, linewidth=1.6, marker="o", markersize=4, zorder=3)
+        curve.plot(t, frame["dispersion"], color=colour, linewidth=1.6, marker="o", markersize=4, zorder=3,
+                   label=literal(result.pairing))
         top = max(top, float(np.nanmax(frame["ci_high"])))
     turns = sorted({int(t) for r in results for t in r.dispersion["turn"]})
     if single:
@@ -90,7 +101,7 @@ def selfchat_figure(results: SelfChatResult | Sequence[SelfChatResult], title: s
         add_legend(curve, [Line2D([], [], color=colours[p], linewidth=2) for p in pairings],
                    [literal(p) for p in pairings], width * 0.45)
     curve.set_ylim(0, max(top * 1.1, 0.05))
-    curve.set_xlabel("turn" + (" and speaker" if single else ""))
+    curve.set_xlabel("turn" + (" and speaker" if single else "") + f" ({runs})")
     curve.set_ylabel("dispersion across runs\n(mean pairwise cosine distance)")
     style_axes(curve, grid="y")
 

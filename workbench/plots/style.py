@@ -6,6 +6,7 @@ The style is applied per figure; matplotlib's rcParams stay untouched so noteboo
 
 from __future__ import annotations
 
+import re
 import textwrap
 from typing import Any
 
@@ -13,6 +14,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.text import Text
+from matplotlib.ticker import AutoLocator, MaxNLocator
+from matplotlib.transforms import ScaledTranslation
 
 # Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies. Black is left
 # out: it is the text colour and a black bar reads as emphasis. Blue and orange come first so the
@@ -28,7 +32,10 @@ WARNING_FILL = "#FDEBD3"
 WARNING_EDGE = "#D55E00"
 SEQUENTIAL_CMAP = "cividis"  # perceptually uniform and readable with any colour-vision deficiency
 FONT = {"title": 11.0, "label": 9.5, "tick": 8.5, "legend": 8.5, "note": 8.0, "annotation": 7.5}
-DPI = 150  # sharp enough to paste into a paper, small enough for a notebook
+DPI = 300  # exported PNGs: what journals ask of line art with text
+SCREEN_DPI = 150  # figures as built and shown in a notebook: sharp, and not 2000 pixels wide
+# Tick spacings a reader can count in: 0.2, 0.5, 1, 2, 5, ... (never 0.125 or 0.375).
+ROUND_STEPS = (1, 2, 5, 10)
 
 # Shorter names for metrics on axes and colour bars; anything else is shown with "_" as spaces.
 METRIC_LABELS = {
@@ -42,6 +49,7 @@ METRIC_LABELS = {
     "jsd": "Jensen-Shannon divergence (bits)",
     "kl_bits": "KL divergence (bits)",
 }
+_METRIC_ID = re.compile(r"\b(" + "|".join(sorted(map(re.escape, METRIC_LABELS), key=len, reverse=True)) + r")\b")
 
 
 def model_colours(models: list[str]) -> dict[str, str]:
@@ -65,36 +73,135 @@ def style_axes(ax: Axes, grid: str | None = "both") -> None:
     if grid:
         ax.grid(True, axis=grid, color=GRID, linewidth=0.6)
         ax.set_axisbelow(True)
+    for axis in (ax.xaxis, ax.yaxis):
+        if type(axis.get_major_locator()) is AutoLocator:  # numeric and not placed by hand: round steps
+            axis.set_major_locator(MaxNLocator(nbins="auto", steps=list(ROUND_STEPS)))
 
 
 def new_figure(width: float, height: float) -> Figure:
     """A white figure with constrained layout, so titles, legends and notes never overlap the plot."""
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained", facecolor="white")
+    return Figure(figsize=(width, height), dpi=SCREEN_DPI, layout="constrained", facecolor="white")
+
+
+def font_scale(fig: Figure) -> float:
+    """How much this figure's fonts were scaled to fit its width (1 as built; see `workbench.plots.sizing`)."""
+    return float(getattr(fig, "_workbench_font_scale", 1.0))
+
+
+def wrapped(artist: Text, text: str, per_inch: float, share: float = 1.0, floor: int = 12,
+            ax: Axes | None = None) -> Text:
+    """Set `text` on `artist` wrapped to its width, and remember how: laid out or resized, it is wrapped again.
+
+    `per_inch`: characters per inch at the house font sizes; the width is the axes `ax` (a panel's title or
+    axis label: once laid out, the panel's own width) or else `share` of the figure's width (the title: 1).
+    `floor`: the fewest characters per line.
+    """
+    artist._workbench_wrap = (text, per_inch, share, floor, ax)  # type: ignore[attr-defined]
+    _wrap_now(artist, artist.get_figure(root=True))
+    return artist
+
+
+def _wrap_now(artist: Text, fig: Figure) -> None:
+    text, per_inch, share, floor, ax = artist._workbench_wrap  # type: ignore[attr-defined]
+    inches = fig.get_figwidth() * (ax.get_position().width if ax is not None else share)
+    artist.set_text(wrap(literal(text), max(floor, int(inches * per_inch / font_scale(fig)))))
+
+
+def rewrap(fig: Figure, layout: bool = True) -> None:
+    """Wrap every text `wrapped` remembered again, to the figure's width and its panels' widths as laid out
+    (`layout=False`: as last laid out, without drawing, e.g. right after a resize so the layout can settle)."""
+    if layout:
+        fig.draw_without_rendering()
+    for text in fig.findobj(Text):
+        if getattr(text, "_workbench_wrap", None):
+            _wrap_now(text, fig)
+
+
+def on_resize(fig: Figure, hook: Any, *args: Any) -> None:
+    """Run `hook(*args)` once the figure is laid out: when it is finished and again whenever it is resized
+    (to spread labels, wrap a box to its panel); `hook` must be a module-level function, so figures copy."""
+    fig._workbench_hooks = [*getattr(fig, "_workbench_hooks", []), (hook, args)]  # type: ignore[attr-defined]
+
+
+def run_hooks(fig: Figure) -> None:
+    """Run the figure's `on_resize` hooks (its layout settled first)."""
+    for hook, args in getattr(fig, "_workbench_hooks", []):
+        hook(*args)
 
 
 def finish_figure(fig: Figure, title: str, note: str, width: float) -> Figure:
-    """Add the title on top and the note in small italics under everything."""
-    chars = max(40, int(width * 13))  # about what fits on one line at these font sizes
+    """Add the title on top (metric ids said in words) and the note in small italics under everything."""
+    # About what fits on one line at these font sizes; `width` is the figure's width as built.
     if title:
-        fig.suptitle(wrap(literal(title), int(chars * 0.8)), fontsize=FONT["title"], color=INK)
+        wrapped(fig.suptitle("", fontsize=FONT["title"] * font_scale(fig), color=INK), title_words(title), 10.4,
+                floor=32)
     if note:
         # supxlabel, not fig.text: constrained layout reserves room for it, so it is never cut off.
-        fig.supxlabel(wrap(literal(note), chars), fontsize=FONT["note"], style="italic", color=MUTED)
+        wrapped(fig.supxlabel("", fontsize=FONT["note"] * font_scale(fig), style="italic", color=MUTED), note, 13.0,
+                floor=40)
+    rewrap(fig)  # panel titles and labels to their panels as laid out
+    run_hooks(fig)
     return fig
+
+
+def panel_title(ax: Axes, text: str, share: float = 1.0) -> None:
+    """A panel's own title (its view, its n), wrapped to the panel's width (`share` of the figure's until laid out)."""
+    wrapped(ax.set_title("", fontsize=(FONT["label"]) * font_scale(ax.get_figure(root=True)), color=INK),
+            text, 11.0, share, floor=16, ax=ax)
+
+
+def drawn_labels(fig: Figure) -> set[str]:
+    """The labels of every artist drawn in the figure's axes that a legend may name."""
+    found: set[str] = set()
+    for ax in fig.axes:
+        found.update(ax.get_legend_handles_labels()[1])
+    return found
 
 
 def add_legend(ax: Axes, handles: list[Any], labels: list[str], width: float, header: bool = False) -> None:
     """A frameless legend just above the axes: outside them it can never hide data.
 
-    `header=True` puts it in the middle of a header axes (see `panel_figure`) instead.
+    Only entries whose label an artist drawn in the figure carries are shown: a legend never names
+    what is not there. `header=True` puts it in the middle of a header axes (see `panel_figure`).
     """
-    longest = max((len(label) for label in labels), default=10)
-    per_row = max(1, min(len(labels), int(width * 72 / (longest * FONT["legend"] * 0.55 + 36))))
+    fig = ax.get_figure(root=True)
+    drawn = drawn_labels(fig)
+    pairs = [(h, label) for h, label in zip(handles, labels, strict=True) if label in drawn]
+    ax._workbench_legend = (handles, labels, width / fig.get_figwidth(), header)  # type: ignore[attr-defined]
+    if not pairs:
+        return
+    size = FONT["legend"] * font_scale(fig)
+    fits = max(16, int((width * 72 - 40) / (size * 0.55)))  # characters on one line beside the handle
+    handles, labels = [h for h, _ in pairs], [wrap(label, fits) for _, label in pairs]
+    chars = [max(len(line) for line in label.split("\n")) for label in labels]
+
+    def fits_in(ncols: int) -> bool:  # matplotlib fills column by column; each is as wide as its longest label
+        rows = -(-len(labels) // ncols)
+        return sum(max(chars[c * rows:(c + 1) * rows], default=0) * size * 0.55 + 36
+                   for c in range(ncols)) <= width * 72
+
+    per_row = next((c for c in range(len(labels), 1, -1) if fits_in(c)), 1)
     # An axes legend, not fig.legend(loc="outside ..."): constrained layout stacks an axes legend
     # under the suptitle, while an outside figure legend is drawn over it.
-    where = {"loc": "center"} if header else {"loc": "lower center", "bbox_to_anchor": (0.5, 1.01)}
-    ax.legend(handles, labels, ncols=per_row, frameon=False, fontsize=FONT["legend"], handlelength=1.6,
+    where: dict[str, Any] = {"loc": "center"} if header else {"loc": "lower center", "bbox_to_anchor": (0.5, 1.01)}
+    if not header and ax.get_title():  # above the panel's title, not on it
+        lines = ax.get_title().count("\n") + 1
+        lift = (ax.title.get_fontsize() * 1.25 * lines + 6) / 72  # inches
+        where["bbox_transform"] = ax.transAxes + ScaledTranslation(0, lift, fig.dpi_scale_trans)
+    ax.legend(handles, labels, ncols=per_row, frameon=False, fontsize=size, handlelength=1.6,
               columnspacing=1.4, borderaxespad=0.2, **where)
+
+
+def mark_zero_bars(ax: Axes, positions: Any, values: Any, thickness: float, colour: str) -> None:
+    """A zero-length bar is no bar: draw a stub at 0 the bar's thickness tall and the value "0" beside it."""
+    for y, value in zip(np.asarray(positions, dtype=float), np.asarray(values, dtype=float), strict=True):
+        if value == 0:
+            ax.plot([0, 0], [y - thickness / 2, y + thickness / 2], color=colour, linewidth=2.4,
+                    solid_capstyle="butt", clip_on=False, zorder=3)
+            # On a white patch: a whisker from 0 passes under the "0", not through it.
+            ax.annotate("0", (0, y), xytext=(4, 0), textcoords="offset points", va="center", ha="left",
+                        fontsize=FONT["annotation"] * font_scale(ax.get_figure(root=True)), color=colour, zorder=4,
+                        bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none"})
 
 
 def panel_figure(width: float, plot_height: float, ncols: int = 1, warning: str = "",
@@ -118,19 +225,24 @@ def panel_figure(width: float, plot_height: float, ncols: int = 1, warning: str 
     if ncols > 1:
         legend_ax = fig.add_subplot(grid[-2, :])
         legend_ax.axis("off")
+        fig._workbench_panels = axes  # type: ignore[attr-defined]  # one column stacks them (plots.sizing)
     if warning:
         box = fig.add_subplot(grid[0, :])
         box.axis("off")
-        box.text(0.0, 0.5, literal(lines), transform=box.transAxes, ha="left", va="center",
-                 fontsize=FONT["note"] + 0.5, color=WARNING_INK, linespacing=1.3,
-                 bbox={"boxstyle": "round,pad=0.45", "facecolor": WARNING_FILL, "edgecolor": WARNING_EDGE,
-                       "linewidth": 0.9})
+        text = box.text(0.0, 0.5, "", transform=box.transAxes, ha="left", va="center",
+                        fontsize=FONT["note"] + 0.5, color=WARNING_INK, linespacing=1.3,
+                        bbox={"boxstyle": "round,pad=0.45", "facecolor": WARNING_FILL, "edgecolor": WARNING_EDGE,
+                              "linewidth": 0.9})
+        wrapped(text, "\u26a0 " + warning, 12.0, floor=30, ax=box)  # the box is as wide as the plots
     return fig, axes, legend_ax
 
 
 def grouped_barh(ax: Axes, frame: pd.DataFrame, category: str, value: str, categories: list[str],
-                 models: list[str]) -> None:
-    """Horizontal bars of `value` per category, the models side by side, with ci_low/ci_high whiskers."""
+                 models: list[str], labels: dict[str, str] | None = None) -> None:
+    """Horizontal bars of `value` per category, the models side by side, with ci_low/ci_high whiskers.
+
+    Each model's bars carry its legend label (`labels`, default the model's name); a zero bar gets a stub and "0".
+    """
     colours = model_colours(models)
     bar = 0.8 / len(models)
     for m, model in enumerate(models):
@@ -139,7 +251,9 @@ def grouped_barh(ax: Axes, frame: pd.DataFrame, category: str, value: str, categ
         errors = np.vstack([(rows[value] - rows["ci_low"]).clip(lower=0).fillna(0),
                             (rows["ci_high"] - rows[value]).clip(lower=0).fillna(0)])
         ax.barh(y, rows[value], height=bar * 0.9, color=colours[model], xerr=errors,
-                error_kw={"ecolor": INK, "elinewidth": 0.8, "capsize": 2})
+                error_kw={"ecolor": INK, "elinewidth": 0.8, "capsize": 2},
+                label=literal((labels or {}).get(model, model)))
+        mark_zero_bars(ax, y, rows[value], bar * 0.9, colours[model])
     ax.set_yticks(np.arange(len(categories)), [literal(c) for c in categories], fontsize=FONT["tick"])
     ax.invert_yaxis()
 
@@ -165,8 +279,10 @@ def shorten(text: object, width: int) -> str:
 
 
 def wrap(text: str, width: int) -> str:
-    """Wrap each paragraph of `text` to `width` characters."""
-    return "\n".join(textwrap.fill(p, width) if p else "" for p in text.split("\n"))
+    """Wrap each paragraph of `text` to `width` characters, at spaces only: an id ("mode-collapse/coin-flip")
+    or a long word is never broken across lines."""
+    return "\n".join(textwrap.fill(p, width, break_on_hyphens=False, break_long_words=False) if p else ""
+                     for p in text.split("\n"))
 
 
 def format_temperature(t: float) -> str:
@@ -177,3 +293,32 @@ def format_temperature(t: float) -> str:
 def metric_label(metric: str) -> str:
     """A readable axis label for a metric column."""
     return METRIC_LABELS.get(metric, metric.replace("_", " "))
+
+
+def metric_title(metric: str) -> str:
+    """A metric in words for a title: 'top1_mass' -> 'Share of the top answer' (no units, capitalised)."""
+    words = re.sub(r" \((bits|nats)\)$", "", metric_label(metric))
+    return words[:1].upper() + words[1:]
+
+
+def title_words(title: str) -> str:
+    """A title with every metric id said in words: 'top1_mass against temperature' -> 'Share of the top answer
+    against temperature' (capitalised only at the start)."""
+    def say(match: re.Match[str]) -> str:
+        words = metric_title(match.group(1))
+        return words if match.start() == 0 else words[:1].lower() + words[1:]
+
+    return _METRIC_ID.sub(say, title)
+
+
+def prompt_words(ref: str) -> str:
+    """A library prompt id in words for a title: 'mode-collapse/random-digit-sequence' -> 'random digit
+    sequence (mode collapse)'; a grid variant 'c/p?theme=a lighthouse' -> 'p (c; theme = a lighthouse)'.
+    Text that is not such an id is returned as it is."""
+    match = re.fullmatch(r"([a-z0-9]+(?:-[a-z0-9]+)*)/([a-z0-9]+(?:-[a-z0-9]+)*)(?:\?(.*))?", str(ref).strip())
+    if not match:
+        return str(ref)
+    collection, prompt = (part.replace("-", " ") for part in match.groups()[:2])
+    pairs = [pair.partition("=") for pair in (match.group(3) or "").split("&") if pair]
+    variables = [f"{key} = {value}" for key, _, value in pairs]
+    return f"{prompt} ({'; '.join([collection, *variables])})"

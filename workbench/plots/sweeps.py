@@ -36,6 +36,7 @@ from workbench.plots.style import (
     metric_label,
     model_colours,
     panel_figure,
+    panel_title,
     style_axes,
 )
 
@@ -90,44 +91,88 @@ def sweep_warning(frame: pd.DataFrame, threshold: float = OTHER_WARNING_THRESHOL
             + f": widen the answer space, or read {where}.")
 
 
+def _names(every: pd.DataFrame, threshold: float) -> dict[str, str]:
+    """The legend's words for what a sweep figure may draw; each drawn artist carries one of them."""
+    return {"exact": "exact (no sampling error)", "sampled": f"sampled ({_ns(every)})",
+            "band": "95% interval (see below)" if "interval" in every else "confidence interval",
+            "whisker": "95% interval (see below)" if "interval" in every else "confidence interval",
+            "faded": "faded: outside the estimator's checked regime", "ring": f"P(other) > {threshold:g}",
+            "top_other": f"top answer is {OTHER}"}
+
+
 def _draw_metric(ax: Axes, chosen: pd.DataFrame, models: list[str], colours: dict[str, str], ring: bool,
-                 threshold: float) -> dict[str, bool]:
-    """One metric's lines, markers, bands; rings where P(other) > threshold. Returns what was drawn."""
-    drawn = {"band": False, "faded": False, "ring": False}
+                 threshold: float, names: dict[str, str]) -> dict[str, bool]:
+    """One metric's lines, markers, bands; rings where P(other) > threshold. Returns what was drawn.
+
+    Every artist a legend entry stands for carries that entry's label (the rest are hidden from legends).
+    """
+    drawn = {"band": False, "whisker": False, "faded": False, "ring": False}
+    span = float(np.nanmax(chosen["value"]) - min(0.0, float(np.nanmin(chosen["value"])))) or 1.0
     for model in models:
         group = chosen[chosen["model"] == model]
         colour = colours[model]
         methods = list(dict.fromkeys(group["method"]))
-        for method in methods:
+        for i, method in enumerate(methods):
             line = group[group["method"] == method].sort_values("temperature")
             t, v = line["temperature"].to_numpy(), line["value"].to_numpy()
             lo, hi = line["ci_low"].to_numpy(), line["ci_high"].to_numpy()
             # A model measured both ways gets a dashed sampled line, so the two never look like one.
             style = "--" if method == "sampled" and len(methods) > 1 else "-"
-            ax.plot(t, v, color=colour, linewidth=1.6, linestyle=style, zorder=3)
+            ax.plot(t, v, color=colour, linewidth=1.6, linestyle=style, zorder=3,
+                    label=literal(model) if i == 0 else "_nolegend_")
             hollow = method == "sampled"
             ok = line["reliable"].to_numpy()
-            for keep, alpha in ((ok, 1.0), (~ok, 0.35)):  # faded: outside the estimator's checked regime
-                if keep.any():
+            for keep, alpha, name in ((ok, 1.0, names.get(method, "_nolegend_")), (~ok, 0.35, names["faded"])):
+                if keep.any():  # faded: outside the estimator's checked regime
                     ax.plot(t[keep], v[keep], linestyle="none", marker="o", markersize=5.5, markeredgewidth=1.4,
-                            color=colour, markerfacecolor="white" if hollow else colour, alpha=alpha, zorder=4)
+                            color=colour, markerfacecolor="white" if hollow else colour, alpha=alpha, zorder=4,
+                            label=name)
             drawn["faded"] |= bool((~ok).any())
-            banded = (np.isfinite(lo) & np.isfinite(hi) & (hi > lo)) if len(lo) else np.zeros(0, dtype=bool)
+            # An interval thinner than a line's width is not drawn: a legend entry for it would name nothing seen.
+            banded = (np.isfinite(lo) & np.isfinite(hi) & (hi - lo > span * 0.004)) if len(lo) \
+                else np.zeros(0, dtype=bool)
             for start, stop in _runs(banded):
-                drawn["band"] = True
                 if stop - start > 1:
+                    drawn["band"] = True
                     ax.fill_between(t[start:stop], lo[start:stop], hi[start:stop], color=colour, alpha=0.18,
-                                    linewidth=0, zorder=2)
+                                    linewidth=0, zorder=2, label=names["band"])
                 else:  # a band needs two points; a lone interval is a whisker
+                    drawn["whisker"] = True
                     ax.errorbar(t[start], v[start], yerr=[[v[start] - lo[start]], [hi[start] - v[start]]],
-                                fmt="none", ecolor=colour, elinewidth=1.0, capsize=3, zorder=2)
+                                fmt="none", ecolor=colour, elinewidth=1.0, capsize=3, zorder=2,
+                                label=names["whisker"])
     if ring:
         over = chosen[chosen["p_other"] > threshold]
         if len(over):
             drawn["ring"] = True
             ax.plot(over["temperature"], over["value"], linestyle="none", marker="o", markersize=11,
-                    markerfacecolor="none", markeredgecolor=WARNING_EDGE, markeredgewidth=1.3, zorder=5)
+                    markerfacecolor="none", markeredgecolor=WARNING_EDGE, markeredgewidth=1.3, zorder=5,
+                    label=names["ring"])
     return drawn
+
+
+def _temperature_ticks(ax: Axes, temps: np.ndarray) -> None:
+    """Ticks at the temperatures measured when they are few, round (0.5, 1.0) and evenly enough spread;
+    otherwise round ticks from the house locator (0.5, 1.0, 1.5, never 0.875)."""
+    round_ = bool(np.allclose(temps * 10, np.round(temps * 10)))
+    spread = len(temps) < 2 or float(np.min(np.diff(temps))) >= (temps[-1] - temps[0]) / 10
+    if round_ and spread and len(temps) <= 8:
+        ax.set_xticks(temps, [format_temperature(t) for t in temps])
+
+
+def _panel_n(chosen: pd.DataFrame) -> str:
+    """'n = 100 samples per point' / '…; exact points: no sampling' / 'exact: no sampling': what each point rests on."""
+    parts = []
+    if (chosen["method"] == "sampled").any():
+        parts.append(f"{_ns(chosen).replace('n=', 'n = ')} samples per point")
+    if (chosen["method"] == "exact").any():
+        parts.append("exact points: no sampling" if parts else "exact probabilities, no samples")
+    other = [m for m in dict.fromkeys(chosen["method"]) if m not in ("exact", "sampled")]
+    if other or not parts:
+        n = optional_column(chosen, "n").dropna()
+        parts.append(f"n = {int(n.min())}" + (f"-{int(n.max())}" if n.max() > n.min() else "") if len(n)
+                     else "n not recorded")
+    return "; ".join(parts)
 
 
 def temperature_sweep_figure(frame: pd.DataFrame, metric: str = "entropy_bits", title: str = "",
@@ -165,25 +210,25 @@ def temperature_sweep_figure(frame: pd.DataFrame, metric: str = "entropy_bits", 
     warning = sweep_warning(panels[0], other_warning_threshold, where)
     # Each panel its own y range: the in-space entropy can be 30 times the total one, and both must be readable.
     fig, axes, legend_ax = panel_figure(width, 3.6, len(metrics), warning)
-    drawn = {"band": False, "faded": False, "ring": False, "top_other": False}
+    drawn = {"band": False, "whisker": False, "faded": False, "ring": False, "top_other": False}
+    names = _names(every, other_warning_threshold)
     for ax, name, chosen in zip(axes, metrics, panels, strict=True):
         ring = name not in IN_SPACE_METRICS and name != "p_other"
-        for key, value in _draw_metric(ax, chosen, models, colours, ring, other_warning_threshold).items():
+        for key, value in _draw_metric(ax, chosen, models, colours, ring, other_warning_threshold, names).items():
             drawn[key] |= value
         if name in TOP_SHARE_METRICS:  # the share of "(other)" is no answer's share: say so at the point
             top_other = chosen[chosen["top_answer"] == OTHER]
             if len(top_other):
                 drawn["top_other"] = True
                 ax.plot(top_other["temperature"], top_other["value"], linestyle="none", marker="x", markersize=7,
-                        markeredgewidth=1.6, color=WARNING_EDGE, zorder=6)
-        temps = np.sort(chosen["temperature"].unique())
-        if len(temps) <= 12:
-            ax.set_xticks(temps, [format_temperature(t) for t in temps])
+                        markeredgewidth=1.6, color=WARNING_EDGE, zorder=6, label=names["top_other"])
+        _temperature_ticks(ax, np.sort(chosen["temperature"].unique()))
         ax.set_xlabel("temperature")
         label = metric_label(name)
+        view = ""
         if len(metrics) > 1 or name in IN_SPACE_METRICS:
             view = "in-space view" if name in IN_SPACE_METRICS else f"total view, {OTHER} as one answer"
-            ax.set_title(view, fontsize=9.5, color=INK)
+        panel_title(ax, "; ".join(p for p in (view, _panel_n(chosen)) if p), 1 / len(metrics))
         ax.set_ylabel(label)
         lows = np.concatenate([chosen["value"].to_numpy(), chosen["ci_low"].dropna().to_numpy()])
         highs = np.concatenate([chosen["value"].to_numpy(), chosen["ci_high"].dropna().to_numpy()])
@@ -193,14 +238,16 @@ def temperature_sweep_figure(frame: pd.DataFrame, metric: str = "entropy_bits", 
             top = float(np.nanmax(highs))
             ax.set_ylim(0, top * 1.08 if top > 0 else 1.0)
         style_axes(ax)
-    handles, labels = _legend_entries(every, models, colours, drawn, other_warning_threshold)
+    handles, labels = _legend_entries(every, models, colours, drawn, names)
     add_legend(legend_ax, handles, labels, width, header=len(metrics) > 1)
-    made = sweep_how_made(every, tuple(metrics))
+    made = sweep_how_made(every, tuple(metrics), words=True)
     return finish_figure(fig, title, "\n".join([*made, *([note] if note else [])]), width)
 
 
 def _legend_entries(every: pd.DataFrame, models: list[str], colours: dict[str, str], drawn: dict[str, bool],
-                    threshold: float) -> tuple[list[Any], list[str]]:
+                    names: dict[str, str]) -> tuple[list[Any], list[str]]:
+    """Black proxies for what was drawn (the colours belong to the models); add_legend drops any entry no
+    drawn artist carries."""
     handles: list[Any] = [Line2D([], [], color=colours[m], linewidth=1.6) for m in models]
     labels = [literal(m) for m in models]
     present = list(dict.fromkeys(every["method"]))
@@ -208,21 +255,24 @@ def _legend_entries(every: pd.DataFrame, models: list[str], colours: dict[str, s
         if method in present:
             handles.append(Line2D([], [], linestyle="none", marker="o", markersize=5.5, color=INK,
                                   markerfacecolor=INK if method == "exact" else "white", markeredgewidth=1.4))
-            labels.append("exact (no sampling error)" if method == "exact" else f"sampled ({_ns(every)})")
+            labels.append(names[method])
     if drawn["band"]:
         handles.append(Line2D([], [], color="#999999", linewidth=6, alpha=0.4))
-        labels.append("95% interval (see below)" if "interval" in every else "confidence interval")
+        labels.append(names["band"])
+    elif drawn["whisker"]:  # only lone intervals were drawn: the key shows a whisker, not a band
+        handles.append(Line2D([], [], color="#777777", linewidth=1.0, marker="_", markersize=6))
+        labels.append(names["whisker"])
     if drawn["faded"]:
         handles.append(Line2D([], [], linestyle="none", marker="o", markersize=5.5, color=INK, alpha=0.35))
-        labels.append("faded: outside the estimator's checked regime")
+        labels.append(names["faded"])
     if drawn["ring"]:
         handles.append(Line2D([], [], linestyle="none", marker="o", markersize=11, markerfacecolor="none",
                               markeredgecolor=WARNING_EDGE, markeredgewidth=1.3))
-        labels.append(f"P(other) > {threshold:g}")
+        labels.append(names["ring"])
     if drawn["top_other"]:
         handles.append(Line2D([], [], linestyle="none", marker="x", markersize=7, markeredgewidth=1.6,
                               color=WARNING_EDGE))
-        labels.append(f"top answer is {OTHER}")
+        labels.append(names["top_other"])
     return handles, labels
 
 
@@ -235,9 +285,10 @@ def _ns(rows: pd.DataFrame) -> str:
     return f"n={low}" if low == high else f"n={low}-{high}"
 
 
-def sweep_how_made(frame: pd.DataFrame, metrics: tuple[str, ...] | None = None) -> list[str]:
+def sweep_how_made(frame: pd.DataFrame, metrics: tuple[str, ...] | None = None, words: bool = False) -> list[str]:
     """'entropy_bits, entropy_bits_in_space = exact: plug-in (...), no sampling error; sampled (n=100):
-    Miller-Madow, score (...) 95% interval': one line per group of metrics made the same way."""
+    Miller-Madow, score (...) 95% interval': one line per group of metrics made the same way
+    (`words`: the metrics named as on the figure's axes, for a caption)."""
     if "estimator" not in frame.columns:
         return []
     groups: dict[str, list[str]] = {}
@@ -252,6 +303,8 @@ def sweep_how_made(frame: pd.DataFrame, metrics: tuple[str, ...] | None = None) 
                 made.append(made_by(name, estimator, interval))
         if made:
             groups.setdefault("; ".join(made), []).append(metric)
+    if words:
+        return [f"{'; '.join(metric_label(n) for n in names)}: {made}" for made, names in groups.items()]
     return [f"{', '.join(names)} = {made}" for made, names in groups.items()]
 
 

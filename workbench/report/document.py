@@ -94,7 +94,7 @@ def figure_png(fig: Figure, dpi: int = REPORT_DPI) -> bytes:
 def _table_html(table: ReportTable) -> Markup:
     # to_html escapes every cell (escape=True is its default); numbers at 3 significant digits fit a page.
     frame = table.frame.copy()
-    for column in frame.columns[frame.dtypes == object]:  # line breaks visible in a cell, not lost in the layout
+    for column in frame.select_dtypes(include="object").columns:  # line breaks visible in a cell
         frame[column] = frame[column].map(lambda v: v.replace("\n", " ⏎ ") if isinstance(v, str) else v)
     html = frame.to_html(index=False, na_rep="–", border=0, classes="data",
                                float_format=lambda x: f"{x:.3g}")
