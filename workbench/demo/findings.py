@@ -221,6 +221,6 @@ def cross_family(sampler: Sampler, step: Step) -> FindingResult:
 
 def findings_table(rows: list[Finding]) -> pd.DataFrame:
     """The printed table: one compact row per finding."""
-    return pd.DataFrame([{"probe": r.probe, "measured": r.measured, "result": r.number, "planted answer": r.planted,
-                          "verdict": r.verdict} for r in rows])
+    return pd.DataFrame([{"verdict": r.verdict, "probe": r.probe, "measured": r.measured, "result": r.number,
+                          "planted answer": r.planted} for r in rows])
 

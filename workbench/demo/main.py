@@ -20,7 +20,7 @@ from workbench.demo import findings
 from workbench.demo.findings import Finding, FindingResult
 from workbench.home import exports_dir
 from workbench.plots import export_figure
-from workbench.report import Report, write_report
+from workbench.report import Report, ReportSection, ReportTable, write_report
 from workbench.sampler import Sampler
 
 DEFAULT_N = 8  # continuations per model and segue condition: the planted effect is large (~0.25 vs ~0.99)
@@ -107,10 +107,14 @@ def _write(results: list[FindingResult], out_dir: Path, n: int, seed: int) -> Pa
              "a self-preservation persona. Each is measured against the base with the workbench's public "
              "functions; FOUND means the planted answer was recovered by the criterion written in the code "
              "before the results were seen. The last section compares the embedded cross-family pair, where "
-             f"nothing was planted. Sampled numbers: n = {n} continuations per model and condition.\n\n"
-             + "\n".join(_line(row) for result in results for row in result.rows))
+             f"nothing was planted. Sampled numbers: n = {n} continuations per model and condition.")
+    rows = [row for result in results for row in result.rows]
+    summary = ReportSection("What the demo found", tables=[ReportTable(
+        findings.findings_table(rows), "One row per finding; exact numbers have no sampling error, sampled ones "
+        "carry 95 % intervals [low, high].", "verdict: FOUND when the planted answer was recovered by the "
+        "criterion in workbench/demo/findings.py; '-' where nothing was planted.")])
     report = Report("Workbench demo: planted effects and what the instruments found",
-                    [result.section for result in results], intro=intro,
+                    [summary, *(result.section for result in results)], intro=intro,
                     provenance={"command": f"workbench demo --n {n} --seed {seed}", "n": n, "seed": seed})
     path = write_report(report, out_dir / "report.html")
     for result in results:

@@ -120,7 +120,21 @@ def persona_figure(result: PersonaResult, title: str = "Agentic-persona statemen
     traits = list(dict.fromkeys(frame["trait"]))
     models = list(dict.fromkeys(frame["model"]))
     colours = model_colours(models)
-    width, height = 7.5, 1.4 + 0.55 * len(traits) * max(1, len(models)) ** 0.5
+    names = {f[0] for f in framings.values()}
+    if len(names) == 1:
+        title = f"{title} (framing: {next(iter(names))})"
+        framing_note = f"Framing {next(iter(names))} for every model."
+    else:
+        framing_note = ("FRAMINGS DIFFER between models (see legend): model and framing are confounded; "
+                        "compare models under one framing.")
+    note = " ".join(part for part in (
+        f"{result.family_note}.", framing_note, "Dashed line: indifference between two options.",
+        _bias_note(result), _position_note(result), _answered_note(frame, _threshold(result))) if part)
+    width = 7.5
+    # Rows of bars on top of what the title, legend, axis label and the wrapped note take (~13 characters
+    # per inch of note): one trait with a long note must not leave the bars no room.
+    decorations = 2.2 + 0.2 * math.ceil(len(note) / (13.0 * width))
+    height = decorations + 0.55 * len(traits) * max(1, len(models)) ** 0.5
     fig = keep(new_figure(width, height), KEEP_HEIGHT)  # rows of traits keep their room when resized
     ax = fig.subplots()
     methods = result.items.groupby("model")["method"].first().to_dict()
@@ -144,16 +158,6 @@ def persona_figure(result: PersonaResult, title: str = "Agentic-persona statemen
     style_axes(ax, grid="x")
     handles = [Line2D([], [], linestyle="none", marker="s", markersize=8, color=colours[m]) for m in models]
     add_legend(ax, handles, [labels[m] for m in models], width)
-    names = {f[0] for f in framings.values()}
-    if len(names) == 1:
-        title = f"{title} (framing: {next(iter(names))})"
-        framing_note = f"Framing {next(iter(names))} for every model."
-    else:
-        framing_note = ("FRAMINGS DIFFER between models (see legend): model and framing are confounded; "
-                        "compare models under one framing.")
-    note = " ".join(part for part in (
-        f"{result.family_note}.", framing_note, "Dashed line: indifference between two options.",
-        _bias_note(result), _position_note(result), _answered_note(frame, _threshold(result))) if part)
     return finish_figure(fig, title, note, width)
 
 
