@@ -20,6 +20,7 @@ import pandas as pd
 
 from workbench.errors import WorkbenchError
 from workbench.plots.distributions import UNRELIABLE_MARK
+from workbench.plots.style import metric_title
 from workbench.widgets.base import Panel, PromptPicker, chunks
 from workbench.widgets.compare import default_models
 from workbench.widgets.layout import caption_html, details_html, html_table, row, settings_section, warning_html
@@ -146,9 +147,8 @@ class SweepPanel(Panel):
         partners = {IN_SPACE_OF[m] for m in metrics if m in IN_SPACE_OF and (frame["metric"] == IN_SPACE_OF[m]).any()}
         # An in-space metric chosen with its total-view partner is already drawn beside it.
         drawn = [m for m in metrics if m not in partners and (frame["metric"] == m).any()]
-        figures = {metric: temperature_sweep_figure(frame, metric, title=f"{metric} against temperature: {name}",
-                                                    note=note)
-                   for metric in drawn}
+        figures = {metric: temperature_sweep_figure(
+            frame, metric, title=f"{metric_title(metric)} against temperature: {name}", note=note) for metric in drawn}
         self.results = {"sweep": frame}
         methods = sorted(set(frame["method"]))
         self.provenance = {"panel": "SweepPanel", "prompt": name, "models": models,
@@ -196,7 +196,8 @@ class SweepPanel(Panel):
                       if m and m != "p_other" and (frame["metric"] == m).any())
         made = sweep_how_made(frame, ("p_other", *shown))
         self.table_html.value = (
-            caption_html(f"{metric} per model and temperature (top: the top answer, total view)",
+            caption_html(f"{metric_title(metric)} ({metric}) per model and temperature (top: the top answer, total "
+                         "view)",
                          [f"method = exact (scored: no sampling error) or sampled (n={frame.attrs['n']} per point); "
                           f"brackets: 95% interval; {UNRELIABLE_MARK}: outside the regime where the interval was "
                           "checked"])
