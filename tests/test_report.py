@@ -131,3 +131,18 @@ def test_a_panels_export_writes_the_report_with_the_commands_that_redraw_its_run
     assert "Per model, total view" in html and "Between models" in html and "Samples" in html
     state = open_in_chromium(path, SCREENSHOTS / "report-panel.png")
     assert_renders(state, figures=1)
+
+
+def test_the_reproduce_command_of_a_run_with_a_segue_redraws_exactly_that_run(sampler, capsys):
+    import shlex
+
+    from workbench.cli import main
+    from workbench.report import sample_command
+
+    prompt = sampler.library.get("attractors/wedding-toast")
+    run = sampler.sample("gemma-3-270m", prompt, 2, seed=5, perturbation="murderer", max_tokens=4)
+    command = sample_command(sampler.stored_run(run.run_id))
+    assert "--perturbation murderer" in command and "?" not in command, command
+    # The command finds every sample of the run in the store: it names the same cache cell.
+    assert main([*shlex.split(command)[1:], "--dry-run"]) == 0
+    assert "0 of 2 samples to draw (2 cached)" in capsys.readouterr().out

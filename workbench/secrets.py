@@ -92,6 +92,11 @@ MIN_ECHOED_PREFIX = 3
 MIN_ECHOED_SUFFIX = 2
 
 
+def environment_secret_values() -> list[str]:
+    """The values of environment variables whose names say they hold a credential (OPENAI_API_KEY, MY_TOKEN, ...)."""
+    return [value for name, value in os.environ.items() if value and _secret_name(name)]
+
+
 def scrub_text(text: str, secret_values: Iterable[str | None] = ()) -> str:
     """`text` with the given secret values and anything shaped like a credential replaced by "[redacted]".
 

@@ -25,4 +25,5 @@ def cmd_demo(args: argparse.Namespace) -> None:
     """Run the findings and print them, with the report's path on its own line."""
     from workbench.demo import run_demo
 
-    run_demo(n=args.n, seed=args.seed, sampler=make_sampler(args), out_dir=Path(args.out) if args.out else None)
+    with make_sampler(args) as sampler:
+        run_demo(n=args.n, seed=args.seed, sampler=sampler, out_dir=Path(args.out) if args.out else None)

@@ -75,7 +75,7 @@ def run_demo(n: int = DEFAULT_N, sampler: Sampler | None = None, out_dir: Path |
     stages: list[tuple[str, int, Callable[[Callable[[], None]], FindingResult]]] = [
         ("mode collapse", 2, lambda step: findings.mode_collapse(sampler, step)),
         ("attractor", segue_runs, lambda step: findings.attractor(sampler, step, n, max_tokens, seed)),
-        ("persona", 1, lambda step: findings.persona(sampler, step)),
+        ("persona", 2, lambda step: findings.persona(sampler, step)),
         ("cross-family", 2, lambda step: findings.cross_family(sampler, step)),
     ]
     results: list[FindingResult] = []
@@ -105,8 +105,8 @@ def _write(results: list[FindingResult], out_dir: Path, n: int, seed: int) -> Pa
     intro = ("Three effects were planted on purpose in LoRA fine-tunes of gemma-3-270m (data/tuned/), so each "
              "instrument can be checked against a known answer: a favourite number (37), a wedding attractor and "
              "a self-preservation persona. Each is measured against the base with the workbench's public "
-             "functions; FOUND means the planted answer was recovered by the criterion written in the code "
-             "before the results were seen. The last section compares the embedded cross-family pair, where "
+             "functions; FOUND means the planted answer was recovered by the criterion given in the row "
+             "(workbench/demo/findings.py). The last section compares the embedded cross-family pair, where "
              f"nothing was planted. Sampled numbers: n = {n} continuations per model and condition.")
     rows = [row for result in results for row in result.rows]
     summary = ReportSection("What the demo found", tables=[ReportTable(
@@ -125,14 +125,14 @@ def _write(results: list[FindingResult], out_dir: Path, n: int, seed: int) -> Pa
 
 def _print(rows: list[Finding], sampler: Sampler, seconds: float) -> None:
     planted = [row for row in rows if row.found is not None]
-    found = sum(bool(row.found) for row in planted)
+    effects = {row.probe: all(r.found for r in planted if r.probe == row.probe) for row in planted}
     print("Planted effects: LoRA variants of gemma-3-270m, each measured against gemma-3-270m (its base).")
     print("Exact numbers have no sampling error; sampled ones carry 95 % intervals [low, high].\n")
     print(f"{'verdict':<{VERDICT_WIDTH}}{'probe':<{PROBE_WIDTH}}measured: result  (planted answer)")
     for row in rows:
         print(_line(row))
-    print(f"\n{found} of {len(planted)} planted findings FOUND. The cross-family line has no planted answer: "
-          "its models differ in pretraining, not only in tuning.")
+    print(f"\n{sum(effects.values())} of {len(effects)} planted effects found ({', '.join(effects)}). The "
+          "cross-family line has no planted answer: its models differ in pretraining, not only in tuning.")
     notebooks = Path(__file__).resolve().parents[2] / "notebooks"
     print(f"Runs and exact scores are stored in {sampler.store.path}; `workbench runs list` shows the runs.")
     if any(notebooks.glob("*.ipynb")):

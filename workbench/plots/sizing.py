@@ -24,6 +24,7 @@ WIDTHS = {"one-column": 3.5, "two-column": 7.0}  # inches, the common journal co
 DEFAULT_WIDTH = "two-column"
 ONE_COLUMN_FONT_SCALE = 0.85  # 8.5 pt ticks -> 7.2 pt, 7.5 pt annotations -> 6.4 pt: readable in print
 MIN_PLOT_HEIGHT = 1.7  # inches: below this a plot of points and lines is hard to read
+MAX_FIGURE_HEIGHT = 9.0  # in: a journal page's text block; taller exports squeeze their rows to fit
 MIN_ROW_SCALE = 0.6  # rows of text (bars, leaves) shrink at most to this share of their height as built
 KEEP_HEIGHT = "height"  # figures whose rows hold text keep their plot height
 KEEP_ASPECT = "aspect"  # the rest keep their plot's shape (between MIN_PLOT_HEIGHT and the height as built)
@@ -167,10 +168,19 @@ def sized_copy(fig: Figure, width: str) -> Figure:
         target = max(target, min(old_h, MIN_PLOT_HEIGHT))
     else:  # a stacked panel keeps the shape the side-by-side pair had
         target = min(old_h, max(MIN_PLOT_HEIGHT, new_w * old_h / (old_w * (len(panels) if stacked else 1))))
-    for _ in range(4):  # the margins hardly change with the height: two or three steps settle it
+    _fit_plot_height(copy, ax, inches, target)
+    over = copy.get_figheight() - MAX_FIGURE_HEIGHT
+    if over > 0:  # taller than a page's text block: the rows give up what is too much, down to MIN_PLOT_HEIGHT
         _, now = _plot_size(copy, ax)
-        if abs(now - target) < 0.01:
-            break
-        copy.set_size_inches(inches, max(1.0, copy.get_figheight() + target - now))
+        _fit_plot_height(copy, ax, inches, max(MIN_PLOT_HEIGHT, now - over / (len(panels) if stacked else 1)))
     run_hooks(copy)
     return copy
+
+
+def _fit_plot_height(fig: Figure, ax: Axes, inches: float, target: float) -> None:
+    """Set the figure's height so that the plot axes are `target` inches tall (margins settle in a few steps)."""
+    for _ in range(4):  # the margins hardly change with the height: two or three steps settle it
+        _, now = _plot_size(fig, ax)
+        if abs(now - target) < 0.01:
+            break
+        fig.set_size_inches(inches, max(1.0, fig.get_figheight() + target - now))

@@ -26,7 +26,7 @@ from markupsafe import Markup
 from matplotlib.figure import Figure
 
 from workbench.errors import WorkbenchError
-from workbench.secrets import scrub_secrets, scrub_text
+from workbench.secrets import environment_secret_values, scrub_secrets, scrub_text
 from workbench.version import __version__
 
 # Embedded PNGs: two-column width at screen-and-print resolution; the exported PNG/SVG/PDF files are the originals.
@@ -94,8 +94,9 @@ def figure_png(fig: Figure, dpi: int = REPORT_DPI) -> bytes:
 def _table_html(table: ReportTable) -> Markup:
     # to_html escapes every cell (escape=True is its default); numbers at 3 significant digits fit a page.
     frame = table.frame.copy()
-    for column in frame.select_dtypes(include="object").columns:  # line breaks visible in a cell
-        frame[column] = frame[column].map(lambda v: v.replace("\n", " ⏎ ") if isinstance(v, str) else v)
+    for column in frame.columns:  # line breaks visible in a cell (text columns only hold str values)
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            frame[column] = frame[column].map(lambda v: v.replace("\n", " ⏎ ") if isinstance(v, str) else v)
     html = frame.to_html(index=False, na_rep="–", border=0, classes="data",
                                float_format=lambda x: f"{x:.3g}")
     return Markup(html)  # pandas escaped every cell above
@@ -113,7 +114,7 @@ TEMPLATE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="workbench {{ versions.workbench }}">
-<title>{{ report.title }}</title>
+<title>{{ title }}</title>
 <style>
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 60rem; margin: 2rem auto;
        padding: 0 1rem; color: #1a1a1a; line-height: 1.45; }
@@ -126,14 +127,14 @@ table.data { border-collapse: collapse; font-size: 0.85rem; }
 table.data th, table.data td { padding: 0.2rem 0.6rem; border-bottom: 1px solid #e5e5e5; text-align: left; }
 table.data th { background: #f6f6f6; }
 .caption { font-size: 0.9rem; color: #444; margin-top: 1rem; } .legend { font-size: 0.8rem; color: #666; }
-pre { background: #f6f6f6; padding: 0.6rem; overflow-x: auto; font-size: 0.8rem; }
+pre { background: #f6f6f6; padding: 0.6rem; white-space: pre-wrap; overflow-wrap: anywhere; font-size: 0.8rem; }
 details { margin: 0.6rem 0; } summary { cursor: pointer; color: #333; }
 footer { margin-top: 3rem; font-size: 0.8rem; color: #666; }
 </style></head>
 <body>
-<h1>{{ report.title }}</h1>
+<h1>{{ title }}</h1>
 <p class="meta">Made {{ created }} by workbench {{ versions.workbench }}.</p>
-{% if report.intro %}<div class="intro">{{ report.intro }}</div>{% endif %}
+{% if intro %}<div class="intro">{{ intro }}</div>{% endif %}
 {% for section in sections %}
 <section id="section-{{ loop.index }}">
 <h2>{{ section.title }}</h2>
@@ -162,20 +163,25 @@ def render_report(report: Report) -> str:
     if not report.sections:
         raise WorkbenchError("a report needs at least one section")
     versions = library_versions()
+    secrets = environment_secret_values()
+
+    def clean(text: str) -> str:  # every piece of text, never the images' base64 (a key pattern could match there)
+        return scrub_text(text, secrets)
+
     sections = [{
-        "title": section.title,
-        "text": section.text,
-        "figures": [{"src": _figure_src(f), "caption": f.caption} for f in section.figures],
-        "tables": [{"caption": t.caption, "legend": t.legend, "html": _table_html(t)} for t in section.tables],
-        "commands": "\n".join(section.commands),
-        "provenance": _json(section.provenance) if section.provenance else "",
+        "title": clean(section.title),
+        "text": clean(section.text),
+        "figures": [{"src": _figure_src(f), "caption": clean(f.caption)} for f in section.figures],
+        "tables": [{"caption": clean(t.caption), "legend": clean(t.legend), "html": Markup(clean(_table_html(t)))}
+                   for t in section.tables],
+        "commands": clean("\n".join(section.commands)),
+        "provenance": clean(_json(section.provenance)) if section.provenance else "",
     } for section in report.sections]
     shared = {"versions": versions, **report.provenance}
     environment = Environment(autoescape=True, keep_trailing_newline=True)
-    html = environment.from_string(TEMPLATE).render(
-        report=report, sections=sections, versions=versions, shared=_json(shared),
-        created=datetime.now(UTC).isoformat(timespec="seconds"))
-    return scrub_text(html)
+    return environment.from_string(TEMPLATE).render(
+        title=clean(report.title), intro=clean(report.intro), sections=sections, versions=versions,
+        shared=clean(_json(shared)), created=datetime.now(UTC).isoformat(timespec="seconds"))
 
 
 def write_report(report: Report, path: str | Path) -> Path:

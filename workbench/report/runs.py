@@ -31,6 +31,23 @@ SUMMARY_LEGEND = ("top: most common answer; share: its share of the samples; H: 
 SAMPLES_SHOWN = 5
 
 
+def split_ref(ref: str) -> tuple[str, dict[str, str]]:
+    """A stored prompt ref 'collection/id?k=v&perturbation=p' as the library address and its choices."""
+    address, _, query = ref.partition("?")
+    choices = dict(part.split("=", 1) for part in query.split("&") if "=" in part)
+    return address, choices
+
+
+def _choice_flags(choices: dict[str, str]) -> list[str]:
+    flags: list[str] = []
+    for name, value in choices.items():
+        if name in ("perturbation", "framing"):
+            flags += [f"--{name}", value]
+        else:
+            flags += ["--var", f"{name}={value}"]
+    return flags
+
+
 def _group_key(run: SampleRun) -> str:
     ref = run.samples["prompt_ref"].iloc[0] if "prompt_ref" in run.samples and len(run.samples) else None
     if isinstance(ref, str) and ref:
@@ -44,13 +61,15 @@ def sample_command(run: SampleRun) -> str:
     messages = run.rendered.messages or ()
     # A typed chat prompt (one user message) is kept as messages even where a transcript was sent.
     chat = not (isinstance(ref, str) and ref) and len(messages) == 1 and messages[0]["role"] == "user"
+    choices: dict[str, str] = {}
     if isinstance(ref, str) and ref:
-        prompt = ref.split("[", 1)[0]
+        prompt, choices = split_ref(ref)
     else:
         prompt = messages[0]["content"] if chat else (run.rendered.text or "")
     config = run.config
-    parts = ["workbench", "sample", prompt, "--model", run.model, "--n", str(run.n), "--seed", str(run.seed),
-             "--temperature", f"{config.temperature:g}", "--max-tokens", str(config.max_tokens)]
+    parts = ["workbench", "sample", prompt, *_choice_flags(choices), "--model", run.model, "--n", str(run.n),
+             "--seed", str(run.seed), "--temperature", f"{config.temperature:g}", "--max-tokens",
+             str(config.max_tokens)]
     if config.top_p is not None and config.top_p < 1:
         parts += ["--top-p", f"{config.top_p:g}"]
     if config.top_k:
@@ -59,14 +78,21 @@ def sample_command(run: SampleRun) -> str:
         parts += ["--stop", stop]
     if chat:
         parts.append("--chat")
-    return shlex.join(parts)
+    command = shlex.join(parts)
+    if messages and not chat and not (isinstance(ref, str) and ref):
+        return f"# {run.model}: chat messages the CLI cannot type; redraw it with Sampler.sample (see provenance)"
+    python_only = {name: getattr(config, name) for name, off in (("min_p", 0.0), ("repetition_penalty", 1.0))
+                   if getattr(config, name, off) != off}
+    if python_only:
+        command += "  # and " + ", ".join(f"{k}={v:g}" for k, v in python_only.items()) + " (Sampler.sample only)"
+    return command
 
 
 def runs_section(runs: list[SampleRun], sampler: Sampler, title: str | None = None) -> ReportSection:
     """One section for runs of one prompt: distributions figure, summary table, divergences, samples, commands."""
     first = runs[0]
     try:
-        prompt = sampler.library.get(_group_key(first).split("[", 1)[0]) if _group_key(first) else None
+        prompt = sampler.library.get(split_ref(_group_key(first))[0]) if _group_key(first) else None
     except WorkbenchError:
         prompt = None
     space = prompt.spec.answer_space if prompt is not None else None
