@@ -27,6 +27,7 @@ from workbench.plots.style import (
     literal,
     model_colours,
     new_figure,
+    note_height,
     panel_title,
     style_axes,
     wrapped,
@@ -133,7 +134,7 @@ def persona_figure(result: PersonaResult, title: str = "Agentic-persona statemen
     width = 7.5
     # Rows of bars on top of what the title, legend, axis label and the wrapped note take (~13 characters
     # per inch of note): one trait with a long note must not leave the bars no room.
-    decorations = 2.2 + 0.2 * math.ceil(len(note) / (13.0 * width))
+    decorations = 2.2 + note_height(note, width)
     height = decorations + 0.55 * len(traits) * max(1, len(models)) ** 0.5
     fig = keep(new_figure(width, height), KEEP_HEIGHT)  # rows of traits keep their room when resized
     ax = fig.subplots()

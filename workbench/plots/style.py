@@ -6,6 +6,7 @@ The style is applied per figure; matplotlib's rcParams stay untouched so noteboo
 
 from __future__ import annotations
 
+import math
 import re
 import textwrap
 from typing import Any
@@ -127,6 +128,11 @@ def run_hooks(fig: Figure) -> None:
     """Run the figure's `on_resize` hooks (its layout settled first)."""
     for hook, args in getattr(fig, "_workbench_hooks", []):
         hook(*args)
+
+
+def note_height(note: str, width: float) -> float:
+    """Inches the wrapped note under a figure takes (finish_figure wraps it at ~13 characters per inch)."""
+    return 0.2 * math.ceil(len(note) / (13.0 * width))
 
 
 def finish_figure(fig: Figure, title: str, note: str, width: float) -> Figure:

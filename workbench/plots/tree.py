@@ -28,6 +28,7 @@ from workbench.plots.style import (
     literal,
     model_colours,
     new_figure,
+    note_height,
     on_resize,
     panel_title,
     prompt_words,
@@ -127,7 +128,7 @@ def tree_figure(tree: BranchTree, compare_with: str | None = None, max_depth: in
         note += f". Prompt: {tree.prompt_ref}"
     # The plot gets ~0.35 in per leaf on top of what the title, legend, axis label and the wrapped note
     # take (~13 characters per inch of note): a shallow tree with a long note must not collapse.
-    decorations = 2.6 + 0.2 * math.ceil(len(note) / (13.0 * width))
+    decorations = 2.6 + note_height(note, width)
     fig = keep(new_figure(width, decorations + 0.35 * max(leaves[0], 3)), KEEP_HEIGHT)
     ax = fig.subplots()
     labels: list[tuple[Annotation, str, str]] = []
