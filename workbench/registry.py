@@ -25,6 +25,7 @@ from workbench.model_sources import (
     adapter_digest,
     locate_gguf_package_dir,
 )
+from workbench.steering_spec import SYNTAX, Steering, is_inline_steered, parse_inline
 
 PACKAGED_REGISTRY = Path(__file__).with_name("models.yaml")
 # The sections of a registry file, each a mapping of name to fields: what one entry is, and what it looks like.
@@ -148,6 +149,11 @@ class ModelSpec(BaseModel):
         description="API backends: the longest Retry-After the workbench waits. A server asking for longer stops "
         "the run with the time to run it again (samples drawn so far are kept).",
     )
+    steering: Steering | None = Field(
+        None,
+        description="A steered variant of another local model (see workbench.steering_spec): made by the registry "
+        "from an entry's `steering:` or an inline name PARENT@DIRECTION@L3@add0.25; it shares the parent's weights.",
+    )
     continuation_instruction: str = Field(
         "Continue the following text exactly where it stops. Reply with the continuation only.",
         description="anthropic backend: the user turn placed before a raw-text prompt, which is sent as the "
@@ -156,6 +162,8 @@ class ModelSpec(BaseModel):
 
     # The parent's entry, attached by load_registry (its weights are part of this model's identity).
     _parent_spec: "ModelSpec | None" = PrivateAttr(None)
+    # A steered model's unsteered parent, attached by steered_spec (its weights are the ones loaded).
+    _steered_from: "ModelSpec | None" = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _hf_needs_weights(self) -> "ModelSpec":
@@ -205,6 +213,11 @@ class ModelSpec(BaseModel):
                 "use workbench.registry.load_registry().get(name)"
             )
         return self._parent_spec
+
+    @property
+    def unsteered(self) -> "ModelSpec":
+        """The model whose weights this one runs on: the parent of a steered model, else itself."""
+        return self._steered_from if self._steered_from is not None else self
 
     def weights_fingerprint(self) -> dict[str, Any]:
         """What identifies the weights without reading them all: package version, or files' sizes and times.
@@ -257,6 +270,10 @@ class ModelSpec(BaseModel):
                 # one, so they are other runs.) Left out at 1 so one-choice-per-request keys stay as they were.
                 identity["choices_per_request"] = self.choices_per_request
                 identity["request_blocks"] = "aligned"
+        if self.steering is not None:
+            from workbench.direction_files import direction_content_hash
+
+            identity["steering"] = self.steering.identity(direction_content_hash(self.steering.direction))
         return identity
 
     def identity_digest(self, resolved_dtype: str | None = None) -> str:
@@ -288,11 +305,17 @@ class Registry:
         self.models = models
         self.templates = templates
         self.pairs = pairs
+        self._inline: dict[str, ModelSpec] = {}
 
     def get(self, name: str) -> ModelSpec:
-        """The entry for `name`, or an error that suggests the closest names."""
+        """The entry for `name` (or an inline steered model), or an error that suggests the closest names."""
         if name in self.models:
             return self.models[name]
+        if is_inline_steered(name):
+            if name not in self._inline:
+                steering = parse_inline(name)
+                self._inline[name] = steered_spec(self.get(steering.parent), steering, name)
+            return self._inline[name]
         close = difflib.get_close_matches(name, list(self.models), n=3, cutoff=0.4)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UnknownModelError(
@@ -338,6 +361,37 @@ class Registry:
             for m in self.models.values()
         ]
         return pd.DataFrame(rows)
+
+
+def steered_spec(parent: ModelSpec, steering: Steering, name: str | None = None,
+                 updates: dict[str, Any] | None = None) -> ModelSpec:
+    """A steered variant of `parent`: the parent's fields (kind, family, templates, weights) plus `steering`."""
+    if parent.steering is not None:
+        raise ConfigError(f"model {name or steering.inline_name()!r}: its parent {parent.name!r} is itself steered; "
+                          f"steer {parent.steering.parent!r} with both directions' layers instead")
+    if steering.parent != parent.name:
+        steering = steering.model_copy(update={"parent": parent.name})
+    # model_copy keeps the parent's private `_parent_spec`, so an adapter variant steered still finds its base.
+    spec = parent.model_copy(update={"name": name or steering.inline_name(), "steering": steering, **(updates or {})})
+    spec._steered_from = parent
+    return spec
+
+
+def _steered_entry(path: Path, name: str, entry: dict[str, Any], models: dict[str, ModelSpec]) -> ModelSpec:
+    """A registry entry with `steering:`: only steering, description and notes; the rest comes from the parent."""
+    extra = set(entry) - {"steering", "description", "notes"}
+    if extra:
+        raise ConfigError(f"{path}: model {name!r}: a steered model takes only steering, description and notes "
+                          f"(it inherits {', '.join(sorted(extra))} from its parent); remove them")
+    try:
+        steering = Steering.model_validate(entry["steering"])
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: " + describe_validation_error(exc, f"model {name!r} steering")) from None
+    if steering.parent not in models:
+        raise ConfigError(f"{path}: model {name!r}: steering.parent {steering.parent!r} is not in the registry "
+                          f"(known: {', '.join(sorted(models))})")
+    updates = {k: entry[k] for k in ("description", "notes") if k in entry}
+    return steered_spec(models[steering.parent], steering, name, updates)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -389,7 +443,13 @@ def load_registry(user_file: Path | None = None) -> Registry:
         for name, entry in (data.get("pairs") or {}).items():
             raw_pairs[name] = (path, entry)
 
-    models = {n: _validate(ModelSpec, {"name": n, **e}, p, f"model {n!r}") for n, (p, e) in raw_models.items()}
+    steered = {n: pe for n, pe in raw_models.items() if "steering" in pe[1]}
+    for name in steered:
+        if is_inline_steered(name):
+            raise ConfigError(f"{steered[name][0]}: model {name!r}: a registry name cannot contain '@' "
+                              f"(that is the inline steered syntax: {SYNTAX})")
+    models = {n: _validate(ModelSpec, {"name": n, **e}, p, f"model {n!r}") for n, (p, e) in raw_models.items()
+              if n not in steered}
     templates = {
         n: _validate(TranscriptTemplate, e, p, f"transcript template {n!r}") for n, (p, e) in raw_templates.items()
     }
@@ -415,6 +475,8 @@ def load_registry(user_file: Path | None = None) -> Registry:
                                   f"transformers (hf) base model, not "
                                   f"{'a fine-tuned variant' if parent.parent else parent.backend}")
             model._parent_spec = parent
+    for name, (path, entry) in steered.items():
+        models[name] = _steered_entry(path, name, entry, models)
     for pair in pairs.values():
         for member in (pair.base, pair.tuned):
             if member not in models:

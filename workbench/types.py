@@ -123,6 +123,7 @@ class Capabilities:
     candidate_scoring: bool = False  # exact answer distributions: tempered scores of many candidates at once
     token_ids: bool = False  # works on token ids: encode, count tokens, continue after given ids, stop ids
     remote: bool = False  # reached over the network: requests go out concurrently
+    activations: bool = False  # activation capture and steering (local transformers models only)
 
 
 @dataclass
@@ -134,3 +135,21 @@ class EngineInfo:
     device: str | None = None
     endpoint: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Activations:
+    """Captured activations at one site for some layers, one row per item (or per token with positions="every").
+
+    values[layer] is [rows, hidden] float32 (a numpy array); item_index[r] and token_index[r] say which item
+    and which of its tokens row r belongs to (token_index is the read position for pooled policies, -1 for means).
+    """
+
+    layers: list[int]
+    site: str
+    positions: str
+    values: dict[int, Any]
+    item_index: Any
+    token_index: Any
+    tokens: list[list[str]]
+    batch_size: int

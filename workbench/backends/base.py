@@ -17,6 +17,7 @@ from workbench.config import SamplingConfig
 from workbench.errors import WorkbenchError
 from workbench.registry import ModelSpec
 from workbench.types import (
+    Activations,
     CandidateScores,
     Capabilities,
     EngineInfo,
@@ -28,6 +29,10 @@ from workbench.types import (
     ScoredContinuation,
     TokenLogprob,
 )
+
+# What a backend without the activations capability says when asked to capture or steer.
+ACTIVATIONS_MISSING = ("capture or steer activations: that needs the 'activations' capability, which only local "
+                       "transformers models (backend: hf) have")
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,7 @@ class Backend:
     supports_candidate_scoring: bool = False
     # encode_prompt, count_tokens, next_token_topk_after, stop_token_ids work on token ids.
     supports_token_ids: bool = False
+    supports_activations: bool = False  # capture and steering: forward hooks on the model's own modules
     # The dtype exact scoring (score, score_candidates, next-token top-k) runs in, where the backend
     # controls it (hf: always float32, whatever the sampling dtype); None for servers and APIs.
     scoring_dtype: str | None = None
@@ -113,7 +119,7 @@ class Backend:
         return Capabilities(logprobs=self.supports_logprobs, score=self.supports_score,
                             next_token_topk=self.supports_next_token_topk,
                             candidate_scoring=self.supports_candidate_scoring, token_ids=self.supports_token_ids,
-                            remote=self.remote)
+                            remote=self.remote, activations=self.supports_activations)
 
     def _unsupported(self, what: str) -> WorkbenchError:
         # Asking for something a backend cannot do is the caller's mistake, not an engine failure to retry.
@@ -182,6 +188,33 @@ class Backend:
     def stop_token_ids(self) -> set[int]:
         """Token ids that end a text (supports_token_ids)."""
         raise self._unsupported("report its stop tokens")
+
+    # -- activations (supports_activations) ---------------------------------------------------
+
+    def capture(self, items: list[tuple[str, str]], layers: list[int], site: str, positions: str,
+                batch_size: int) -> Activations:
+        """Activations at a site after some blocks for (prompt, response) texts, pooled by a position policy."""
+        raise self._unsupported(ACTIVATIONS_MISSING)
+
+    def text_logprobs(self, texts: list[str], batch_size: int) -> list[list[float]]:
+        """Each text's token logprobs (every token after the first) under this model, steering included."""
+        raise self._unsupported(ACTIVATIONS_MISSING)
+
+    def next_token_logprobs(self, texts: list[str], batch_size: int) -> Any:
+        """[texts, vocabulary] float32 log-probabilities of the token after each text, steering included."""
+        raise self._unsupported(ACTIVATIONS_MISSING)
+
+    def layer_count(self) -> int:
+        """How many decoder blocks the model has."""
+        raise self._unsupported(ACTIVATIONS_MISSING)
+
+    def residual_norm_medians(self, layers: list[int]) -> dict[int, float]:
+        """Each layer's median residual norm over the fixed reference text: the unit of steering coefficients."""
+        raise self._unsupported(ACTIVATIONS_MISSING)
+
+    def token_row(self, token: str, matrix: str) -> Any:
+        """A token's embedding ("embedding") or unembedding ("unembedding") row, float32 [hidden]."""
+        raise self._unsupported(ACTIVATIONS_MISSING)
 
     # -- remote backends -----------------------------------------------------------------
 

@@ -12,13 +12,27 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from workbench.cli import batches, demo, experiments, figures, models, prompts, report, runs, sampling, tree, tune
+from workbench.cli import (
+    batches,
+    demo,
+    directions,
+    experiments,
+    figures,
+    models,
+    prompts,
+    report,
+    runs,
+    sampling,
+    steer,
+    tree,
+    tune,
+)
 from workbench.cli.common import DEBUG_ENV, EXIT_USER_ERROR, OneLineParser, run_command
 
 __all__ = ["EXIT_USER_ERROR", "build_parser", "main"]
 
 # In this order in `workbench --help`.
-NOUNS = (models, sampling, prompts, figures, experiments, tree, tune, runs, report, batches, demo)
+NOUNS = (models, sampling, prompts, figures, experiments, tree, tune, directions, steer, runs, report, batches, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,7 @@ from workbench.plots.maps import embedding_map_figure
 from workbench.plots.personas import persona_figure
 from workbench.plots.segues import segue_figure
 from workbench.plots.selfchat import selfchat_figure
+from workbench.plots.steering import steering_sweep_figure
 from workbench.plots.style import PALETTE, model_colours
 from workbench.plots.sweeps import temperature_sweep_figure
 from workbench.plots.tree import tree_figure
@@ -35,6 +36,7 @@ __all__ = [
     "persona_figure",
     "segue_figure",
     "selfchat_figure",
+    "steering_sweep_figure",
     "temperature_sweep_figure",
     "tree_figure",
 ]

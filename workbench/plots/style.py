@@ -182,8 +182,11 @@ def add_legend(ax: Axes, handles: list[Any], labels: list[str], width: float, he
     chars = [max(len(line) for line in label.split("\n")) for label in labels]
 
     def fits_in(ncols: int) -> bool:  # matplotlib fills column by column; each is as wide as its longest label
-        rows = -(-len(labels) // ncols)
-        return sum(max(chars[c * rows:(c + 1) * rows], default=0) * size * 0.55 + 36
+        # As matplotlib splits the entries: the first (len % ncols) columns hold one more (7 in 5: 2, 2, 1, 1, 1).
+        rows, longer = divmod(len(labels), ncols)
+        sizes = [rows + 1] * longer + [rows] * (ncols - longer)
+        starts = np.cumsum([0, *sizes])
+        return sum(max(chars[starts[c]:starts[c + 1]], default=0) * size * 0.55 + 36
                    for c in range(ncols)) <= width * 72
 
     per_row = next((c for c in range(len(labels), 1, -1) if fits_in(c)), 1)

@@ -19,11 +19,12 @@ from tqdm.auto import tqdm
 from typing_extensions import Unpack
 
 from workbench.backends import create_backend
-from workbench.backends.base import Backend, BackendError, GenerationRequest, blocks_needed
+from workbench.backends.base import ACTIVATIONS_MISSING, Backend, BackendError, GenerationRequest, blocks_needed
 from workbench.config import MAX_SAMPLES_PER_CALL, MAX_SEED, SamplingConfig, SamplingOverrides, make_config
 from workbench.errors import WorkbenchError
 from workbench.prompts import LibraryPrompt, PromptChoices, fill, render_for_model
 from workbench.registry import ModelSpec, Registry, load_registry
+from workbench.sampler.activations import ActivationQueries
 from workbench.sampler.queries import ModelQueries
 from workbench.sampler.remote import CostBudget, draw_remote
 from workbench.sampler.retry import EventSink, Retrying
@@ -106,7 +107,7 @@ class RunPlan:
     record: RunRecord
 
 
-class Sampler(ModelQueries):
+class Sampler(ActivationQueries, ModelQueries):
     """Draws samples through backends, answering from the store whenever it can.
 
     A context manager: `with Sampler() as sampler:` closes its store connection at the end.
@@ -159,7 +160,11 @@ class Sampler(ModelQueries):
         """The backend instance for a model, created once per Sampler (for the Sampler and backend tests)."""
         spec = self.model(name)
         if spec.name not in self._backends:
-            self._backends[spec.name] = create_backend(spec, **self.backend_settings)
+            backend = create_backend(spec, **self.backend_settings)
+            if spec.steering is not None and not backend.capabilities().activations:
+                raise WorkbenchError(f"model {spec.name!r} is steered, but its parent {spec.steering.parent!r} "
+                                     f"({spec.backend}) cannot {ACTIVATIONS_MISSING}")
+            self._backends[spec.name] = backend
         return self._backends[spec.name]
 
     def capabilities(self, name: str | ModelSpec) -> Capabilities:

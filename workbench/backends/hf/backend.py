@@ -14,8 +14,6 @@ dtype, a float32 copy of the model is loaded for scoring (once per process, on f
 from __future__ import annotations
 
 import copy
-import functools
-import inspect
 import logging
 import time
 from collections import OrderedDict
@@ -29,6 +27,7 @@ from jinja2 import TemplateError
 
 from workbench.backends.base import Backend, GenerationRequest
 from workbench.backends.hf import weights
+from workbench.backends.hf.lens import ActivationMethods
 from workbench.backends.hf.sampling import (
     SAMPLING_ALGORITHM,
     end_token_mask,
@@ -64,26 +63,6 @@ END_MASKS_KEPT = 256  # answer-end masks kept per backend ([V] bools each: 262 K
 LOG = logging.getLogger("workbench.backends.hf")
 
 
-@functools.cache
-def _cache_keyword(model_class: type) -> str:
-    """The forward keyword that takes a KV cache: `cache` in recent transformers, `past_key_values` before.
-
-    Passing the old name to a recent version warns on every call (577 FutureWarnings in one persona run).
-    """
-    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
-
-
-def _forward(model: Any, cache: Any = None, **inputs: Any) -> tuple[Any, Any]:
-    """One forward pass: (logits, the KV cache it returns), under the KV-cache keyword this transformers takes."""
-    if cache is not None:
-        inputs[_cache_keyword(type(model))] = cache
-    out = model(**inputs)
-    returned = getattr(out, "cache", None)  # transformers 5.2x names it `cache`; older ones `past_key_values`
-    if returned is None and inputs.get("use_cache"):
-        returned = out.past_key_values
-    return out.logits, returned
-
-
 @dataclass
 class _Row:
     """A continuation being decoded."""
@@ -95,8 +74,8 @@ class _Row:
     top: list[list[TokenLogprob]] | None
 
 
-class HFBackend(Backend):
-    """Local transformers models."""
+class HFBackend(ActivationMethods, Backend):
+    """Local transformers models (capture and steering: see lens.py)."""
 
     name: ClassVar[str] = "hf"
     cache_version: ClassVar[str | None] = SAMPLING_ALGORITHM
@@ -105,10 +84,13 @@ class HFBackend(Backend):
     supports_next_token_topk = True
     supports_candidate_scoring = True
     supports_token_ids = True
+    supports_activations = True
     scoring_dtype = SCORING_DTYPE
 
     def __init__(self, spec: ModelSpec, device: str | None = None, threads: int | None = None) -> None:
         super().__init__(spec)
+        # A steered model loads, prepares and tokenises exactly as its parent: one copy of the weights for both.
+        self.weights_spec = spec.unsteered
         self.device = device or weights.default_device()
         self.dtype = weights.resolve_dtype(spec, self.device)
         weights.apply_thread_setting(threads)
@@ -142,18 +124,18 @@ class HFBackend(Backend):
         """The most positions the model takes (config max_position_embeddings), read without loading weights."""
         from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(weights.checkpoint_location(self.spec))
+        config = AutoConfig.from_pretrained(weights.checkpoint_location(self.weights_spec))
         text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
         value = getattr(text_config, "max_position_embeddings", None)
         return int(value) if value else None
 
     def is_prepared(self) -> bool:
         """Whether the weights load fast as they are (a transformers checkpoint, or a GGUF converted once)."""
-        return not weights.needs_preparation(self.spec) or weights.is_prepared(self.spec)
+        return not weights.needs_preparation(self.weights_spec) or weights.is_prepared(self.weights_spec)
 
     def prepare(self, force: bool = False) -> str:
         """Convert a GGUF-shipped model to bf16 safetensors once; a one-line status."""
-        return weights.prepare_status(self.spec, force=force)
+        return weights.prepare_status(self.weights_spec, force=force)
 
     def apply_chat_template(self, messages: tuple[Message, ...]) -> str:
         """Render messages with the model's chat template; an assistant message last is continued (prefill)."""
@@ -183,20 +165,20 @@ class HFBackend(Backend):
 
     def _model(self) -> Any:
         """The model sampling runs on (in `self.dtype`)."""
-        return weights.load_model(self.spec, self.dtype, self.device)
+        return weights.load_model(self.weights_spec, self.dtype, self.device)
 
     def _scoring_model(self) -> Any:
         """The model exact scoring runs on: float32 (the sampling model itself when that is float32)."""
-        return weights.load_model(self.spec, self.scoring_dtype, self.device)
+        return weights.load_model(self.weights_spec, self.scoring_dtype, self.device)
 
     def _tokenizer(self) -> Any:
-        return weights.load_tokenizer(self.spec)
+        return weights.load_tokenizer(self.weights_spec)
 
     def stop_token_ids(self) -> set[int]:
         """Token ids that end a continuation (EOS and the generation config's end tokens)."""
         tokenizer = self._tokenizer()
         ids: set[int] = set()
-        configured = getattr(weights.generation_config(self.spec), "eos_token_id", None)
+        configured = getattr(weights.generation_config(self.weights_spec), "eos_token_id", None)
         if isinstance(configured, int):
             ids.add(configured)
         elif configured:
@@ -231,9 +213,14 @@ class HFBackend(Backend):
             raise WorkbenchError("the hf backend needs a rendered text input")
         return rendered.text
 
-    def _prefill(self, model: Any, prompt_ids: list[int]) -> tuple[Any, torch.Tensor]:
-        """Run the prompt once: its KV cache and the logits [1, V] (fp32) of the next token."""
-        logits, cache = _forward(model, input_ids=torch.tensor([prompt_ids], device=self.device), use_cache=True)
+    def _prefill(self, model: Any, prompt_ids: list[int], response_from: int | None = None) -> tuple[Any, torch.Tensor]:
+        """Run the prompt once: its KV cache and the logits [1, V] (fp32) of the next token.
+
+        response_from: where a continuation given as token ids starts inside prompt_ids (steering's
+        `response` positions touch only those); default: all of it is prompt."""
+        response_from = len(prompt_ids) if response_from is None else response_from
+        logits, cache = self._pass(model, None, 0, response_from,
+                                   input_ids=torch.tensor([prompt_ids], device=self.device), use_cache=True)
         return cache, logits[:, -1, :].float()
 
     # -- sampling --------------------------------------------------------------------------
@@ -344,7 +331,8 @@ class HFBackend(Backend):
             width = max(len(rows), MIN_DECODE_ROWS)
             inputs = torch.cat([picks, picks[:1].expand(width - len(rows))]).unsqueeze(-1)
             position = torch.full((width, 1), prompt_len + step, device=self.device)
-            step_logits, cache = _forward(model, cache, input_ids=inputs, position_ids=position, use_cache=True)
+            step_logits, cache = self._pass(model, cache, prompt_len + step, prompt_len,
+                                            input_ids=inputs, position_ids=position, use_cache=True)
             logits = step_logits[: len(rows), -1, :].float()
 
     # -- scoring ---------------------------------------------------------------------------
@@ -375,7 +363,7 @@ class HFBackend(Backend):
             cache.batch_repeat_interleave(rows)
             positions = torch.arange(len(prompt_ids), len(prompt_ids) + width, device=self.device)
             # Right padding needs no mask: under causal attention, pads come after every real token.
-            batch_logits, _ = _forward(model, cache, input_ids=batch,
+            batch_logits, _ = self._pass(model, cache, len(prompt_ids), len(prompt_ids), input_ids=batch,
                                        position_ids=positions.unsqueeze(0).expand(rows, -1), use_cache=False)
             for i, ids in enumerate(group):
                 logits = torch.cat([first_logits, batch_logits[i, : len(ids), :].float()], 0)  # [len + 1, V]
@@ -398,7 +386,7 @@ class HFBackend(Backend):
             self._end_masks.move_to_end(key)
         else:
             size = self._scoring_model().get_output_embeddings().weight.shape[0]
-            texts = weights.vocabulary_texts(self.spec, size)
+            texts = weights.vocabulary_texts(self.weights_spec, size)
             self._end_masks[key] = end_token_mask(texts, key, self.stop_token_ids()).to(self.device)
             if len(self._end_masks) > END_MASKS_KEPT:
                 self._end_masks.popitem(last=False)
@@ -446,7 +434,7 @@ class HFBackend(Backend):
         tokenizer = self._tokenizer()
         prompt_ids = self.encode_prompt(self._text_of(rendered))
         continuation_ids = [int(i) for i in continuation_ids]
-        _, logits = self._prefill(self._scoring_model(), prompt_ids + continuation_ids)
+        _, logits = self._prefill(self._scoring_model(), prompt_ids + continuation_ids, len(prompt_ids))
         logprobs = torch.log_softmax(logits[0], dim=-1)
         values, ids = torch.topk(logprobs, min(k, logprobs.shape[-1]))
         ids_list = ids.tolist()
