@@ -268,3 +268,44 @@ def test_persona_steering_on_the_base_is_measured_and_the_frame_is_complete(lens
         assert frame[column].notna().all(), column
     assert frame.loc[frame["coefficient"] != 0, "wrong_way_share"].between(0, 1).all()
     assert (sweep.items.groupby(["layer", "coefficient"]).size() == frame["n_items"].iloc[0]).all()
+
+
+def test_bfloat16_ablation_is_exact_up_to_one_rounding_of_the_residual():
+    """The edit runs in float32 inside the hook and is cast back once: what is left of the direction in a
+    bf16 residual is within a few units of bf16 rounding of the residual's own entries."""
+    from workbench.backends.hf.hooks import LayerEdit
+
+    generator = torch.Generator().manual_seed(0)
+    hidden = (torch.randn(2, 7, 640, generator=generator) * 50).to(torch.bfloat16)
+    hidden[..., 3] = 2000.0  # one huge dimension, as in Gemma's residual stream
+    unit = torch.randn(640, generator=generator)
+    unit = unit / unit.norm()
+    out = LayerEdit(unit, None, ablate=True).apply(hidden, None).float()
+    # One bf16 rounding moves each entry by at most 2**-8 of its size: the projection of that error onto a unit
+    # vector is at most sqrt(sum((2**-8 x_i)**2)) = 2**-8 |x|.
+    bound = 2 ** -8 * out.norm(dim=-1)
+    assert ((out @ unit).abs() <= bound).all()
+
+
+def test_experiments_and_the_cli_take_a_steered_model(lens, fresh_store):
+    from tests.conftest import run_cli
+    from workbench.analysis.distributions import exact_distribution
+    from workbench.experiments.segues import segue_recovery
+    from workbench.experiments.selfchat import self_conversation
+    from workbench.experiments.tree import BranchTree
+
+    steered = "gemma-3-270m@wedding-embedding@L1@add0.01"
+    prompt = lens.library.get("mode-collapse/random-number-completion")
+    base, nudged = exact_distribution(lens, BASE, prompt), exact_distribution(lens, steered, prompt)
+    assert nudged.probabilities() != base.probabilities()
+    result = segue_recovery(lens, [BASE, steered], lens.library.get("attractors/wedding-toast"), n=2,
+                            embedding=False, max_tokens=6)
+    assert set(result.summary["model"]) == {BASE, steered}
+    chat = self_conversation(lens, steered, "self-conversations/two-ais-meet", turns=2, runs=2, max_tokens=6)
+    assert chat is not None
+    tree = BranchTree.create(lens, steered, "Once upon a time,")
+    assert len(tree.expand_topk(tree.root, 3)) == 3
+    listing = run_cli("compare", "Once upon a time,", "--models", f"{BASE},{steered}", "--n", "2", "--max-tokens", "4",
+                      "--quiet")
+    assert listing.returncode == 0, listing.stderr
+    assert steered in listing.stdout

@@ -63,7 +63,7 @@ class Direction:
         """The vector for a layer; an error naming the layers it has when it has none there."""
         if layer not in self.vectors:
             raise WorkbenchError(f"direction {self.name!r} has no vector for layer {layer} "
-                                 f"(it has {format_layers(self.layers)}); extract it at that layer or pick one of those")
+                                 f"(it has {format_layers(self.layers)}); extract it there or pick one of those")
         return self.vectors[layer]
 
 
@@ -132,7 +132,8 @@ def find_direction(name: str) -> Path:
             return path
     known = ", ".join(sorted(d["name"] for d in list_directions())) or "none yet"
     raise WorkbenchError(f"unknown direction {name!r} (known: {known}); extract one with "
-                         f"`workbench directions extract --name {name} ...` or put its files in {user_directions_dir()}")
+                         f"`workbench directions extract --name {name} ...` or put its files in "
+                         f"{user_directions_dir()}")
 
 
 def read_direction_file(path: Path) -> Direction:

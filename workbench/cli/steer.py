@@ -140,7 +140,10 @@ def cmd_steer(args: argparse.Namespace) -> None:
     labels = _labels(args.labels)
     direction = load_direction(args.direction)  # an unknown direction or a missing layer fails before any model
     for layer in layers:
-        direction.vector(layer)
+        try:
+            direction.vector(layer)
+        except WorkbenchError as exc:
+            raise WorkbenchError(f"--layers: {exc}") from None
     from workbench.lens import steering_sweep
 
     sampler = make_sampler(argparse.Namespace(batch_size=32, quiet=args.quiet))

@@ -63,7 +63,7 @@ def vector_from_sets(positive: np.ndarray, negative: np.ndarray, method: str, se
         return (positive.mean(0) - negative.mean(0)).astype(np.float32)
     if method == "pca":
         if positive.shape != negative.shape:
-            raise WorkbenchError("pca needs paired sets of equal size (item i of one set pairs with item i of the other)")
+            raise WorkbenchError("pca needs paired sets of equal size (item i of one pairs with item i of the other)")
         from sklearn.decomposition import PCA
 
         diffs = (positive - negative).astype(np.float64)

@@ -76,7 +76,8 @@ def _label_set(sampler: Sampler, label: str | dict[str, Any] | LabelSet) -> Labe
         return LabelSet.model_validate(label)
     ref, _, name = str(label).rpartition(":")
     if not ref:
-        raise WorkbenchError(f"label {label!r}: write COLLECTION/PROMPT:LABEL, e.g. attractors/wedding-toast:celebration")
+        raise WorkbenchError(f"label {label!r}: write COLLECTION/PROMPT:LABEL, "
+                             "e.g. attractors/wedding-toast:celebration")
     labels = sampler.library.get(ref).spec.labels or {}
     if name not in labels:
         raise WorkbenchError(f"label {label!r}: {ref} has no label {name!r} (it has {', '.join(labels) or 'none'})")

@@ -46,6 +46,7 @@ MEASURE_AXES = {
     "segue": "share back in the prompt's world",
 }
 SHARE_MEASURES = frozenset({"persona", "keywords", "segue"})
+ANSWERED_THRESHOLD = 0.5  # below this p_answered a point is drawn hollow (as `workbench persona` warns)
 DAMAGED_MARK = {"marker": "X", "markersize": 9, "markerfacecolor": WARNING_EDGE, "markeredgecolor": "white",
                 "markeredgewidth": 0.8, "linestyle": "none", "zorder": 6}
 
@@ -54,7 +55,8 @@ def _labels(threshold: float) -> dict[str, str]:
     """The legend's words; each drawn artist carries one of them (add_legend names nothing undrawn)."""
     percent = f"{threshold * 100:g} %"
     return {"parent": "unsteered parent", "band": "95% interval", "damaged": f"damaged: prose NLL > +{percent}",
-            "threshold": f"damage threshold (+{percent})"}
+            "threshold": f"damage threshold (+{percent})",
+            "unanswered": f"hollow: p_answered < {ANSWERED_THRESHOLD:g} (mostly no answer option)"}
 
 
 def _layer_name(layer: int) -> str:
@@ -143,7 +145,7 @@ def _draw_ablation(measure_ax: Axes, damage_ax: Axes, rows: pd.DataFrame, layers
             drawn["band"] = True
             measure_ax.errorbar([layer], [v], yerr=[[v - lo], [hi - v]], fmt="none", ecolor=colour, elinewidth=1.0,
                                 capsize=3, zorder=3, label=names["band"])
-        damage_ax.bar([layer], [float(row["nll_change"])], width=0.6, color=colour, zorder=3,
+        damage_ax.bar([layer], [float(row["nll_change"])], width=0.45, color=colour, zorder=3,
                       label=_layer_name(layer))
     for ax in (measure_ax, damage_ax):
         ax.set_xticks(layers, [str(layer) for layer in layers])
@@ -160,6 +162,17 @@ def _mark_damaged(measure_ax: Axes, damage_ax: Axes, rows: pd.DataFrame, x: str,
     measure_ax.plot(hurt[x], hurt["value"], label=label, **DAMAGED_MARK)
     damage_ax.plot(hurt[x], hurt["nll_change"], label=label, **DAMAGED_MARK)
     return True
+
+
+def _mark_unanswered(measure_ax: Axes, rows: pd.DataFrame, x: str, colours: dict[str, str], label: str) -> bool:
+    """Hollow markers where most probability is on no answer option (p_answered below ANSWERED_THRESHOLD): the
+    measure is renormalised over the options there and says little."""
+    low = rows[optional_column(rows, "p_answered") < ANSWERED_THRESHOLD]
+    for i, (_, row) in enumerate(low.iterrows()):
+        measure_ax.plot([row[x]], [row["value"]], marker="o", markersize=6.5, markerfacecolor="white",
+                        markeredgewidth=1.6, markeredgecolor=colours[_layer_name(int(row["layer"]))],
+                        linestyle="none", zorder=5, label=label if i == 0 else "_nolegend_")
+    return not low.empty
 
 
 def _measure_limits(ax: Axes, rows: pd.DataFrame, measure: str, parent_value: float | None) -> None:
@@ -187,7 +200,7 @@ def _damage_limits(ax: Axes, rows: pd.DataFrame, threshold: float) -> bool:
     line = threshold * 100
     high = float(finite.max()) if len(finite) else 0.0
     low = min(0.0, float(finite.min()) if len(finite) else 0.0)
-    if high > 20 * line:
+    if line > 0 and high > 20 * line:
         ax.set_yscale("symlog", linthresh=line, linscale=1.0)
         ax.yaxis.set_major_formatter(FuncFormatter(_plain_number))
         ax.set_ylim(low * 1.5 if low < -line else -line * 0.1, high * 2.0)
@@ -223,6 +236,8 @@ def steering_sweep_figure(frame: pd.DataFrame, measure_label: str, parent_value:
     fig, (measure_ax, damage_ax), legend_ax = panel_figure(width, 3.4, 2)
     draw = _draw_ablation if ablate else _draw_sweep
     drawn = draw(measure_ax, damage_ax, rows, layers, colours, names)
+    drawn["unanswered"] = _mark_unanswered(measure_ax, rows, "layer" if ablate else "x", colours,
+                                           names["unanswered"])
     drawn["damaged"] = _mark_damaged(measure_ax, damage_ax, rows, "layer" if ablate else "x", names["damaged"])
     if parent_value is not None and math.isfinite(parent_value):
         measure_ax.axhline(parent_value, color=INK, linestyle="--", linewidth=1.1, zorder=3, label=names["parent"])
@@ -261,6 +276,10 @@ def _legend(layers: list[int], colours: dict[str, str], names: dict[str, str], d
         handles.append(Line2D([], [], color="#999999", linewidth=6, alpha=0.4) if not ablate else
                        Line2D([], [], color="#777777", linewidth=1.0, marker="_", markersize=6))
         labels.append(names["band"])
+    if drawn["unanswered"]:
+        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=6.5, markerfacecolor="white",
+                              markeredgewidth=1.6, markeredgecolor=INK))
+        labels.append(names["unanswered"])
     handles.append(Line2D([], [], color=WARNING_EDGE, linestyle=":", linewidth=1.3))
     labels.append(names["threshold"])
     if drawn["damaged"]:

@@ -37,7 +37,7 @@ def model_lock(model: Any) -> threading.RLock:
 
 
 def decoder_layers(model: Any) -> Any:
-    """The model's list of decoder blocks (Gemma-3, Llama, Qwen, Mistral: model.model.layers; GPT-2 style: transformer.h)."""
+    """The model's decoder blocks (Gemma-3, Llama, Qwen, Mistral: model.model.layers; GPT-2 style: transformer.h)."""
     for path in ("model.layers", "model.model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
         node = model
         for part in path.split("."):
