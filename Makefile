@@ -64,6 +64,7 @@ tuned-models: prepare
 bench: install-test prepare
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_sampler.py
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_exact.py
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/bench_steering.py
 	$(BIN)/python bench/bench_concurrency.py
 	$(BIN)/python bench/bench_throughput.py
 	$(BIN)/python bench/bench_store.py

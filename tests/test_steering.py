@@ -309,3 +309,17 @@ def test_experiments_and_the_cli_take_a_steered_model(lens, fresh_store):
                       "--quiet")
     assert listing.returncode == 0, listing.stderr
     assert steered in listing.stdout
+
+
+def test_the_panels_take_a_steered_model(lens):
+    from workbench.widgets import ComparePanel, SweepPanel, TreeExplorer
+
+    steered = "gemma-3-270m@wedding-embedding@L1@add0.01"
+    panel = ComparePanel(lens, prompt="mode-collapse/random-digit-sequence", models=[BASE, steered], n=3,
+                         clusters=False)
+    assert steered in panel.models.options and list(panel.models.value) == [BASE, steered]
+    assert panel.run(wait=True), panel.message.value
+    assert panel.error is None, panel.last_traceback
+    assert list(panel.results["summary"]["model"]) == [BASE, steered]
+    assert steered in SweepPanel(lens, models=[steered]).models.options
+    assert TreeExplorer(lens, model=steered, compare_with=BASE).model.value == steered

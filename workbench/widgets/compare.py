@@ -34,6 +34,7 @@ from workbench.widgets.layout import (
     details_html,
     heading_html,
     html_table,
+    model_options,
     row,
     settings_section,
     warning_html,
@@ -77,11 +78,8 @@ class ComparePanel(Panel):
                  models: list[str] | None = None, n: int = 32, temperature: float = 1.0, top_p: float = 1.0,
                  max_tokens: int | None = None, seed: int = 0, chat: bool | None = None, clusters: bool = True) -> None:
         super().__init__(sampler)
-        names = list(self.sampler.registry.models)
         chosen = models or default_models(self.sampler)
-        unknown = [m for m in chosen if m not in names]
-        if unknown:
-            self.sampler.registry.get(unknown[0])  # raises with the closest names
+        names = model_options(self.sampler.registry, chosen)
         self.picker = PromptPicker(self.sampler, prompt, chat, on_error=self.callback_failed)
         self.models = w.SelectMultiple(options=names, value=tuple(chosen), rows=min(5, max(2, len(names))),
                                        description="models", layout=w.Layout(width="390px"),

@@ -149,3 +149,12 @@ def images_of(pngs: Mapping[str, bytes]) -> dict[str, w.Image]:
     return {name: w.Image(value=png, format="png",
                           layout=w.Layout(max_width="100%", height="auto", align_self="flex-start", margin="0px"))
             for name, png in pngs.items()}
+
+
+def model_options(registry: Any, chosen: Sequence[str]) -> list[str]:
+    """The registry's models plus any chosen model that is not an entry (an inline steered model such as
+    gemma-3-270m@wedding-embedding@L1@add0.01), each checked by the registry (one clear error if unknown)."""
+    names = list(registry.models)
+    for name in chosen:
+        registry.get(name)  # raises with the closest names, or the steered-name syntax
+    return names + [name for name in chosen if name not in names]

@@ -23,7 +23,15 @@ from workbench.plots.distributions import UNRELIABLE_MARK
 from workbench.plots.style import metric_title
 from workbench.widgets.base import Panel, PromptPicker, chunks
 from workbench.widgets.compare import default_models
-from workbench.widgets.layout import caption_html, details_html, html_table, row, settings_section, warning_html
+from workbench.widgets.layout import (
+    caption_html,
+    details_html,
+    html_table,
+    model_options,
+    row,
+    settings_section,
+    warning_html,
+)
 
 if TYPE_CHECKING:
     from workbench.sampler import Sampler
@@ -54,10 +62,8 @@ class SweepPanel(Panel):
                  n: int = 32, seed: int = 0, method: str = "auto",
                  metrics: tuple[str, ...] = ("entropy_bits", "top1_mass")) -> None:
         super().__init__(sampler)
-        names = list(self.sampler.registry.models)
         chosen = models or default_models(self.sampler)
-        for m in chosen:
-            self.sampler.registry.get(m)
+        names = model_options(self.sampler.registry, chosen)
         style = {"description_width": "90px"}
         # A sweep takes a library prompt or a raw completion (exact scoring needs raw text): chat stays off.
         self.picker = PromptPicker(self.sampler, prompt, chat=False, on_error=self.callback_failed)

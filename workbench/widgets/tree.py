@@ -20,7 +20,15 @@ import ipywidgets as w
 from workbench.errors import WorkbenchError
 from workbench.widgets.base import PREVIEW_CHARS, Panel, PromptPicker
 from workbench.widgets.compare import default_models
-from workbench.widgets.layout import CELL_CHARS, caption_html, error_html, html_table, row, settings_section
+from workbench.widgets.layout import (
+    CELL_CHARS,
+    caption_html,
+    error_html,
+    html_table,
+    model_options,
+    row,
+    settings_section,
+)
 
 if TYPE_CHECKING:
     from workbench.experiments.tree import BranchTree, TreeComparison, TreeNode
@@ -81,10 +89,8 @@ class TreeExplorer(Panel):
                  model: str | None = None, compare_with: str | None = None, k: int = 5, n: int = 8, m: int = 4,
                  temperature: float = 1.0, seed: int = 0, expand_on_click: bool = True) -> None:
         super().__init__(sampler)
-        names = list(self.sampler.registry.models)
         model = model or default_models(self.sampler)[0]
-        for name in [model, *([compare_with] if compare_with else [])]:
-            self.sampler.registry.get(name)
+        names = model_options(self.sampler.registry, [model, *([compare_with] if compare_with else [])])
         style = {"description_width": "90px"}
         self.picker = PromptPicker(self.sampler, prompt, on_error=self.callback_failed)
         self.model = w.Dropdown(options=names, value=model, description="model", style=style)
