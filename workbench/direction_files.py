@@ -118,6 +118,7 @@ def save_direction(direction: Direction, folder: Path | None = None, overwrite: 
                 "hidden_size": direction.hidden_size, "content_hash": direction.content_hash}
     staging = folder / f".{direction.name}.partial.safetensors"
     save_file(tensors, str(staging))
+    staging.chmod(0o644)  # safetensors writes 0600; a direction is meant to be shared like its JSON
     (folder / f"{direction.name}.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
     staging.replace(target)  # the vectors land last and atomically: a half-written direction is never read
     return target
