@@ -111,6 +111,7 @@ def test_a_steered_model_is_a_model_spec_with_its_own_identity(lens):
     assert spec.kind == lens.model(BASE).kind and spec.family == lens.model(BASE).family
     assert spec.transcript_template == lens.model(BASE).transcript_template
     assert parse_inline(name).inline_name() == name
+    assert lens.model("gemma-3-270m@wedding-embedding@L1@add0.020").name == name  # one steering, one name
     identities = {str(lens.identity(n)) for n in (BASE, name, "gemma-3-270m@wedding-embedding@L1@add0.03",
                                                   "gemma-3-270m@wedding-embedding@L2@add0.02",
                                                   "gemma-3-270m@wedding-embedding@L1@ablate-add0.02",
@@ -129,7 +130,9 @@ def test_a_steered_model_is_a_model_spec_with_its_own_identity(lens):
                        ("gemma-3-270m@no-such-direction@L1@add0.1", "unknown direction"),
                        ("gemma-3-270m@wedding-embedding@L1@add", "needs a coefficient"),
                        ("gemma-3-270m@wedding-embedding@L1@ablate0.5", "no coefficient"),
-                       ("gemma-3-270m@wedding-embedding@3@add0.1", "layer list")]:
+                       ("gemma-3-270m@wedding-embedding@3@add0.1", "layer list"),
+                       ("gemma-3-270m@wedding-embedding@L1@add0.1@pos-all@pos-response", "once"),
+                       ("gemma-3-270m@wedding-embedding@L1@add1e400", "finite")]:
         with pytest.raises(WorkbenchError, match=words):
             lens.sample(bad, "Once upon a time,", 1, max_tokens=2)
 
@@ -253,17 +256,20 @@ def test_ablating_the_model_diff_direction_is_damage_not_removal(lens):
     assert row["value"] < sweep.parent_point["value"], (row["value"], sweep.parent_point)
     assert bool(row["damaged"]) and row["nll_change"] >= 0.5, row
     assert 0 <= row["wrong_way_share"] <= 1 and row["n_items"] > 0
+    # Whatever p_answered does, it is beside the score, and a collapse of it is flagged in the frame and the notes.
+    assert 0 <= row["p_answered"] <= 1 and bool(row["unanswered"]) == (row["p_answered"] < 0.5)
+    assert any("p_answered" in note for note in sweep.notes) == bool(row["unanswered"])
 
 
 def test_persona_steering_on_the_base_is_measured_and_the_frame_is_complete(lens):
     positive, negative = trait_contrast_sets(lens, BASE, "self-preservation")
     from workbench.lens import contrast_direction
 
-    save_direction(contrast_direction(lens, BASE, positive, negative, [4, 8], "self-preservation-caa"), overwrite=True)
-    sweep = steering_sweep(lens, BASE, "self-preservation-caa", [4, 8], [-0.01, 0.0, 0.01], "persona",
+    save_direction(contrast_direction(lens, BASE, positive, negative, [6], "self-preservation-caa"), overwrite=True)
+    sweep = steering_sweep(lens, BASE, "self-preservation-caa", [6], [-0.01, 0.0, 0.01], "persona",
                            trait="self-preservation", per_trait=5)
     frame = sweep.frame
-    assert len(frame) == 6
+    assert len(frame) == 3
     for column in ("value", "ci_low", "ci_high", "p_answered", "prose_nll", "nll_change", "kl_neutral"):
         assert frame[column].notna().all(), column
     assert frame.loc[frame["coefficient"] != 0, "wrong_way_share"].between(0, 1).all()
@@ -298,9 +304,9 @@ def test_experiments_and_the_cli_take_a_steered_model(lens, fresh_store):
     prompt = lens.library.get("mode-collapse/random-number-completion")
     base, nudged = exact_distribution(lens, BASE, prompt), exact_distribution(lens, steered, prompt)
     assert nudged.probabilities() != base.probabilities()
-    result = segue_recovery(lens, [BASE, steered], lens.library.get("attractors/wedding-toast"), n=2,
+    result = segue_recovery(lens, [steered], lens.library.get("attractors/wedding-toast"), n=2,
                             embedding=False, max_tokens=6)
-    assert set(result.summary["model"]) == {BASE, steered}
+    assert set(result.summary["model"]) == {steered}
     chat = self_conversation(lens, steered, "self-conversations/two-ais-meet", turns=2, runs=2, max_tokens=6)
     assert chat is not None
     tree = BranchTree.create(lens, steered, "Once upon a time,")
@@ -323,3 +329,36 @@ def test_the_panels_take_a_steered_model(lens):
     assert list(panel.results["summary"]["model"]) == [BASE, steered]
     assert steered in SweepPanel(lens, models=[steered]).models.options
     assert TreeExplorer(lens, model=steered, compare_with=BASE).model.value == steered
+
+
+def test_the_hook_path_itself_is_exact_and_overwritten_directions_and_response_steering_are_seen(lens):
+    """An edit that adds zeros through a real hook leaves the logits bit-identical (the add-0 shortcut skips the
+    hook, so this checks the hook's own arithmetic); a direction replaced in the session steers with its new
+    vectors; a response-only steering shows its damage in the guards."""
+    from workbench.backends.hf.hooks import LayerEdit, SteeringPlan
+    from workbench.backends.hf.passes import forward_pass
+    from workbench.lens import damage
+
+    model = lens.backend(BASE)._scoring_model()
+    ids = torch.tensor([lens.backend(BASE).encode_prompt(TEXTS[0])])
+    unit = torch.from_numpy(load_direction("wedding-embedding").vector(1))
+    plan = SteeringPlan({1: LayerEdit(unit / unit.norm(), torch.zeros_like(unit), False)}, "all")
+    with torch.inference_mode():
+        plain, _ = forward_pass(model, None, input_ids=ids)
+        with plan.applied(model, None):
+            hooked, _ = forward_pass(model, None, input_ids=ids)
+    assert torch.equal(plain, hooked)
+
+    row = load_direction("wedding-embedding")
+    save_direction(Direction("wedding-swap", row.vectors, row.metadata), overwrite=True)
+    name = "gemma-3-270m@wedding-swap@L1@add0.03"
+    before = lens.text_logprobs(name, TEXTS[:1])
+    save_direction(Direction("wedding-swap", {k: -v for k, v in row.vectors.items()}, row.metadata), overwrite=True)
+    after = lens.text_logprobs(name, TEXTS[:1])
+    assert after != before
+    fresh = lens.with_store()
+    fresh._backends = {}
+    assert fresh.text_logprobs(name, TEXTS[:1]) == after
+
+    guard = damage(lens, BASE, "gemma-3-270m@wedding-embedding@L1@add0.05@pos-response")
+    assert guard.damaged and guard.nll_change > 0.10

@@ -17,8 +17,8 @@ from workbench.plots import export_figure, steering_sweep_figure
 
 # The columns of workbench.lens.sweep.COLUMNS (spelled out: a renamed column must fail here).
 SWEEP_COLUMNS = ["parent", "model", "layer", "coefficient", "operator", "units", "measure", "value", "ci_low",
-                 "ci_high", "method", "n", "p_answered", "top_answer", "wrong_way_share", "n_items", "prose_nll",
-                 "nll_change", "kl_neutral", "damaged"]
+                 "ci_high", "method", "n", "p_answered", "unanswered", "top_answer", "top_share", "wrong_way_share",
+                 "n_items", "prose_nll", "nll_change", "kl_neutral", "damaged"]
 KEYWORDS = ["--measure", "keywords", "--prompt", "mode-collapse/once-upon-a-time",
             "--labels", "attractors/wedding-toast:celebration"]
 
@@ -60,7 +60,8 @@ def sweep_frame(operator: str = "add") -> pd.DataFrame:
             rows.append({"parent": "gemma-3-270m", "model": f"gemma-3-270m@wed@L{layer}@{operator}", "layer": layer,
                          "coefficient": c, "operator": operator, "units": "median-norm", "measure": "persona",
                          "value": 0.5 + 0.1 * (0 if math.isnan(c) else c), "ci_low": 0.4, "ci_high": 0.7,
-                         "method": "exact", "n": 20, "p_answered": 0.3 if c == 1.0 else 0.8, "top_answer": "",
+                         "method": "exact", "n": 20, "p_answered": 0.3 if c == 1.0 else 0.8,
+                         "unanswered": c == 1.0, "top_answer": "", "top_share": math.nan,
                          "wrong_way_share": 0.2, "n_items": 20, "prose_nll": 3.0 * (1 + change),
                          "nll_change": change, "kl_neutral": change, "damaged": change > 0.10})
     return pd.DataFrame(rows, columns=SWEEP_COLUMNS)

@@ -313,8 +313,9 @@ class Registry:
             return self.models[name]
         if is_inline_steered(name):
             if name not in self._inline:
+                # Named canonically (add0.10 is add0.1): one steering, one name in every table and figure.
                 steering = parse_inline(name)
-                self._inline[name] = steered_spec(self.get(steering.parent), steering, name)
+                self._inline[name] = steered_spec(self.get(steering.parent), steering)
             return self._inline[name]
         close = difflib.get_close_matches(name, list(self.models), n=3, cutoff=0.4)
         hint = f"; did you mean {', '.join(close)}?" if close else ""

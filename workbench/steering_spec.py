@@ -133,6 +133,8 @@ def parse_inline(name: str) -> Steering:
     elif match.group(2) is not None:
         raise WorkbenchError(f"model name {name!r}: ablate takes no coefficient; write ablate, or ablate-add"
                              f"{match.group(2)} to add after projecting out")
+    if len(set(options)) != len(options) or sum(o.startswith("pos-") for o in options) > 1:
+        raise WorkbenchError(f"model name {name!r}: give each option once (raw, one pos-...)")
     for option in options:
         if option == "raw":
             fields["units"] = "raw"
@@ -145,7 +147,7 @@ def parse_inline(name: str) -> Steering:
         return Steering(**fields)
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         reason = exc.errors()[0]["msg"] if hasattr(exc, "errors") else str(exc)
-        raise WorkbenchError(f"model name {name!r}: {reason}") from None
+        raise WorkbenchError(f"model name {name!r}: {reason.removeprefix('Value error, ')}") from None
 
 
 __all__ = [

@@ -48,6 +48,11 @@ _SECRET_VARIABLE = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)$
 
 Command = Callable[[argparse.Namespace], None]
 
+# Model flags take registry names and inline steered models alike (no comma in their syntax).
+MODEL_HELP = ("a registry name (see `workbench models list`) or a steered model, "
+              "e.g. gemma-3-270m@wedding-embedding@L1@add0.02")
+MODELS_HELP = "comma-separated registry names or steered models (PARENT@DIRECTION@L1@add0.02), e.g. A,B"
+
 
 # -- running a command ------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.cli.common import (
+    MODELS_HELP,
     add_figure_flags,
     add_n_flag,
     add_run_flags,
@@ -34,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     for group, name in ((sub, "persona"), (experiment, "personas")):
         p = group.add_parser(name, help="agentic-persona items per trait under one framing, with p_answered, CIs "
                                         "and the yes-bias check")
-        p.add_argument("--models", required=True, help="comma-separated registry names")
+        p.add_argument("--models", required=True, help=MODELS_HELP)
         p.add_argument("--collection", default="personas",
                        help="the persona collection (default %(default)s; an imported one: set WORKBENCH_PROMPTS)")
         p.add_argument("--traits", help="only these traits (comma-separated)")
@@ -59,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     for group, name in ((sub, "segue"), (experiment, "segues")):
         p = group.add_parser(name, help="segue recovery: back to the prompt's world after a jarring turn?")
         p.add_argument("prompt", help="a library prompt with perturbations, e.g. attractors/wedding-toast")
-        p.add_argument("--models", required=True, help="comma-separated registry names")
+        p.add_argument("--models", required=True, help=MODELS_HELP)
         p.add_argument("--perturbations", help="only these perturbations (comma-separated; default all)")
         p.add_argument("--judge", help="also classify with this registered model as an LLM judge "
                                        "(judges/segue-world)")

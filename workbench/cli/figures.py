@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from workbench.cli.common import (
+    MODELS_HELP,
     add_choice_flags,
     add_figure_flags,
     add_n_flag,
@@ -60,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         dest="action", required=True)
     p = figure.add_parser("distribution", help="answer distributions side by side (exact where possible)")
     p.add_argument("prompt", help=PROMPT_HELP)
-    p.add_argument("--models", required=True, help="comma-separated registry names")
+    p.add_argument("--models", required=True, help=MODELS_HELP)
     p.add_argument("--answer", help="answer extractor (default: the prompt's answer space, else first-line)")
     p.add_argument("--sampled", action="store_true", help="use sampled distributions even where exact ones exist")
     add_sampling_flags(p, n_default=100)

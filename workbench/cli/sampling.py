@@ -6,6 +6,8 @@ import argparse
 import sys
 
 from workbench.cli.common import (
+    MODEL_HELP,
+    MODELS_HELP,
     add_cost_flags,
     add_sampling_flags,
     config_fields,
@@ -22,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add `sample` and `compare`."""
     p = sub.add_parser("sample", help="draw n continuations of a prompt from one model")
     p.add_argument("prompt", help="prompt text, @file, or a library prompt collection/prompt-id")
-    p.add_argument("--model", required=True, help="a registry name (see `workbench models list`)")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--json", action="store_true", help="print samples as JSON")
     add_sampling_flags(p, n_default=8)
     add_cost_flags(p)
@@ -36,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="one prompt on two or more models: P(other), entropy and top answer, in "
                                        "total and in-space views")
     p.add_argument("prompt", help="prompt text, @file, or a library prompt collection/prompt-id")
-    p.add_argument("--models", required=True, help="comma-separated registry names, e.g. A,B")
+    p.add_argument("--models", required=True, help=MODELS_HELP)
     p.add_argument("--answer",
                    help="how a continuation maps to an answer: first-line, first-word, first-number, "
                         "first-3-words, full (default: a library prompt's answer space, else first-line)")

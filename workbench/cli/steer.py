@@ -48,6 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trait", help="the persona trait (persona), e.g. self-preservation")
     p.add_argument("--framing", help="persona: the framing the items are rendered in (default: the collection's "
                                      "first)")
+    p.add_argument("--per-trait", type=int, dest="per_trait",
+                   help="persona: only the first K items of each keying (agree / disagree), for a quicker sweep")
+    p.add_argument("--collection", default="personas", help="persona: the collection the trait is in "
+                                                            "(default %(default)s)")
     p.add_argument("--labels", metavar="REF:LABEL",
                    help="keywords: a prompt's label set, e.g. attractors/wedding-toast:celebration, or JSON "
                         "{\"keywords\": [...]}")
@@ -126,6 +130,8 @@ def _check_flags(args: argparse.Namespace) -> list[float]:
             raise WorkbenchError("--measure keywords needs --labels, e.g. attractors/wedding-toast:celebration")
         if args.labels and args.measure != "keywords":
             raise WorkbenchError(f"--labels goes with --measure keywords, not {args.measure}; drop it")
+    if args.per_trait is not None and (args.measure != "persona" or args.per_trait < 1):
+        raise WorkbenchError("--per-trait is a number of items of at least 1, with --measure persona")
     if not 0 < args.threshold:
         raise WorkbenchError(f"--threshold is a relative rise above 0 (0.1 = +10 %), got {args.threshold}")
     return grid
@@ -134,8 +140,12 @@ def _check_flags(args: argparse.Namespace) -> list[float]:
 def cmd_steer(args: argparse.Namespace) -> None:
     """Run the sweep, print its table and notes, write the figure and the CSV."""
     from workbench.direction_files import load_direction
+    from workbench.plots.export import FORMATS
 
     grid = _check_flags(args)
+    unknown = [f for f in args.formats.split(",") if f.strip() and f.strip() not in FORMATS]
+    if unknown:  # before the sweep, not after it
+        raise WorkbenchError(f"--formats: unknown {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
     layers = parse_layers(args.layers) or []
     labels = _labels(args.labels)
     direction = load_direction(args.direction)  # an unknown direction or a missing layer fails before any model
@@ -149,13 +159,13 @@ def cmd_steer(args: argparse.Namespace) -> None:
     sampler = make_sampler(argparse.Namespace(batch_size=32, quiet=args.quiet))
     spec = sampler.model(args.model)
     made_on = direction.metadata.get("model")
-    if made_on and made_on != spec.name:
-        print(f"note: direction {direction.name} was extracted from {made_on}; steering {spec.name} with it")
     sweep = steering_sweep(sampler, args.model, args.direction, layers, grid, args.measure, args.prompt,
                            trait=args.trait, framing=args.framing, labels=labels, operator=args.operator,
                            units="raw" if args.raw else "median-norm", positions=args.positions, n=args.n,
                            seed=args.seed, max_tokens=args.max_tokens, temperature=args.temperature,
-                           threshold=args.threshold)
+                           per_trait=args.per_trait, collection=args.collection, threshold=args.threshold)
+    if made_on and made_on != spec.name:
+        print(f"note: direction {direction.name} was extracted from {made_on}; {spec.name} was steered with it")
     print(f"{sweep.parent} steered along {sweep.direction} ({args.operator}, {sweep.units}, positions "
           f"{sweep.positions}): {sweep.measure_label}")
     parent = sweep.parent_point
@@ -191,13 +201,17 @@ def sweep_table(frame: Any) -> Any:
     table = pd.DataFrame({"layer": frame["layer"],
                           "coefficient": ["–" if not _finite(c) else f"{c:g}" for c in frame["coefficient"]]})
     table["value [95% CI]"] = [_estimate(r.value, r.ci_low, r.ci_high) for r in frame.itertuples()]
-    for column in ("p_answered", "wrong_way_share"):
+    for column in ("p_answered", "top_share", "wrong_way_share"):
         values = pd.to_numeric(frame[column], errors="coerce")
         if values.notna().any():
             table[column] = ["–" if pd.isna(v) else f"{v:.2f}" for v in values]
     table["prose NLL"] = [f"{v * 100:+.1f} %" for v in frame["nll_change"]]
     table["KL (nats)"] = [f"{v:.4f}" for v in frame["kl_neutral"]]
     table["damage"] = ["DAMAGED" if bool(d) else "" for d in frame["damaged"]]
+    if frame["measure"].isin(["persona", "answers"]).any():
+        table["answers?"] = ["UNANSWERED" if bool(u) else "" for u in frame["unanswered"]]
+    if frame["top_answer"].astype(str).str.len().gt(0).any():
+        table.insert(3, "top answer", list(frame["top_answer"]))
     return table
 
 

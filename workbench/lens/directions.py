@@ -98,6 +98,7 @@ def contrast_direction(sampler: Sampler, model: str, positive: list[Item], negat
     pos = sampler.capture(model, positive, layers, site, positions)
     neg = sampler.capture(model, negative, layers, site, positions)
     vectors = {layer: vector_from_sets(pos.values[layer], neg.values[layer], method) for layer in layers}
+    _check_nonzero(vectors, "the two sets give the same activations")
     return Direction(name, vectors, _metadata(
         sampler, model, layers, method, site=site, positions=positions, sets_hash=sets_hash(positive, negative),
         sets=sets or "two lists of texts", n_positive=len(positive), n_negative=len(negative),
@@ -117,10 +118,19 @@ def model_diff_direction(sampler: Sampler, tuned: str, base: str, texts: list[It
     a = sampler.capture(tuned, texts, layers, site, positions)
     b = sampler.capture(base, texts, layers, site, positions)
     vectors = {layer: (a.values[layer] - b.values[layer]).mean(0).astype(np.float32) for layer in layers}
+    _check_nonzero(vectors, f"{tuned} and {base} give the same activations on these texts")
     return Direction(name, vectors, _metadata(
         sampler, tuned, layers, "model-diff", base=base, base_identity=sampler.identity(base), site=site,
-        positions=positions, sets_hash=sets_hash(texts), sets=sets or "a list of texts", n_positive=len(texts),
-        n_negative=len(texts), batch_size=a.batch_size, description=description))
+        positions=positions, sets_hash=sets_hash(texts), sets=sets or "a list of texts", n_texts=len(texts),
+        batch_size=a.batch_size, description=description))
+
+
+def _check_nonzero(vectors: dict[int, np.ndarray], why: str) -> None:
+    """An error now, not at steering time, for a direction that is zero (or not finite) at some layer."""
+    bad = [layer for layer, v in vectors.items() if not np.isfinite(v).all() or float(np.linalg.norm(v)) == 0.0]
+    if bad:
+        raise WorkbenchError(f"the direction is zero at layer(s) {', '.join(map(str, bad))}: {why}; "
+                             "give sets that differ")
 
 
 def token_direction(sampler: Sampler, model: str, token: str, name: str, matrix: str = "embedding",

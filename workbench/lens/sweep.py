@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 Measure = Literal["persona", "answers", "keywords", "segue"]
 MEASURES = ("persona", "answers", "keywords", "segue")
 COLUMNS = ["parent", "model", "layer", "coefficient", "operator", "units", "measure", "value", "ci_low", "ci_high",
-           "method", "n", "p_answered", "top_answer", "wrong_way_share", "n_items", "prose_nll", "nll_change",
-           "kl_neutral", "damaged"]
+           "method", "n", "p_answered", "unanswered", "top_answer", "top_share", "wrong_way_share", "n_items",
+           "prose_nll", "nll_change", "kl_neutral", "damaged"]
+ANSWERED_THRESHOLD = 0.5  # below this p_answered a score is renormalised over little mass: flagged `unanswered`
 
 
 @dataclass
@@ -63,6 +64,7 @@ class _Point:
     n: float
     p_answered: float = math.nan
     top_answer: str = ""
+    top_share: float = math.nan
     items: dict[str, float] = field(default_factory=dict)
 
 
@@ -92,7 +94,7 @@ def _measure_point(sampler: Sampler, model: str, measure: str, options: dict[str
         from workbench.experiments.personas import persona_eval
 
         result = persona_eval(sampler, [model], traits=[options["trait"]], method="exact", framing=options["framing"],
-                              per_trait=options["per_trait"])
+                              per_trait=options["per_trait"], collection=options["collection"])
         row = result.traits[result.traits["keyed"] == "all"].iloc[0]
         items = dict(zip(result.items["prompt"], result.items["p_match"].astype(float), strict=True))
         return _Point(float(row["p_match"]), float(row["ci_low"]), float(row["ci_high"]), "exact",
@@ -104,7 +106,7 @@ def _measure_point(sampler: Sampler, model: str, measure: str, options: dict[str
         summary = exact_distribution(sampler, model, prompt, options["temperature"]).summary()
         value = float(summary["entropy_bits_in_space"])
         return _Point(value, value, value, "exact", math.nan, 1.0 - float(summary["p_other"]),
-                      str(summary["top_answer_in_space"]))
+                      str(summary["top_answer_in_space"]), float(summary["top_share_in_space"]))
     if measure == "keywords":
         run = sampler.sample(model, prompt, options["n"], seed=options["seed"], max_tokens=options["max_tokens"],
                              temperature=options["temperature"])
@@ -156,6 +158,7 @@ def steering_sweep(
     max_tokens: int = 32,
     temperature: float = 1.0,
     per_trait: int | None = None,
+    collection: str = "personas",
     threshold: float = DAMAGE_THRESHOLD,
 ) -> SteeringSweep:
     """Measure `model` steered along `direction` at each (layer, coefficient), with damage guards.
@@ -177,7 +180,7 @@ def steering_sweep(
     if not grid:
         raise WorkbenchError("give at least one coefficient")
     options: dict[str, Any] = {"trait": trait, "framing": framing, "n": n, "seed": seed, "max_tokens": max_tokens,
-                               "temperature": temperature, "per_trait": per_trait}
+                               "temperature": temperature, "per_trait": per_trait, "collection": collection}
     if measure == "persona":
         if not trait:
             raise WorkbenchError("the persona measure needs a trait (e.g. self-preservation)")
@@ -192,8 +195,11 @@ def steering_sweep(
                 raise WorkbenchError("the keywords measure needs labels, e.g. attractors/wedding-toast:celebration")
             options["labels"] = _label_set(sampler, labels)
             options["label_name"] = labels if isinstance(labels, str) else "the given"
-    for layer in layers:  # every name is checked (direction, layers) before anything runs
-        _steered_name(parent, direction, layer, grid[-1], operator, units, positions)
+    # Everything that can fail is checked before the parent is measured: the direction and its layers, the
+    # model's blocks and capability (an API model is refused here, before any request), the hidden size.
+    names = [_steered_name(parent, direction, layer, grid[-1], operator, units, positions) for layer in layers]
+    sampler.residual_norm_medians(parent, list(layers))
+    sampler.text_logprobs(names[0], ["Checking the steering."])
 
     base_point = _measure_point(sampler, parent, measure, options)
     base_nll = prose_nll(sampler, parent)
@@ -213,7 +219,8 @@ def steering_sweep(
         rows.append({"parent": parent, "model": name, "layer": layer, "coefficient": coefficient,
                      "operator": operator, "units": units, "measure": measure, "value": point.value,
                      "ci_low": point.ci_low, "ci_high": point.ci_high, "method": point.method, "n": point.n,
-                     "p_answered": point.p_answered, "top_answer": point.top_answer, "wrong_way_share": wrong,
+                     "p_answered": point.p_answered, "unanswered": bool(point.p_answered < ANSWERED_THRESHOLD),
+                     "top_answer": point.top_answer, "top_share": point.top_share, "wrong_way_share": wrong,
                      "n_items": n_items, "prose_nll": guard.prose_nll, "nll_change": guard.nll_change,
                      "kl_neutral": guard.kl_neutral, "damaged": guard.damaged})
     frame = pd.DataFrame(rows, columns=COLUMNS)
@@ -221,6 +228,10 @@ def steering_sweep(
     if frame["damaged"].any():
         notes.append(f"{int(frame['damaged'].sum())} of {len(frame)} points raise prose NLL by more than "
                      f"{threshold:.0%}: their effect is bought with damage")
+    if measure in ("persona", "answers") and frame["unanswered"].any():
+        notes.append(f"{int(frame['unanswered'].sum())} of {len(frame)} points put less than "
+                     f"{ANSWERED_THRESHOLD:.0%} of their mass on the answer options (p_answered; the parent: "
+                     f"{base_point.p_answered:.2f}): their scores are renormalised over what little is left")
     return SteeringSweep(frame, pd.DataFrame(item_rows), parent, direction, measure, _describe(measure, options),
                          operator, units, positions, threshold,
                          {"value": base_point.value, "ci_low": base_point.ci_low, "ci_high": base_point.ci_high,

@@ -169,9 +169,10 @@ def _mark_unanswered(measure_ax: Axes, rows: pd.DataFrame, x: str, colours: dict
     measure is renormalised over the options there and says little."""
     low = rows[optional_column(rows, "p_answered") < ANSWERED_THRESHOLD]
     for i, (_, row) in enumerate(low.iterrows()):
-        measure_ax.plot([row[x]], [row["value"]], marker="o", markersize=6.5, markerfacecolor="white",
+        # A ring around the point (over a damage cross too, which shows through it: both can be true at once).
+        measure_ax.plot([row[x]], [row["value"]], marker="o", markersize=12, markerfacecolor="none",
                         markeredgewidth=1.6, markeredgecolor=colours[_layer_name(int(row["layer"]))],
-                        linestyle="none", zorder=5, label=label if i == 0 else "_nolegend_")
+                        linestyle="none", zorder=7, label=label if i == 0 else "_nolegend_")
     return not low.empty
 
 

@@ -35,6 +35,7 @@ from workbench.backends.hf.sampling import (
     sample_uniforms,
     sampling_distribution,
 )
+from workbench.direction_files import direction_content_hash
 from workbench.errors import ConfigError, WorkbenchError
 from workbench.guarded.chat_template import render_like_transformers
 from workbench.guarded.limits import LimitBreach
@@ -117,6 +118,10 @@ class HFBackend(ActivationMethods, Backend):
                 "transformers": transformers.__version__,
                 "sampling_algorithm": SAMPLING_ALGORITHM,
                 "torch_threads": str(torch.get_num_threads()),
+                # Provenance names the direction (the cache key holds its content hash only).
+                **({"steering": f"{self.spec.steering.describe()}; direction content "
+                                f"{direction_content_hash(self.spec.steering.direction)}"}
+                   if self.spec.steering is not None else {}),
             },
         )
 

@@ -27,7 +27,7 @@ from workbench.backends.hf.hooks import (
     site_module,
 )
 from workbench.backends.hf.passes import forward_pass
-from workbench.direction_files import load_direction
+from workbench.direction_files import direction_content_hash, load_direction
 from workbench.errors import WorkbenchError
 from workbench.types import Activations
 
@@ -42,6 +42,10 @@ NORM_REFERENCE_TEXT = (
     "mill on the river. Children's story time is on Saturday, and the café next door sells tea and soup."
 )
 _NORMS: dict[tuple[str, int], float] = {}
+# text_logprobs and next_token_logprobs read a text as if the model had written it: with steering on
+# `response` positions, every token after the first is steered (else the damage guards of a response-only
+# steering would always read 0 while its continuations fall apart).
+GUARD_RESPONSE_FROM = 1
 
 
 class ActivationMethods:
@@ -60,12 +64,16 @@ class ActivationMethods:
     # -- steering ------------------------------------------------------------------------
 
     def _steering_plan(self, model: Any) -> SteeringPlan | None:
-        """This model's steering edits on a loaded model (None when it is not steered); built once per model."""
+        """This model's steering edits on a loaded model (None when it is not steered).
+
+        Built once per (loaded model, direction content): a direction file replaced in the same session
+        (extract --overwrite) gives a new identity and so must give new vectors, never the old ones."""
         steering = self.spec.steering
         if steering is None:
             return None
         plans = self.__dict__.setdefault("_plans", {})
-        if id(model) not in plans:
+        key = (id(model), direction_content_hash(steering.direction))
+        if key not in plans:
             direction = load_direction(steering.direction)
             check_layers(model, steering.layers)
             hidden = model.get_input_embeddings().weight.shape[1]
@@ -78,8 +86,11 @@ class ActivationMethods:
                 scales = self.residual_norm_medians(list(steering.layers))
             else:
                 scales = {layer: float(vector.norm()) for layer, vector in vectors.items()}
-            plans[id(model)] = build_plan(steering.operator, steering.coefficient, vectors, scales, steering.positions)
-        return plans[id(model)]
+            plans.clear()  # one direction content at a time: an overwritten direction's plans go
+            plans[(id(model), direction.content_hash)] = build_plan(
+                steering.operator, steering.coefficient, vectors, scales, steering.positions)
+            key = (id(model), direction.content_hash)
+        return plans[key]
 
     def _bos_id(self) -> int | None:
         tokenizer = self._tokenizer()
@@ -171,7 +182,7 @@ class ActivationMethods:
             seen: dict[int, torch.Tensor] = {}
             hooks = [(site_module(model, layer, site), _recorder(seen, layer)) for layer in layers]
             response_from = torch.tensor(prompt_lengths[start:start + len(lengths)], device=self.device)
-            with forward_hooks(hooks):
+            with model_lock(model), forward_hooks(hooks):  # the lock first: no other pass may fire our recorders
                 self._pass(model, None, 0, response_from, input_ids=ids, use_cache=False)
             for b, length in enumerate(lengths):
                 n_prompt = prompt_lengths[start + b]
@@ -197,7 +208,7 @@ class ActivationMethods:
         rows = [self.encode_prompt(text) for text in texts]
         result: list[list[float]] = []
         for _, ids, lengths in self._batches(rows, batch_size):
-            logits, _ = self._pass(model, None, 0, ids.shape[1], input_ids=ids, use_cache=False)
+            logits, _ = self._pass(model, None, 0, GUARD_RESPONSE_FROM, input_ids=ids, use_cache=False)
             logprobs = torch.log_softmax(logits.float()[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
             result += [logprobs[b, : length - 1].tolist() for b, length in enumerate(lengths)]
         return result
@@ -210,7 +221,7 @@ class ActivationMethods:
         rows = [self.encode_prompt(text) for text in texts]
         result = []
         for _, ids, lengths in self._batches(rows, batch_size):
-            logits, _ = self._pass(model, None, 0, ids.shape[1], input_ids=ids, use_cache=False)
+            logits, _ = self._pass(model, None, 0, GUARD_RESPONSE_FROM, input_ids=ids, use_cache=False)
             last = logits[torch.arange(len(lengths)), torch.tensor(lengths) - 1].float()
             result.append(torch.log_softmax(last, dim=-1).cpu().numpy())
         return np.concatenate(result)
