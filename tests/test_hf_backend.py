@@ -202,7 +202,8 @@ def test_the_backend_declares_its_capabilities_on_the_one_base_class(embedded_mo
     assert isinstance(backend, Backend) and backend.name == "hf"
     assert backend.cache_version == hf.SAMPLING_ALGORITHM
     assert backend.capabilities() == Capabilities(logprobs=True, score=True, next_token_topk=True,
-                                                  candidate_scoring=True, token_ids=True, remote=False)
+                                                  candidate_scoring=True, token_ids=True, remote=False,
+                                                  activations=True)
 
 
 def test_prepare_says_in_one_line_what_it_did(embedded_models, tmp_path):

@@ -227,7 +227,7 @@ def _write(args: argparse.Namespace, sweep: Any, direction_hash: str, grid: list
     default = exports_dir() / "figures" / f"steer-{slug(f'{sweep.parent}-{sweep.direction}-{sweep.measure}', 80)}"
     stem, formats = figure_formats_for(Path(args.out) if args.out else default, formats)
     fig = steering_sweep_figure(sweep.frame, sweep.measure_label, parent_value=sweep.parent_point.get("value"),
-                                threshold=sweep.threshold, note=" ".join(sweep.notes))
+                                threshold=sweep.threshold, note="; ".join(sweep.notes))
     provenance = {"command": "steer", "parent": sweep.parent, "direction": sweep.direction,
                   "direction_hash": direction_hash, "layers": layers, "coefficients": grid,
                   "operator": sweep.operator, "units": sweep.units, "positions": sweep.positions,

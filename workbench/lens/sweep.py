@@ -127,14 +127,14 @@ def _measure_point(sampler: Sampler, model: str, measure: str, options: dict[str
 
 def _describe(measure: str, options: dict[str, Any]) -> str:
     if measure == "persona":
-        framing = options["framing"] or "the collection's first framing"
+        framing = options["framing"] or "each item's own template"
         items = f", first {options['per_trait']} items per keying" if options["per_trait"] else ""
         return f"{options['trait']} score (exact, {framing}{items})"
     ref = options["prompt"].ref
     if measure == "answers":
         return f"in-space entropy of {ref}'s answers (bits, exact, T={options['temperature']:g})"
     if measure == "keywords":
-        return f"share of continuations of {ref} with {options['label_name']} words (n={options['n']})"
+        return f"share of continuations of {ref} with {options['label_name']} (n={options['n']})"
     return f"share back home after the segues of {ref} (keywords, n={options['n']} per segue)"
 
 
@@ -184,6 +184,11 @@ def steering_sweep(
     if measure == "persona":
         if not trait:
             raise WorkbenchError("the persona measure needs a trait (e.g. self-preservation)")
+        if framing is None:  # named in the label, not "the first": which character answers depends on it
+            from workbench.experiments.personas import persona_items
+
+            framings = list(persona_items(sampler, collection, [trait])[0].collection.framings)
+            options["framing"] = framings[0] if framings else None
     else:
         if prompt is None:
             raise WorkbenchError(f"the {measure} measure needs a library prompt")
@@ -194,7 +199,8 @@ def steering_sweep(
             if labels is None:
                 raise WorkbenchError("the keywords measure needs labels, e.g. attractors/wedding-toast:celebration")
             options["labels"] = _label_set(sampler, labels)
-            options["label_name"] = labels if isinstance(labels, str) else "the given"
+            words = options["labels"].keywords[:3] + options["labels"].regex[:1]
+            options["label_name"] = labels if isinstance(labels, str) else f"words like {', '.join(words)}"
     # Everything that can fail is checked before the parent is measured: the direction and its layers, the
     # model's blocks and capability (an API model is refused here, before any request), the hidden size.
     names = [_steered_name(parent, direction, layer, grid[-1], operator, units, positions) for layer in layers]
