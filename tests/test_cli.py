@@ -234,7 +234,7 @@ def test_each_noun_registers_its_own_commands_next_to_their_code():
 
     commands = {prog.split()[1] for prog, _ in handlers(cli.build_parser())}
     assert commands == {"models", "sample", "compare", "prompts", "figure", "experiment", "persona", "segue", "tree",
-                        "selfchat", "tune", "directions", "steer", "runs", "report", "batches", "demo"}
+                        "selfchat", "tune", "directions", "steer", "divergence", "runs", "report", "batches", "demo"}
     for noun in cli.NOUNS:
         parser = argparse.ArgumentParser()
         noun.register(parser.add_subparsers())

@@ -153,3 +153,19 @@ class Activations:
     token_index: Any
     tokens: list[list[str]]
     batch_size: int
+
+
+@dataclass
+class TextLogprobs:
+    """How a model reads a text after a prompt, token by token (from one forward pass).
+
+    Row t is the text's token t: its logprob given the prompt and the text before it, the model's top
+    alternatives there, and (when asked) the whole next-token distribution that predicted it.
+    """
+
+    token_ids: list[int]
+    tokens: list[str]  # each token's text as it appears in the text (decoded in context)
+    offsets: list[tuple[int, int]]  # [start, end) character span of each token in the text
+    logprobs: list[float]
+    top: list[list[TokenLogprob]]
+    distributions: Any = None  # [tokens, vocabulary] float32 log-probabilities, or None

@@ -27,6 +27,7 @@ from workbench.types import (
     RenderedInput,
     SampleSlot,
     ScoredContinuation,
+    TextLogprobs,
     TokenLogprob,
 )
 
@@ -202,6 +203,10 @@ class Backend:
 
     def next_token_logprobs(self, texts: list[str], batch_size: int) -> Any:
         """[texts, vocabulary] float32 log-probabilities of the token after each text, steering included."""
+        raise self._unsupported(ACTIVATIONS_MISSING)
+
+    def read_text(self, prompt: str, text: str, top_k: int, full: bool) -> TextLogprobs:
+        """Per-token logprobs of a text after a prompt, the top-k alternatives, optionally the whole distributions."""
         raise self._unsupported(ACTIVATIONS_MISSING)
 
     def layer_count(self) -> int:

@@ -16,6 +16,7 @@ from workbench.cli import (
     batches,
     demo,
     directions,
+    divergence,
     experiments,
     figures,
     models,
@@ -32,7 +33,8 @@ from workbench.cli.common import DEBUG_ENV, EXIT_USER_ERROR, OneLineParser, run_
 __all__ = ["EXIT_USER_ERROR", "build_parser", "main"]
 
 # In this order in `workbench --help`.
-NOUNS = (models, sampling, prompts, figures, experiments, tree, tune, directions, steer, runs, report, batches, demo)
+NOUNS = (models, sampling, prompts, figures, experiments, tree, tune, directions, steer, divergence, runs, report,
+         batches, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

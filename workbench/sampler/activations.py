@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from workbench.backends.base import ACTIVATIONS_MISSING
-from workbench.types import Activations
+from workbench.types import Activations, TextLogprobs
 
 if TYPE_CHECKING:
     import numpy as np
@@ -60,3 +60,10 @@ class ActivationQueries:
         """A single token's embedding or unembedding row (float32 [hidden])."""
         return self._call(model, "activations", "cannot " + ACTIVATIONS_MISSING,
                           lambda backend: backend.token_row(token, matrix))
+
+    def read_text(self, model: str | ModelSpec, prompt: str, text: str, top_k: int = 5,
+                  full: bool = False) -> TextLogprobs:
+        """How a local model reads `text` after `prompt`: each token's logprob, its top-k alternatives, and with
+        `full` the whole next-token distributions (float32 [tokens, vocabulary]: 1 MB per token for Gemma)."""
+        return self._call(model, "activations", "cannot " + ACTIVATIONS_MISSING,
+                          lambda backend: backend.read_text(prompt, text, top_k, full))

@@ -29,7 +29,7 @@ from workbench.backends.hf.hooks import (
 from workbench.backends.hf.passes import forward_pass
 from workbench.direction_files import direction_content_hash, load_direction
 from workbench.errors import WorkbenchError
-from workbench.types import Activations
+from workbench.types import Activations, TextLogprobs, TokenLogprob
 
 POSITIONS = ("last", "prompt-mean", "response-mean", "every")
 # The fixed text whose median residual norm per layer is the unit of steering coefficients (median-norm units).
@@ -214,6 +214,27 @@ class ActivationMethods:
         return result
 
     @torch.inference_mode()
+    def read_text(self, prompt: str, text: str, top_k: int, full: bool) -> TextLogprobs:
+        """Per-token logprobs of `text` after `prompt` (one float32 pass; steering on the text as a response),
+        the top-k alternatives at each token, and with `full` the whole distributions [tokens, vocabulary]."""
+        self.calls += 1
+        model = self._scoring_model()
+        tokenizer = self._tokenizer()
+        prompt_ids = self.encode_prompt(prompt)
+        ids = self._continuation_ids(prompt, prompt_ids, text)
+        if not ids:
+            raise WorkbenchError("the text tokenised to nothing; give some text")
+        logits, _ = self._pass(model, None, 0, len(prompt_ids), use_cache=False,
+                               input_ids=torch.tensor([prompt_ids + ids], device=self.device))
+        logprobs = torch.log_softmax(logits[0, len(prompt_ids) - 1: -1].float(), dim=-1)  # [len(ids), V]
+        picked = logprobs.gather(-1, torch.tensor(ids, device=self.device)[:, None])[:, 0].tolist()
+        values, top_ids = torch.topk(logprobs, top_k, dim=-1)
+        top = [[TokenLogprob(int(t), tokenizer.decode([int(t)]), float(v)) for t, v in zip(row_ids, row_values)]
+               for row_ids, row_values in zip(top_ids.tolist(), values.tolist(), strict=True)]
+        pieces, spans = token_offsets(tokenizer, prompt_ids, ids, text)
+        return TextLogprobs(ids, pieces, spans, picked, top, logprobs.cpu().numpy() if full else None)
+
+    @torch.inference_mode()
     def next_token_logprobs(self, texts: list[str], batch_size: int) -> np.ndarray:
         """[texts, vocabulary] float32 log-probabilities of the next token after each text (steered if it is)."""
         self.calls += 1
@@ -225,6 +246,23 @@ class ActivationMethods:
             last = logits[torch.arange(len(lengths)), torch.tensor(lengths) - 1].float()
             result.append(torch.log_softmax(last, dim=-1).cpu().numpy())
         return np.concatenate(result)
+
+
+def token_offsets(tokenizer: Any, prefix_ids: list[int], ids: list[int],
+                  text: str) -> tuple[list[str], list[tuple[int, int]]]:
+    """Each token's text and [start, end) span in `text`, decoded in context (a token decoded alone can lose a
+    leading space or split a multi-byte character); spans are clipped to the text."""
+    prefix_ids = prefix_ids[-8:]  # a few tokens of left context are enough for the tokenizer's boundary rules
+    before = tokenizer.decode(prefix_ids, skip_special_tokens=False)
+    pieces, spans, previous = [], [], 0
+    for i in range(len(ids)):
+        decoded = tokenizer.decode(prefix_ids + ids[: i + 1], skip_special_tokens=False)
+        end = len(decoded) - len(before) if decoded.startswith(before) else previous
+        end = max(previous, min(end, len(text)))
+        pieces.append(text[previous:end])
+        spans.append((previous, end))
+        previous = end
+    return pieces, spans
 
 
 def _recorder(seen: dict[int, torch.Tensor], layer: int):
