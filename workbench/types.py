@@ -153,6 +153,7 @@ class Activations:
     token_index: Any
     tokens: list[list[str]]
     batch_size: int
+    prompt_lengths: list[int] = field(default_factory=list)  # tokens of each item's prompt (BOS included)
 
 
 @dataclass

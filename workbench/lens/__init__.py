@@ -17,7 +17,10 @@ from workbench.lens.directions import (
     trait_contrast_sets,
     vector_from_sets,
 )
+from workbench.lens.divergence import divergent_tokens, run_divergence, text_divergence, top_positions
 from workbench.lens.guards import DAMAGE_THRESHOLD, NEUTRAL_PROMPTS, PROSE, Damage, damage, neutral_kl, prose_nll
+from workbench.lens.probes import Probe, ProbeSweep, first_passing, load_probe, probe_sweep, read_probe, save_probe
+from workbench.lens.story_sets import story_endings
 from workbench.lens.sweep import MEASURES, SteeringSweep, steering_sweep
 
 __all__ = [
@@ -27,16 +30,28 @@ __all__ = [
     "NEUTRAL_PROMPTS",
     "PROSE",
     "Damage",
+    "Probe",
+    "ProbeSweep",
     "SteeringSweep",
     "contrast_direction",
     "cosine",
     "damage",
+    "divergent_tokens",
+    "first_passing",
+    "load_probe",
     "model_diff_direction",
     "neutral_kl",
+    "probe_sweep",
     "prose_nll",
+    "read_probe",
+    "run_divergence",
+    "save_probe",
     "steering_sweep",
+    "story_endings",
     "system_prompt_sets",
+    "text_divergence",
     "token_direction",
+    "top_positions",
     "trait_contrast_sets",
     "vector_from_sets",
 ]

@@ -198,7 +198,7 @@ class ActivationMethods:
                 token_index += picks if positions in ("every", "last") else [-1]
         tokens = [[tokenizer.decode([t]) for t in row] for row in rows]
         return Activations(list(layers), site, positions, {layer: np.concatenate(out[layer]) for layer in layers},
-                           np.array(item_index), np.array(token_index), tokens, batch_size)
+                           np.array(item_index), np.array(token_index), tokens, batch_size, prompt_lengths)
 
     @torch.inference_mode()
     def text_logprobs(self, texts: list[str], batch_size: int) -> list[list[float]]:
