@@ -362,3 +362,16 @@ def test_the_hook_path_itself_is_exact_and_overwritten_directions_and_response_s
 
     guard = damage(lens, BASE, "gemma-3-270m@wedding-embedding@L1@add0.05@pos-response")
     assert guard.damaged and guard.nll_change > 0.10
+
+
+def test_the_answers_and_segue_measures_fill_their_columns(lens):
+    answers = steering_sweep(lens, BASE, "wedding-embedding", [1], [0.01], "answers",
+                             "mode-collapse/random-number-completion")
+    row = answers.frame.iloc[0]
+    assert row["method"] == "exact" and 0 <= row["value"] <= np.log2(100)
+    assert 0 < row["p_answered"] <= 1 and 0 < row["top_share"] <= 1 and row["top_answer"]
+    assert bool(row["unanswered"]) == (row["p_answered"] < 0.5)
+    segue = steering_sweep(lens, BASE, "wedding-embedding", [1], [0.01], "segue", "attractors/wedding-toast", n=2,
+                           max_tokens=6)
+    row = segue.frame.iloc[0]
+    assert row["method"] == "sampled" and row["n"] == 6 and row["ci_low"] <= row["value"] <= row["ci_high"]
