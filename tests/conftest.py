@@ -68,6 +68,17 @@ def sampler(embedded_models, fresh_store):
     s.store.close()
 
 
+@pytest.fixture(scope="module")
+def module_sampler(embedded_models, tmp_path_factory):
+    """One quiet Sampler per test module on its own store: what the module samples and scores is cached
+    across its tests (the lens modules share steered models, captures and runs this way)."""
+    from workbench.sampler import Sampler
+
+    s = Sampler(tmp_path_factory.mktemp("module-store") / "store.sqlite", progress=False)
+    yield s
+    s.close()
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300):
     """Run the installed `workbench` command in a fresh process."""
     import subprocess

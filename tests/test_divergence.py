@@ -25,12 +25,8 @@ WEDDING = "gemma-3-270m-wedding-attractor"
 
 
 @pytest.fixture(scope="module")
-def reader(embedded_models, tmp_path_factory):
-    from workbench.sampler import Sampler
-
-    sampler = Sampler(tmp_path_factory.mktemp("divergence") / "store.sqlite", progress=False)
-    yield sampler
-    sampler.close()
+def reader(module_sampler):
+    return module_sampler
 
 
 def test_per_token_rows_match_the_models_own_scores_and_kl_is_a_divergence(reader):

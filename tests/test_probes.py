@@ -17,12 +17,8 @@ BASE = "gemma-3-270m"
 
 
 @pytest.fixture(scope="module")
-def prober(embedded_models, tmp_path_factory):
-    from workbench.sampler import Sampler
-
-    sampler = Sampler(tmp_path_factory.mktemp("probes") / "store.sqlite", progress=False)
-    yield sampler
-    sampler.close()
+def prober(module_sampler):
+    return module_sampler
 
 
 def test_a_probe_sweep_chooses_on_validation_reports_on_test_and_reads_token_by_token(prober):

@@ -37,15 +37,11 @@ TEXTS = ["The cat sat on the mat and looked out of the window.", "Hello there, f
 
 
 @pytest.fixture(scope="module")
-def lens(embedded_models, tmp_path_factory):
-    """One Sampler for the module (its own store: steered samples are cached across tests) and the
-    directions every test shares, extracted once."""
-    from workbench.sampler import Sampler
-
-    sampler = Sampler(tmp_path_factory.mktemp("steering") / "store.sqlite", progress=False)
-    save_direction(token_direction(sampler, BASE, " wedding", "wedding-embedding"), overwrite=True)
-    yield sampler
-    sampler.close()
+def lens(module_sampler):
+    """The module's Sampler (steered samples are cached across tests) and the direction every test shares,
+    extracted once."""
+    save_direction(token_direction(module_sampler, BASE, " wedding", "wedding-embedding"), overwrite=True)
+    return module_sampler
 
 
 def _hooks_on(sampler, model: str) -> set[tuple[int, int]]:
